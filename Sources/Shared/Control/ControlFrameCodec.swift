@@ -1,0 +1,184 @@
+import NIOCore
+
+/// The control protocol's framing: `length: u32 BE` (bytes after it) · `version: u8` · `kind: u8` · payload.
+///
+/// Strings are `u32 BE` length + UTF-8; integers are big-endian. A frame of an unknown version or kind,
+/// or one that does not parse, is a protocol error and the channel is closed: both ends come from one build,
+/// so garbage means corruption, not an older peer worth talking to.
+public enum ControlFrame {
+    public static let version: UInt8 = 1
+    /// Large enough for the stats of a worker with a few hundred thousand topics.
+    public static let maximumLength = 32 * 1024 * 1024
+
+    enum Kind: UInt8 {
+        case hello = 1, stats = 2, pong = 3, publish = 16, ping = 17, shutdown = 18
+    }
+    enum TargetKind: UInt8 {
+        case everyone = 0, topic = 1, user = 2
+    }
+
+    /// Appends `message` as one frame to `buffer`.
+    public static func encode(_ message: ControlMessage, into buffer: inout ByteBuffer) {
+        let lengthIndex = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(version)
+        switch message {
+        case .hello(let hello):
+            buffer.writeInteger(Kind.hello.rawValue)
+            buffer.writeInteger(UInt32(hello.shard))
+            buffer.writeInteger(hello.pid)
+        case .stats(let stats):
+            buffer.writeInteger(Kind.stats.rawValue)
+            buffer.writeInteger(UInt32(stats.clients))
+            buffer.writeInteger(UInt32(stats.topics.count))
+            for (topic, count) in stats.topics {
+                writeString(topic, into: &buffer)
+                buffer.writeInteger(UInt32(count))
+            }
+        case .pong(let nonce):
+            buffer.writeInteger(Kind.pong.rawValue)
+            buffer.writeInteger(nonce)
+        case .publish(let command):
+            buffer.writeInteger(Kind.publish.rawValue)
+            switch command.target {
+            case .everyone:
+                buffer.writeInteger(TargetKind.everyone.rawValue)
+            case .topic(let topic):
+                buffer.writeInteger(TargetKind.topic.rawValue)
+                writeString(topic, into: &buffer)
+            case .user(let user):
+                buffer.writeInteger(TargetKind.user.rawValue)
+                writeString(user, into: &buffer)
+            }
+            writeString(command.event, into: &buffer)
+            writeString(command.data, into: &buffer)
+        case .ping(let nonce):
+            buffer.writeInteger(Kind.ping.rawValue)
+            buffer.writeInteger(nonce)
+        case .shutdown:
+            buffer.writeInteger(Kind.shutdown.rawValue)
+        }
+        buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
+    }
+
+    /// Takes one whole frame off the front of `buffer`; nil (and `buffer` untouched) until one has fully arrived.
+    public static func decode(from buffer: inout ByteBuffer) throws(ControlProtocolError) -> ControlMessage? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard length >= 2, length <= maximumLength else {
+            throw ControlProtocolError(.badLength, "frame length \(length)")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        var frame = buffer.readSlice(length: Int(length))!
+        let frameVersion: UInt8 = frame.readInteger()!
+        guard frameVersion == version else {
+            throw ControlProtocolError(.unsupportedVersion, "version \(frameVersion), expected \(version)")
+        }
+        let rawKind: UInt8 = frame.readInteger()!
+        guard let kind = Kind(rawValue: rawKind) else {
+            throw ControlProtocolError(.unknownKind, "kind \(rawKind)")
+        }
+        let message = try decodeBody(kind, from: &frame)
+        guard frame.readableBytes == 0 else {
+            throw ControlProtocolError(.malformed, "\(frame.readableBytes) bytes left over in a \(kind) frame")
+        }
+        return message
+    }
+
+    private static func decodeBody(_ kind: Kind, from frame: inout ByteBuffer) throws(ControlProtocolError) -> ControlMessage {
+        switch kind {
+        case .hello:
+            return .hello(WorkerHello(shard: Int(try read(UInt32.self, &frame)), pid: try read(Int32.self, &frame)))
+        case .stats:
+            let clients = Int(try read(UInt32.self, &frame))
+            let count = Int(try read(UInt32.self, &frame))
+            guard count <= frame.readableBytes / 8 else { throw ControlProtocolError(.malformed, "topic count \(count)") }
+            var topics: [String: Int] = [:]
+            topics.reserveCapacity(count)
+            for _ in 0..<count {
+                let topic = try readString(&frame)
+                topics[topic] = Int(try read(UInt32.self, &frame))
+            }
+            return .stats(WorkerStats(clients: clients, topics: topics))
+        case .pong:
+            return .pong(try read(UInt64.self, &frame))
+        case .publish:
+            let rawTarget = try read(UInt8.self, &frame)
+            let target: PublishTarget
+            switch TargetKind(rawValue: rawTarget) {
+            case .everyone: target = .everyone
+            case .topic: target = .topic(try readString(&frame))
+            case .user: target = .user(try readString(&frame))
+            case nil: throw ControlProtocolError(.malformed, "publish target \(rawTarget)")
+            }
+            let event = try readString(&frame)
+            let data = try readString(&frame)
+            return .publish(PublishCommand(target: target, event: event, data: data))
+        case .ping:
+            return .ping(try read(UInt64.self, &frame))
+        case .shutdown:
+            return .shutdown
+        }
+    }
+
+    private static func writeString(_ string: String, into buffer: inout ByteBuffer) {
+        let lengthIndex = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        let written = buffer.writeString(string)
+        buffer.setInteger(UInt32(written), at: lengthIndex)
+    }
+
+    private static func read<T: FixedWidthInteger>(_: T.Type, _ frame: inout ByteBuffer) throws(ControlProtocolError) -> T {
+        guard let value = frame.readInteger(as: T.self) else { throw ControlProtocolError(.malformed, "frame cut short") }
+        return value
+    }
+
+    private static func readString(_ frame: inout ByteBuffer) throws(ControlProtocolError) -> String {
+        let length = Int(try read(UInt32.self, &frame))
+        guard let string = frame.readString(length: length) else {
+            throw ControlProtocolError(.malformed, "string of \(length) bytes cut short")
+        }
+        return string
+    }
+}
+
+/// A control frame that could not be understood; the channel carrying it is closed.
+public struct ControlProtocolError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        case badLength = "control.bad-length"
+        case unsupportedVersion = "control.unsupported-version"
+        case unknownKind = "control.unknown-kind"
+        case malformed = "control.malformed"
+    }
+    public let code: Code
+    public let detail: String
+
+    init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "\(code.rawValue): \(detail)" }
+}
+
+/// Splits the control byte stream into `ControlMessage`s.
+public struct ControlFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = ControlMessage
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let message = try ControlFrame.decode(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(message))
+        return .continue
+    }
+}
+
+/// Writes `ControlMessage`s as frames.
+public struct ControlFrameEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = ControlMessage
+    public init() {}
+
+    public func encode(data: ControlMessage, out: inout ByteBuffer) throws {
+        ControlFrame.encode(data, into: &out)
+    }
+}

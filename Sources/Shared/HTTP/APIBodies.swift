@@ -1,0 +1,74 @@
+/// JSON bodies of the HTTP API.
+public struct FailureBody: Codable, Sendable, Equatable {
+    public var success = false
+    public var msg: String
+
+    public init(msg: String) { self.msg = msg }
+}
+
+public struct TopicsRequest: Decodable, Sendable {
+    public var topics: [String]
+}
+
+public struct TopicsResponse: Codable, Sendable, Equatable {
+    public var success = true
+    public var msg: String
+    public var topics: [String]
+
+    public init(msg: String, topics: [String]) {
+        self.msg = msg
+        self.topics = topics
+    }
+}
+
+public struct SuccessBody: Codable, Sendable, Equatable {
+    public var success = true
+    public init() {}
+}
+
+public struct ConnectedEventData: Codable, Sendable, Equatable {
+    public var message = "Connected to SSE stream"
+    public var userId: String
+
+    public init(userId: String) { self.userId = userId }
+}
+
+public struct StatsBody: Codable, Sendable, Equatable {
+    public var totalClients: Int
+    public var totalTopics: Int
+    public var topics: [String: Int]
+
+    public init(_ stats: WorkerStats) {
+        totalClients = stats.clients
+        totalTopics = stats.topics.count
+        topics = stats.topics
+    }
+}
+
+/// A client error with its HTTP status and message, answered as `{"success":false,"msg":...}`.
+public struct APIError: Error, Sendable, Equatable {
+    public var status: Int
+    public var message: String
+    /// The `Allow` header of a 405.
+    public var allow: String?
+
+    public init(status: Int, _ message: String, allow: String? = nil) {
+        self.status = status
+        self.message = message
+        self.allow = allow
+    }
+
+    public static let malformedJSON = APIError(status: 400, "Malformed JSON body")
+    public static let bodyTooLarge = APIError(status: 413, "Request body over 64 KiB")
+    public static let notFound = APIError(status: 404, "Not found")
+    public static let invalidTopics = APIError(
+        status: 400, "topics must be an array of at most 100 names of 1-128 characters [A-Za-z0-9_.:-]")
+
+    public static func methodNotAllowed(_ route: APIRoute) -> APIError {
+        APIError(status: 405, "Method not allowed (use \(route.method.rawValue))", allow: route.method.rawValue)
+    }
+
+    public init(_ failure: AuthFailure) {
+        self.init(status: failure.status, failure.message)
+    }
+}

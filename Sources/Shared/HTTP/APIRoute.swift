@@ -1,0 +1,45 @@
+import NIOHTTP1
+
+/// The HTTP API, shared by the supervisor (which routes) and the workers (which check what they were handed).
+public enum APIRoute: String, Sendable, CaseIterable {
+    case stream = "/api/sse/stream"
+    case subscribe = "/api/sse/subscribe"
+    case unsubscribe = "/api/sse/unsubscribe"
+    case publish = "/api/sse/publish"
+    case stats = "/api/sse/stats"
+    case health = "/api/health"
+
+    public var method: HTTPMethod {
+        switch self {
+        case .stream, .stats, .health: .GET
+        case .subscribe, .unsubscribe, .publish: .POST
+        }
+    }
+
+    /// The worker that serves this route for a user, rather than the supervisor.
+    public var handoffRoute: HandoffRoute? {
+        switch self {
+        case .stream: .stream
+        case .subscribe: .subscribe
+        case .unsubscribe: .unsubscribe
+        case .publish, .stats, .health: nil
+        }
+    }
+
+    public enum Resolution: Sendable, Equatable {
+        case route(APIRoute)
+        /// CORS preflight for a known path.
+        case preflight(APIRoute)
+        case methodNotAllowed(APIRoute)
+        case notFound
+    }
+
+    /// Matches a request target (path, optionally with a query) and method.
+    public static func resolve(method: HTTPMethod, target: String) -> Resolution {
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        guard let route = APIRoute(rawValue: path) else { return .notFound }
+        if method == route.method || (method == .HEAD && route.method == .GET && route != .stream) { return .route(route) }
+        if method == .OPTIONS { return .preflight(route) }
+        return .methodNotAllowed(route)
+    }
+}

@@ -1,0 +1,28 @@
+import NIOHTTP1
+
+/// Cross-origin access for browsers, from `--cors-origin` (repeatable; `*` allows any). Empty: no CORS headers at all.
+public struct CORSPolicy: Sendable, Equatable {
+    public var allowedOrigins: [String]
+
+    public init(allowedOrigins: [String]) { self.allowedOrigins = allowedOrigins }
+
+    public var isEnabled: Bool { !allowedOrigins.isEmpty }
+
+    public static let allowedRequestHeaders = "Authorization, x-auth-token, Content-Type, Last-Event-ID"
+
+    /// The headers every API response carries for a request from `origin`.
+    public func responseHeaders(origin: String?) -> [(String, String)] {
+        if allowedOrigins.contains("*") { return [("Access-Control-Allow-Origin", "*")] }
+        guard let origin, allowedOrigins.contains(origin) else { return isEnabled ? [("Vary", "Origin")] : [] }
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    }
+
+    /// The extra headers of a `204` answer to a preflight `OPTIONS` request.
+    public func preflightHeaders(origin: String?, route: APIRoute) -> [(String, String)] {
+        responseHeaders(origin: origin) + [
+            ("Access-Control-Allow-Methods", "\(route.method.rawValue), OPTIONS"),
+            ("Access-Control-Allow-Headers", Self.allowedRequestHeaders),
+            ("Access-Control-Max-Age", "600"),
+        ]
+    }
+}

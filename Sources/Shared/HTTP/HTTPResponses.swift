@@ -1,0 +1,74 @@
+import NIOCore
+import NIOHTTP1
+
+/// Writing whole API responses on a NIO HTTP/1 server pipeline, the same way in the supervisor and the workers.
+///
+/// Every non-stream response closes its connection afterwards: a connection reaches a worker for one
+/// request only, so a pooled connection can never carry a second user's request to the wrong shard.
+public struct HTTPResponses {
+    public var cors: CORSPolicy
+
+    public init(cors: CORSPolicy) { self.cors = cors }
+
+    public func json(
+        _ body: some Encodable, status: HTTPResponseStatus = .ok, origin: String?,
+        extraHeaders: [(String, String)] = [], context: ChannelHandlerContext
+    ) {
+        var buffer = context.channel.allocator.buffer(capacity: 128)
+        buffer.writeString(HubJSON.encode(body))
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(buffer.readableBytes))
+        headers.add(name: "Connection", value: "close")
+        headers.add(contentsOf: cors.responseHeaders(origin: origin) + extraHeaders)
+        write(status: status, headers: headers, body: buffer, context: context)
+    }
+
+    public func error(_ error: APIError, origin: String?, context: ChannelHandlerContext) {
+        let status = HTTPResponseStatus(statusCode: error.status)
+        var extra: [(String, String)] = []
+        if let allow = error.allow { extra.append(("Allow", allow)) }
+        json(FailureBody(msg: error.message), status: status, origin: origin, extraHeaders: extra, context: context)
+    }
+
+    public func preflight(route: APIRoute, origin: String?, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Length", value: "0")
+        headers.add(name: "Connection", value: "close")
+        headers.add(contentsOf: cors.preflightHeaders(origin: origin, route: route))
+        write(status: .noContent, headers: headers, body: nil, context: context)
+    }
+
+    private func write(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?, context: ChannelHandlerContext) {
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if let body {
+            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
+        }
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).assumeIsolated().whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// Collects a request body up to a limit; past it the request is answered 413.
+public struct BodyCollector: Sendable {
+    public static let defaultLimit = 64 * 1024
+    public let limit: Int
+    public private(set) var body = ByteBuffer()
+    public private(set) var overflowed = false
+
+    public init(limit: Int = defaultLimit) { self.limit = limit }
+
+    public mutating func append(_ chunk: ByteBuffer) {
+        guard !overflowed else { return }
+        if body.readableBytes + chunk.readableBytes > limit {
+            overflowed = true
+            body = ByteBuffer()
+        } else {
+            var chunk = chunk
+            body.writeBuffer(&chunk)
+        }
+    }
+}

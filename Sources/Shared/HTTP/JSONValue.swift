@@ -1,0 +1,68 @@
+import Foundation
+
+/// Any JSON value, decoded with Foundation's `JSONDecoder` and written back compactly: publish data is
+/// relayed, not interpreted, and must reach clients as one line of JSON.
+public indirect enum JSONValue: Codable, Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int64.self) {
+            self = .integer(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .integer(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// The string, or integer as a string; nil for any other kind.
+    public var idString: String? {
+        switch self {
+        case .string(let value) where !value.isEmpty: value
+        case .integer(let value): String(value)
+        default: nil
+        }
+    }
+}
+
+/// The project's JSON coders: compact, with `/` left unescaped (as `JSON.stringify` writes it).
+public enum HubJSON {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        return encoder
+    }
+
+    public static func encode(_ value: some Encodable) -> String {
+        // Encoding these types cannot fail: no non-finite floats ever get in (the decoder refuses them).
+        String(decoding: (try? encoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+}

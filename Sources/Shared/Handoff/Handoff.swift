@@ -1,0 +1,51 @@
+import NIOCore
+
+/// Which request a handed-over connection carries. The worker checks its own parse of the request against it.
+public enum HandoffRoute: UInt8, Sendable, CaseIterable {
+    case stream = 1
+    case subscribe = 2
+    case unsubscribe = 3
+}
+
+/// What the supervisor learned about a connection before handing it to a worker, sent with its descriptor.
+///
+/// The worker trusts `userID`: the supervisor verified the request's token, and the worker serves only
+/// that one request on the connection, so a later request for another user can never reach it.
+public struct Handoff: Sendable, Hashable {
+    public static let version: UInt8 = 1
+
+    public var route: HandoffRoute
+    public var userID: String
+    /// The token's `exp` (seconds since 1970), if it has one.
+    public var tokenExpiry: Int64?
+
+    public init(route: HandoffRoute, userID: String, tokenExpiry: Int64?) {
+        self.route = route
+        self.userID = userID
+        self.tokenExpiry = tokenExpiry
+    }
+
+    /// `version: u8` · `route: u8` · `expiry: i64 BE` (−1: none) · `userID` (UTF-8, the rest).
+    public func encoded() -> [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(Self.version)
+        buffer.writeInteger(route.rawValue)
+        buffer.writeInteger(tokenExpiry ?? -1)
+        buffer.writeString(userID)
+        return Array(buffer.readableBytesView)
+    }
+
+    public init(decoding bytes: [UInt8]) throws(ControlProtocolError) {
+        var buffer = ByteBuffer(bytes: bytes)
+        guard let version = buffer.readInteger(as: UInt8.self), version == Self.version else {
+            throw ControlProtocolError(.unsupportedVersion, "hand-off of version \(bytes.first.map(String.init) ?? "none")")
+        }
+        guard let rawRoute = buffer.readInteger(as: UInt8.self), let route = HandoffRoute(rawValue: rawRoute),
+            let expiry = buffer.readInteger(as: Int64.self),
+            let userID = buffer.readString(length: buffer.readableBytes), !userID.isEmpty
+        else {
+            throw ControlProtocolError(.malformed, "hand-off of \(bytes.count) bytes")
+        }
+        self.init(route: route, userID: userID, tokenExpiry: expiry < 0 ? nil : expiry)
+    }
+}

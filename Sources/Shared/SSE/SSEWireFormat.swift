@@ -1,0 +1,69 @@
+import NIOCore
+
+/// The `text/event-stream` wire format (WHATWG HTML, "Server-sent events").
+public enum SSEWireFormat {
+    /// `event: <name>\ndata: <line>\n…\n\n`. `data` is split on line breaks so every line stays a `data:` field:
+    /// compact JSON never has one, but raw text might, and an unsplit newline would end the field early.
+    public static func event(_ name: String, data: String, id: String? = nil, into buffer: inout ByteBuffer) {
+        if let id {
+            buffer.writeStaticString("id: ")
+            buffer.writeString(id)
+            buffer.writeStaticString("\n")
+        }
+        buffer.writeStaticString("event: ")
+        buffer.writeString(name)
+        buffer.writeStaticString("\n")
+        var sawLine = false
+        for line in data.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            buffer.writeStaticString("data: ")
+            buffer.writeSubstring(line)
+            buffer.writeStaticString("\n")
+            sawLine = true
+        }
+        if !sawLine { buffer.writeStaticString("data: \n") }
+        buffer.writeStaticString("\n")
+    }
+
+    public static func event(_ name: String, data: String, id: String? = nil) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(name.utf8.count + data.utf8.count + 24)
+        event(name, data: data, id: id, into: &buffer)
+        return buffer
+    }
+
+    /// A comment line, which clients ignore: used to keep idle connections open through proxies.
+    public static func comment(_ text: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeStaticString(":")
+        buffer.writeString(text)
+        buffer.writeStaticString("\n\n")
+        return buffer
+    }
+
+    public static let heartbeat = comment("heartbeat")
+}
+
+/// Names that travel in SSE fields and URLs: a restricted alphabet keeps them safe in both.
+public enum HubName {
+    public static let maximumEventLength = 64
+    public static let maximumTopicLength = 128
+
+    public static func isValidEvent(_ name: String) -> Bool { isValid(name, maximumLength: maximumEventLength) }
+    public static func isValidTopic(_ name: String) -> Bool { isValid(name, maximumLength: maximumTopicLength) }
+
+    /// 1…`maximumLength` characters of `[A-Za-z0-9_.:-]`.
+    static func isValid(_ name: String, maximumLength: Int) -> Bool {
+        let bytes = name.utf8
+        guard !bytes.isEmpty, bytes.count <= maximumLength else { return false }
+        return bytes.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: ":"), UInt8(ascii: "-"):
+                true
+            default:
+                false
+            }
+        }
+    }
+}

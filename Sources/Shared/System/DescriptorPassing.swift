@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// Sends and receives one file descriptor with a small payload over an `AF_UNIX` socket,
+/// as `SCM_RIGHTS` ancillary data: the one transport SwiftNIO does not offer.
+///
+/// Used on `SOCK_SEQPACKET` pairs, so each payload arrives whole with its descriptor.
+public enum DescriptorPassing {
+    /// The largest payload a message may carry; longer ones are refused by both sides.
+    public static let maximumPayload = 64 * 1024
+
+    /// `CMSG_ALIGN`, `CMSG_SPACE` and `CMSG_LEN`: C macros that do not import into Swift.
+    static func controlAlign(_ length: Int) -> Int {
+        let alignment = MemoryLayout<Int>.size
+        return (length + alignment - 1) & ~(alignment - 1)
+    }
+    static let controlHeaderSize = controlAlign(MemoryLayout<cmsghdr>.size)
+    static let controlSpace = controlHeaderSize + controlAlign(MemoryLayout<CInt>.size)
+    static let controlLength = controlHeaderSize + MemoryLayout<CInt>.size
+
+    /// `sendmsg(2)` with one `SCM_RIGHTS` descriptor. The caller still owns `descriptor` afterwards
+    /// (the receiver gets its own copy) and normally closes it at once.
+    /// Throws `Errno.wouldBlock` when the socket is non-blocking and its buffer is full.
+    public static func send(descriptor: CInt, payload: [UInt8], over socket: CInt) throws(Errno) {
+        precondition(payload.count <= maximumPayload, "descriptor payload over \(maximumPayload) bytes")
+        var control = [UInt8](repeating: 0, count: controlSpace)
+        var payload = payload.isEmpty ? [0] : payload  // a zero-length message cannot carry ancillary data
+        let sent = try Syscall.retryingEINTR("sendmsg") {
+            payload.withUnsafeMutableBytes { payloadBytes in
+            control.withUnsafeMutableBytes { controlBytes in
+                let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                header.pointee.cmsg_len = controlLength
+                header.pointee.cmsg_level = SOL_SOCKET
+                header.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                controlBytes.storeBytes(of: descriptor, toByteOffset: controlHeaderSize, as: CInt.self)
+                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlBytes.baseAddress
+                    message.msg_controllen = controlBytes.count
+                    return sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
+                }
+            }
+            }
+        }
+        precondition(sent == payload.count, "sendmsg on a SOCK_SEQPACKET socket wrote part of a message")
+    }
+
+    /// One message taken off the socket: the payload and the descriptor that came with it, if any.
+    /// The caller owns `descriptor` and must close or adopt it.
+    public struct Received: Sendable {
+        public var payload: [UInt8]
+        public var descriptor: CInt?
+    }
+
+    /// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`. Returns nil at end of stream (the peer closed).
+    /// Extra descriptors, or a message cut short, are closed and reported as `Errno.messageTooLong`.
+    public static func receive(from socket: CInt) throws(Errno) -> Received? {
+        var payload = [UInt8](repeating: 0, count: maximumPayload)
+        // Room for several descriptors, so that a misbehaving sender's extras are received (and closed), not leaked.
+        var control = [UInt8](repeating: 0, count: controlHeaderSize + controlAlign(16 * MemoryLayout<CInt>.size))
+        var flags: CInt = 0
+        let count = try Syscall.retryingEINTR("recvmsg") {
+            payload.withUnsafeMutableBytes { payloadBytes in
+            control.withUnsafeMutableBytes { controlBytes in
+                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlBytes.baseAddress
+                    message.msg_controllen = controlBytes.count
+                    let received = recvmsg(socket, &message, Int32(MSG_CMSG_CLOEXEC))
+                    flags = message.msg_flags
+                    return received
+                }
+            }
+            }
+        }
+        let descriptors = parseDescriptors(control)
+        if count == 0 && descriptors.isEmpty { return nil }
+        if flags & Int32(MSG_TRUNC | MSG_CTRUNC) != 0 || descriptors.count > 1 {
+            descriptors.forEach(Syscall.close)
+            throw .messageTooLong
+        }
+        payload.removeSubrange(count...)
+        return Received(payload: payload, descriptor: descriptors.first)
+    }
+
+    /// Walks the control buffer's `cmsghdr`s (`CMSG_FIRSTHDR`/`CMSG_NXTHDR`) collecting `SCM_RIGHTS` descriptors.
+    static func parseDescriptors(_ control: [UInt8]) -> [CInt] {
+        var descriptors: [CInt] = []
+        control.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset + controlHeaderSize <= bytes.count {
+                let length = bytes.load(fromByteOffset: offset, as: Int.self)
+                guard length >= controlHeaderSize, offset + length <= bytes.count else { break }
+                let level = bytes.load(fromByteOffset: offset + MemoryLayout<Int>.size, as: CInt.self)
+                let type = bytes.load(fromByteOffset: offset + MemoryLayout<Int>.size + MemoryLayout<CInt>.size, as: CInt.self)
+                if level == SOL_SOCKET && type == Int32(SCM_RIGHTS) {
+                    let dataLength = length - controlHeaderSize
+                    for index in 0..<(dataLength / MemoryLayout<CInt>.size) {
+                        descriptors.append(bytes.load(fromByteOffset: offset + controlHeaderSize + index * MemoryLayout<CInt>.size, as: CInt.self))
+                    }
+                }
+                offset += controlAlign(length)
+            }
+        }
+        return descriptors
+    }
+}

@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import SystemPackage
+
+/// Listening TCP sockets the supervisor binds itself when systemd passed none.
+public enum ListeningSocket {
+    /// `socket(2)`, `setsockopt(SO_REUSEADDR)`, `bind(2)` and `listen(2)` on `address`;
+    /// the socket is non-blocking and close-on-exec.
+    public static func bind(_ address: SocketAddress, backlog: CInt = 4096) throws -> CInt {
+        let family: CInt
+        switch address {
+        case .v4: family = AF_INET
+        case .v6: family = AF_INET6
+        case .unixDomainSocket: family = AF_UNIX
+        }
+        let fd = try Syscall.retryingEINTR("socket") {
+            socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        }
+        do {
+            if family != AF_UNIX {
+                var one: CInt = 1
+                _ = try Syscall.retryingEINTR("setsockopt") {
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+                }
+            }
+            _ = try address.withSockAddr { pointer, length in
+                try Syscall.retryingEINTR("bind") { Glibc.bind(fd, pointer, socklen_t(length)) }
+            }
+            _ = try Syscall.retryingEINTR("listen") { listen(fd, backlog) }
+            return fd
+        } catch {
+            Syscall.close(fd)
+            throw error
+        }
+    }
+
+    /// `getsockname(2)`: the address a listening socket is bound to (to learn an ephemeral port).
+    public static func localAddress(of fd: CInt) throws -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try withUnsafeMutablePointer(to: &storage) { pointer throws(Errno) -> CInt in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address throws(Errno) -> CInt in
+                try Syscall.retryingEINTR("getsockname") { getsockname(fd, address, &length) }
+            }
+        }
+        switch CInt(storage.ss_family) {
+        case AF_INET:
+            return withUnsafeBytes(of: storage) { SocketAddress($0.load(as: sockaddr_in.self)) }
+        case AF_INET6:
+            return withUnsafeBytes(of: storage) { SocketAddress($0.load(as: sockaddr_in6.self)) }
+        default:
+            return withUnsafeBytes(of: storage) { SocketAddress($0.load(as: sockaddr_un.self)) }
+        }
+    }
+}

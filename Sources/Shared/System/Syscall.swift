@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CLinux
+import SystemPackage
+
+/// The raw system calls sse-hub makes outside SwiftNIO, each wrapped once.
+///
+/// Conventions (after swift-system and NIOPosix's `System.swift`): `EINTR` is retried,
+/// operational failures throw `Errno`, and errors that can only mean a bug in this
+/// program (`EBADF`, `EFAULT`, `EINVAL` on arguments we built) trap.
+public enum Syscall {
+    /// Runs `body` until it stops failing with `EINTR`; -1 becomes a thrown `Errno`.
+    @inline(__always)
+    static func retryingEINTR<T: FixedWidthInteger>(
+        _ function: StaticString, _ body: () -> T
+    ) throws(Errno) -> T {
+        while true {
+            let result = body()
+            guard result == -1 else { return result }
+            let code = errno
+            switch code {
+            case EINTR:
+                continue
+            case EBADF, EFAULT:
+                preconditionFailure("\(function) failed with errno \(code): a programmer error")
+            default:
+                throw Errno(rawValue: code)
+            }
+        }
+    }
+
+    /// `close(2)`. Never retried: Linux releases the descriptor even when it reports `EINTR`.
+    public static func close(_ fd: CInt) {
+        if Glibc.close(fd) == -1, errno == EBADF {
+            preconditionFailure("close(\(fd)) failed with EBADF: a descriptor was closed twice")
+        }
+    }
+
+    /// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; nil when no connection is waiting.
+    public static func accept(_ listener: CInt) throws(Errno) -> CInt? {
+        do {
+            return try retryingEINTR("accept4") {
+                accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+            }
+        } catch where error == Errno.wouldBlock {
+            return nil
+        }
+    }
+
+    /// `recv(2)` with `MSG_PEEK | MSG_DONTWAIT`: copies what the socket holds without consuming it.
+    /// Returns nil when nothing is there yet, 0 at end of stream.
+    public static func peek(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        do {
+            return try retryingEINTR("recv") {
+                recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_PEEK | MSG_DONTWAIT))
+            }
+        } catch where error == .wouldBlock {
+            return nil
+        }
+    }
+
+    /// `send(2)` with `MSG_NOSIGNAL | MSG_DONTWAIT`; returns how many bytes were written (0 if the buffer was full).
+    public static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        do {
+            return try retryingEINTR("send") {
+                Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+        } catch where error == .wouldBlock {
+            return 0
+        }
+    }
+
+    /// `socketpair(2)` in `AF_UNIX` with `SOCK_CLOEXEC`, so neither end leaks into spawned children by accident.
+    public static func socketPair(type: SocketPairType) throws(Errno) -> (CInt, CInt) {
+        var fds: [CInt] = [-1, -1]
+        _ = try retryingEINTR("socketpair") {
+            socketpair(AF_UNIX, type.rawValue | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    public enum SocketPairType: Sendable {
+        case stream, seqpacket
+        var rawValue: CInt {
+            switch self {
+            case .stream: Int32(SOCK_STREAM.rawValue)
+            case .seqpacket: Int32(SOCK_SEQPACKET.rawValue)
+            }
+        }
+    }
+
+    /// `fcntl(F_SETFL)`: sets or clears `O_NONBLOCK`.
+    public static func setNonBlocking(_ fd: CInt, _ nonBlocking: Bool) throws(Errno) {
+        let flags = try retryingEINTR("fcntl") { fcntl(fd, F_GETFL) }
+        let wanted = nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+        if wanted != flags {
+            _ = try retryingEINTR("fcntl") { fcntl(fd, F_SETFL, wanted) }
+        }
+    }
+
+    /// `fcntl(F_SETFD)`: sets or clears `FD_CLOEXEC`.
+    public static func setCloseOnExec(_ fd: CInt, _ closeOnExec: Bool) throws(Errno) {
+        let flags = try retryingEINTR("fcntl") { fcntl(fd, F_GETFD) }
+        let wanted = closeOnExec ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC
+        if wanted != flags {
+            _ = try retryingEINTR("fcntl") { fcntl(fd, F_SETFD, wanted) }
+        }
+    }
+
+    /// `dup(2)` with `F_DUPFD_CLOEXEC`.
+    public static func duplicate(_ fd: CInt) throws(Errno) -> CInt {
+        try retryingEINTR("fcntl") { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+    }
+
+    /// `shutdown(2)`; a socket that is already disconnected is not an error here.
+    public static func shutdown(_ fd: CInt, _ how: CInt = Int32(SHUT_RDWR)) {
+        if Glibc.shutdown(fd, how) == -1, errno == EBADF {
+            preconditionFailure("shutdown(\(fd)) failed with EBADF")
+        }
+    }
+
+    /// `kill(2)`.
+    public static func kill(_ pid: pid_t, _ signal: CInt) throws(Errno) {
+        _ = try retryingEINTR("kill") { Glibc.kill(pid, signal) }
+    }
+
+    /// `waitpid(2)`, blocking until `pid` exits. Returns the raw wait status.
+    public static func waitForExit(_ pid: pid_t) throws(Errno) -> CInt {
+        var status: CInt = 0
+        _ = try retryingEINTR("waitpid") { waitpid(pid, &status, 0) }
+        return status
+    }
+
+    /// `signal(SIGPIPE, SIG_IGN)`: a peer that hangs up must cost an `EPIPE`, not the process.
+    public static func ignoreSIGPIPE() {
+        _ = signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// `prctl(PR_SET_PDEATHSIG)`: the kernel sends `signal` to this process when its parent exits.
+    public static func setParentDeathSignal(_ signal: CInt) throws(Errno) {
+        _ = try retryingEINTR("prctl") { clinux_set_parent_death_signal(signal) }
+    }
+
+    /// `getpid(2)`.
+    public static var processID: pid_t { getpid() }
+}
