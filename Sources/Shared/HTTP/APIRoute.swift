@@ -38,7 +38,7 @@ public enum APIRoute: String, Sendable, CaseIterable {
     public static func resolve(method: HTTPMethod, target: String) -> Resolution {
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         guard let route = APIRoute(rawValue: path) else { return .notFound }
-        if method == route.method || (method == .HEAD && route.method == .GET && route != .stream) { return .route(route) }
+        if method == route.method { return .route(route) }
         if method == .OPTIONS { return .preflight(route) }
         return .methodNotAllowed(route)
     }

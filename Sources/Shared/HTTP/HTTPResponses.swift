@@ -5,7 +5,7 @@ import NIOHTTP1
 ///
 /// Every non-stream response closes its connection afterwards: a connection reaches a worker for one
 /// request only, so a pooled connection can never carry a second user's request to the wrong shard.
-public struct HTTPResponses {
+public struct HTTPResponses: Sendable {
     public var cors: CORSPolicy
 
     public init(cors: CORSPolicy) { self.cors = cors }

@@ -6,8 +6,9 @@ import SystemPackage
 
 /// An `epoll(7)` instance: the readiness source for the supervisor's accept-and-peek loop,
 /// which must watch sockets without reading them (SwiftNIO would consume the bytes meant for a worker).
-public struct Epoll: ~Copyable {
+public final class Epoll {
     public let descriptor: CInt
+    private var events = [epoll_event](repeating: epoll_event(), count: 256)
 
     /// `epoll_create1(EPOLL_CLOEXEC)`.
     public init() throws(Errno) {
@@ -50,18 +51,18 @@ public struct Epoll: ~Copyable {
     }
 
     /// `epoll_wait(2)`: waits at most `timeoutMilliseconds` (-1: forever) and returns what became ready.
-    public func wait(into buffer: inout [epoll_event], timeoutMilliseconds: CInt) throws(Errno) -> [Ready] {
-        let count = try buffer.withUnsafeMutableBufferPointer { events throws(Errno) -> CInt in
-            try Syscall.retryingEINTR("epoll_wait") {
-                epoll_wait(descriptor, events.baseAddress, CInt(events.count), timeoutMilliseconds)
+    public func wait(timeoutMilliseconds: CInt) throws(Errno) -> [Ready] {
+        let count = try Syscall.retryingEINTR("epoll_wait") {
+            events.withUnsafeMutableBufferPointer { buffer in
+                epoll_wait(descriptor, buffer.baseAddress, CInt(buffer.count), timeoutMilliseconds)
             }
         }
-        return (0..<Int(count)).map { Ready(token: buffer[$0].data.u64, events: Events(rawValue: buffer[$0].events)) }
+        return (0..<Int(count)).map { Ready(token: events[$0].data.u64, events: Events(rawValue: events[$0].events)) }
     }
 }
 
 /// An `eventfd(2)` used to wake an `Epoll` wait from another thread.
-public struct EventCounter: ~Copyable {
+public final class EventCounter: Sendable {
     public let descriptor: CInt
 
     /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.

@@ -1,0 +1,230 @@
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Shared
+import SystemPackage
+
+/// Accepts connections on every listener and watches each, without reading it, until its request head has
+/// arrived whole: then the connection is given to `onHead`, still holding every byte for whoever serves it.
+///
+/// One thread and one `epoll` instance, edge-triggered on the clients (see `Epoll.Events.edgeTriggered`).
+/// Heads that stay incomplete past `headTimeout`, or grow past `maximumHeadBytes`, go to `onRejected`.
+final class AcceptReactor: Service, Sendable {
+    enum Rejection: Sendable {
+        case headTooLarge, headTimeout
+    }
+
+    struct Limits: Sendable {
+        var headTimeout: Duration
+        var maximumHeadBytes: Int
+    }
+
+    private let listeners: [CInt]
+    private let limits: Limits
+    private let onHead: @Sendable (CInt, [UInt8]) -> Void
+    private let onRejected: @Sendable (CInt, Rejection) -> Void
+    private let logger: Logger
+    private let wake: EventCounter
+
+    init(
+        listeners: [CInt], limits: Limits, logger: Logger,
+        onHead: @escaping @Sendable (CInt, [UInt8]) -> Void,
+        onRejected: @escaping @Sendable (CInt, Rejection) -> Void
+    ) throws {
+        self.listeners = listeners
+        self.limits = limits
+        self.logger = logger
+        self.onHead = onHead
+        self.onRejected = onRejected
+        self.wake = try EventCounter()
+    }
+
+    func run() async throws {
+        let loop = try ReactorLoop(reactor: self)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                do {
+                    try loop.run()
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.name = "sse-accept"
+            thread.start()
+            Task {
+                try? await gracefulShutdown()
+                self.wake.signal()
+            }
+        }
+    }
+
+    /// The loop's state, touched only by the reactor thread.
+    private final class ReactorLoop: @unchecked Sendable {
+        // @unchecked: created before and then used only on the reactor thread; handed to it once, never shared.
+        struct Pending {
+            var fd: CInt
+            var deadline: ContinuousClock.Instant
+        }
+
+        private static let wakeToken: UInt64 = .max
+        private static let firstClientToken: UInt64 = 1 << 32
+
+        let reactor: AcceptReactor
+        let epoll: Epoll
+        var pending: [UInt64: Pending] = [:]
+        /// Tokens in arrival order, which is deadline order: every connection gets the same timeout.
+        var deadlines: [UInt64] = []
+        var deadlinesHead = 0
+        var nextToken = firstClientToken
+        var peekBuffer: UnsafeMutableRawBufferPointer
+        var listenersPausedUntil: ContinuousClock.Instant?
+
+        init(reactor: AcceptReactor) throws {
+            self.reactor = reactor
+            epoll = try Epoll()
+            peekBuffer = .allocate(byteCount: reactor.limits.maximumHeadBytes + 1, alignment: 1)
+            try epoll.add(reactor.wake.descriptor, events: .readable, token: Self.wakeToken)
+            try addListeners()
+        }
+
+        deinit { peekBuffer.deallocate() }
+
+        func addListeners() throws(Errno) {
+            for (index, listener) in reactor.listeners.enumerated() {
+                try epoll.add(listener, events: .readable, token: UInt64(index))
+            }
+        }
+
+        func run() throws {
+            defer {
+                for connection in pending.values { Syscall.close(connection.fd) }
+                pending.removeAll()
+            }
+            while true {
+                let ready = try epoll.wait(timeoutMilliseconds: nextTimeout())
+                for event in ready {
+                    switch event.token {
+                    case Self.wakeToken:
+                        reactor.logger.debug("accept loop stopping")
+                        return
+                    case ..<Self.firstClientToken:
+                        acceptAll(on: reactor.listeners[Int(event.token)])
+                    default:
+                        peek(token: event.token, events: event.events)
+                    }
+                }
+                expireDeadlines()
+                resumeListenersIfDue()
+            }
+        }
+
+        private func nextTimeout() -> CInt {
+            var wakeAt = listenersPausedUntil
+            if deadlinesHead < deadlines.count, let first = pending[deadlines[deadlinesHead]] {
+                wakeAt = min(wakeAt ?? first.deadline, first.deadline)
+            } else if deadlinesHead < deadlines.count {
+                return 0  // a stale entry at the front: clear it straight away
+            }
+            guard let wakeAt else { return -1 }
+            let remaining = ContinuousClock.now.duration(to: wakeAt)
+            let milliseconds = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+            return CInt(clamping: max(0, milliseconds + 1))
+        }
+
+        private func acceptAll(on listener: CInt) {
+            // Bounded, so a flood of connects cannot starve the heads already waiting.
+            for _ in 0..<512 {
+                let fd: CInt?
+                do {
+                    fd = try Syscall.accept(listener)
+                } catch Errno.tooManyOpenFiles, Errno.tooManyOpenFilesInSystem, Errno.noMemory, Errno.noBufferSpace {
+                    reactor.logger.error("accept paused for 100 ms: out of descriptors or memory", metadata: ["errno": "\(errno)"])
+                    pauseListeners()
+                    return
+                } catch Errno.connectionAbort, Errno.protocolError {
+                    continue
+                } catch {
+                    reactor.logger.error("accept failed", metadata: ["error": "\(error)"])
+                    return
+                }
+                guard let fd else { return }
+                let token = nextToken
+                nextToken += 1
+                do {
+                    try epoll.add(fd, events: [.readable, .peerClosed, .edgeTriggered], token: token)
+                } catch {
+                    reactor.logger.error("cannot watch an accepted connection", metadata: ["error": "\(error)"])
+                    Syscall.close(fd)
+                    continue
+                }
+                pending[token] = Pending(fd: fd, deadline: .now + reactor.limits.headTimeout)
+                deadlines.append(token)
+            }
+        }
+
+        private func pauseListeners() {
+            for listener in reactor.listeners { epoll.remove(listener) }
+            listenersPausedUntil = .now + .milliseconds(100)
+        }
+
+        private func resumeListenersIfDue() {
+            guard let until = listenersPausedUntil, until <= .now else { return }
+            listenersPausedUntil = nil
+            do {
+                try addListeners()
+            } catch {
+                reactor.logger.critical("cannot watch the listening sockets again", metadata: ["error": "\(error)"])
+            }
+        }
+
+        private func peek(token: UInt64, events: Epoll.Events) {
+            guard let connection = pending[token] else { return }
+            let count: Int?
+            do {
+                count = try Syscall.peek(connection.fd, into: peekBuffer)
+            } catch {
+                finish(token, connection) { Syscall.close($0) }
+                return
+            }
+            guard let count else { return }  // woken without data: wait for the next edge
+            if count == 0 {
+                finish(token, connection) { Syscall.close($0) }  // closed before sending a whole head
+                return
+            }
+            let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<count])
+            if let length = RequestHeadPeek.headLength(in: bytes), length <= reactor.limits.maximumHeadBytes {
+                let head = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
+                finish(token, connection) { reactor.onHead($0, head) }
+            } else if count > reactor.limits.maximumHeadBytes {
+                finish(token, connection) { reactor.onRejected($0, .headTooLarge) }
+            } else if events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) {
+                finish(token, connection) { Syscall.close($0) }
+            }
+        }
+
+        /// Stops watching a connection and gives its descriptor to `next`.
+        private func finish(_ token: UInt64, _ connection: Pending, _ next: (CInt) -> Void) {
+            epoll.remove(connection.fd)
+            pending[token] = nil
+            next(connection.fd)
+        }
+
+        private func expireDeadlines() {
+            let now = ContinuousClock.now
+            while deadlinesHead < deadlines.count {
+                let token = deadlines[deadlinesHead]
+                if let connection = pending[token] {
+                    guard connection.deadline <= now else { break }
+                    finish(token, connection) { reactor.onRejected($0, .headTimeout) }
+                }
+                deadlinesHead += 1
+            }
+            if deadlinesHead > 4096, deadlinesHead * 2 > deadlines.count {
+                deadlines.removeFirst(deadlinesHead)
+                deadlinesHead = 0
+            }
+        }
+    }
+}

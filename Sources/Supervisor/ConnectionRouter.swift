@@ -1,0 +1,71 @@
+import Logging
+import NIOCore
+import Shared
+
+/// Decides, for each connection whose head has arrived, who serves it: the worker of the user its token
+/// names (the descriptor is passed and closed here), or the supervisor itself (health, the publishers'
+/// API, every error, and anything the supervisor's quick read of the head does not understand).
+struct ConnectionRouter: Sendable {
+    let verifier: TokenVerifier
+    let pool: WorkerPool
+    let localServer: LocalHTTPServer
+    let logger: Logger
+    /// How long a connection waits for its worker to come back (restart) or catch up, before a 503.
+    var workerWait: Duration = .seconds(5)
+
+    func headArrived(fd: CInt, head: [UInt8]) {
+        guard let peek = RequestHeadPeek(head),
+            case .route(let route) = APIRoute.resolve(method: peek.method, target: peek.target),
+            let handoffRoute = route.handoffRoute
+        else {
+            localServer.serve(fd, disposition: .normal)
+            return
+        }
+        let token = TokenLocation.token(target: peek.target, authorization: peek.authorization, xAuthToken: peek.xAuthToken)
+        Task {
+            await handOff(fd: fd, route: handoffRoute, token: token)
+        }
+    }
+
+    private func handOff(fd: CInt, route: HandoffRoute, token: String?) async {
+        let identity: Identity
+        switch await verifier.verifyUser(token) {
+        case .failure(let failure):
+            localServer.serve(fd, disposition: .reject(APIError(failure)))
+            return
+        case .success(let verified):
+            identity = verified
+        }
+        let userID = identity.userID ?? ""
+        let shard = ShardFunction.shard(for: userID, shardCount: pool.shardCount)
+        let handoff = Handoff(route: route, userID: userID, tokenExpiry: identity.expiresAt)
+        let deadline = ContinuousClock.now + workerWait
+        var pause = Duration.milliseconds(1)
+        while true {
+            switch pool.handOff(fd, handoff, shard: shard) {
+            case .sent:
+                Syscall.close(fd)
+                return
+            case .busy, .unavailable:
+                guard ContinuousClock.now < deadline else {
+                    logger.warning(
+                        "no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(userID)"])
+                    localServer.serve(
+                        fd, disposition: .reject(APIError(status: 503, "The worker for this user is unavailable; retry shortly")))
+                    return
+                }
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(50))
+            }
+        }
+    }
+
+    func headRejected(fd: CInt, reason: AcceptReactor.Rejection) {
+        switch reason {
+        case .headTooLarge:
+            localServer.reject(fd, status: 431, message: "Request head too large")
+        case .headTimeout:
+            localServer.reject(fd, status: 408, message: "Request head not received in time")
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import Logging
+import NIOCore
+import Shared
+
+/// The listening sockets: those systemd passed, else the `--listen` addresses bound here.
+enum Listeners {
+    /// Descriptors named `control` are the CLI's socket, not HTTP.
+    static let controlSocketName = "control"
+
+    static func open(addresses: [String], logger: Logger) throws -> [CInt] {
+        let passed = SystemdSockets.take().filter { $0.name != controlSocketName }
+        if !passed.isEmpty {
+            for socket in passed {
+                try Syscall.setNonBlocking(socket.descriptor, true)
+                let address = (try? ListeningSocket.localAddress(of: socket.descriptor)).map { "\($0)" } ?? "?"
+                logger.info(
+                    "listening on a socket from systemd",
+                    metadata: ["name": "\(socket.name)", "address": "\(address)", "fd": "\(socket.descriptor)"])
+            }
+            return passed.map(\.descriptor)
+        }
+        return try addresses.map { text in
+            let address = try parse(text)
+            let fd = try ListeningSocket.bind(address)
+            let bound = try ListeningSocket.localAddress(of: fd)
+            // Printed for people and for tests that asked for port 0.
+            logger.notice("listening on http://\(formatted(bound))", metadata: ["address": "\(bound)"])
+            return fd
+        }
+    }
+
+    struct BadAddress: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// `HOST:PORT` or `[IPv6]:PORT`.
+    static func parse(_ text: String) throws -> SocketAddress {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { throw BadAddress(description: "--listen \(text): expected HOST:PORT") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" { host = "127.0.0.1" }
+        do {
+            return try SocketAddress(ipAddress: host, port: port)
+        } catch {
+            throw BadAddress(description: "--listen \(text): \(host) is not an IP address")
+        }
+    }
+
+    static func formatted(_ address: SocketAddress) -> String {
+        switch address {
+        case .v6: "[\(address.ipAddress ?? "::")]:\(address.port ?? 0)"
+        default: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Shared
+
+/// What the supervisor answers itself: health, the publishers' API, and errors.
+struct SupervisorAPI: Sendable {
+    let verifier: TokenVerifier
+    let pool: WorkerPool
+    let responses: HTTPResponses
+    let logger: Logger
+
+    /// `{"status":"healthy"|"degraded","services":{"sse":{...}},"workers":[...]}`; 503 while any worker is down.
+    func health() -> (HTTPResponseStatus, HealthBody) {
+        let body = HealthBody(slots: pool.slots)
+        return (body.status == "healthy" ? .ok : .serviceUnavailable, body)
+    }
+
+    /// Stats summed over the workers. Each user lives on one shard, so per-topic counts simply add.
+    func stats() -> StatsBody {
+        StatsBody(HealthBody.merged(pool.slots.map(\.stats)))
+    }
+
+    /// Validates a publish body and routes it; the error says what was wrong.
+    func publish(body: ByteBuffer) -> Result<PublishCommand, APIError> {
+        guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(body.readableBytesView)) else {
+            let isJSON = (try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))) != nil
+            return .failure(isJSON ? APIError(status: 400, "body must be a JSON object") : .malformedJSON)
+        }
+        guard case .string(let event)? = fields["event"], HubName.isValidEvent(event) else {
+            return .failure(APIError(status: 400, "event must be 1-64 characters [A-Za-z0-9_.:-]"))
+        }
+        let target: PublishTarget
+        switch (fields["topic"], fields["userId"]) {
+        case (.some, .some):
+            return .failure(APIError(status: 400, "topic and userId cannot be combined"))
+        case (.some(let topic), nil):
+            guard case .string(let name) = topic, HubName.isValidTopic(name) else {
+                return .failure(APIError(status: 400, "topic must be 1-128 characters [A-Za-z0-9_.:-]"))
+            }
+            target = .topic(name)
+        case (nil, .some(let user)):
+            guard let userID = user.idString else {
+                return .failure(APIError(status: 400, "userId must be a non-empty string or an integer"))
+            }
+            target = .user(userID)
+        case (nil, nil):
+            target = .everyone
+        }
+        let command = PublishCommand(target: target, event: event, data: HubJSON.encode(fields["data"] ?? .null))
+        pool.publish(command)
+        return .success(command)
+    }
+}
+
+struct HealthBody: Codable, Sendable {
+    struct Services: Codable, Sendable {
+        var sse: Totals
+    }
+    struct Totals: Codable, Sendable {
+        var totalClients: Int
+        var totalTopics: Int
+    }
+    struct Worker: Codable, Sendable {
+        var shard: Int
+        var pid: Int32?
+        var status: String
+        var clients: Int
+        var topics: Int
+        var restarts: Int
+    }
+
+    var status: String
+    var services: Services
+    var workers: [Worker]
+
+    init(slots: [WorkerPool.Slot]) {
+        let merged = Self.merged(slots.map(\.stats))
+        status = slots.allSatisfy { $0.status == .up } ? "healthy" : "degraded"
+        services = Services(sse: Totals(totalClients: merged.clients, totalTopics: merged.topics.count))
+        workers = slots.map {
+            Worker(
+                shard: $0.shard, pid: $0.pid, status: $0.status.rawValue, clients: $0.stats.clients,
+                topics: $0.stats.topics.count, restarts: $0.restarts)
+        }
+    }
+
+    static func merged(_ all: [WorkerStats]) -> WorkerStats {
+        var total = WorkerStats()
+        for stats in all {
+            total.clients += stats.clients
+            total.topics.merge(stats.topics, uniquingKeysWith: +)
+        }
+        return total
+    }
+}
+
+/// One request on a connection the supervisor serves itself. The connection closes after the answer.
+final class SupervisorHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let api: SupervisorAPI
+    private let disposition: LocalHTTPServer.Disposition
+    private var head: HTTPRequestHead?
+    private var body = BodyCollector()
+    private var answered = false
+
+    init(api: SupervisorAPI, disposition: LocalHTTPServer.Disposition) {
+        self.api = api
+        self.disposition = disposition
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !answered else { return }
+        switch Self.unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > body.limit {
+                answer(.bodyTooLarge, context: context)
+            }
+        case .body(let chunk):
+            body.append(chunk)
+            if body.overflowed { answer(.bodyTooLarge, context: context) }
+        case .end:
+            if let head { handle(head, context: context) }
+        }
+    }
+
+    private func origin(_ head: HTTPRequestHead?) -> String? { head?.headers.first(name: "origin") }
+
+    private func answer(_ error: APIError, context: ChannelHandlerContext) {
+        answered = true
+        api.responses.error(error, origin: origin(head), context: context)
+    }
+
+    private func answer(_ body: some Encodable, status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
+        answered = true
+        api.responses.json(body, status: status, origin: origin(head), context: context)
+    }
+
+    private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        if case .reject(let error) = disposition {
+            return answer(error, context: context)
+        }
+        switch APIRoute.resolve(method: head.method, target: head.uri) {
+        case .notFound:
+            answer(.notFound, context: context)
+        case .methodNotAllowed(let route):
+            answer(.methodNotAllowed(route), context: context)
+        case .preflight(let route):
+            guard api.responses.cors.isEnabled else { return answer(.methodNotAllowed(route), context: context) }
+            answered = true
+            api.responses.preflight(route: route, origin: origin(head), context: context)
+        case .route(.health):
+            let (status, body) = api.health()
+            answer(body, status: status, context: context)
+        case .route(.stats):
+            authorizePublisher(head, context: context) { handler, context in
+                handler.answer(handler.api.stats(), context: context)
+            }
+        case .route(.publish):
+            authorizePublisher(head, context: context) { handler, context in
+                switch handler.api.publish(body: handler.body.body) {
+                case .success: handler.answer(SuccessBody(), context: context)
+                case .failure(let error): handler.answer(error, context: context)
+                }
+            }
+        case .route(.stream), .route(.subscribe), .route(.unsubscribe):
+            // Only a head the supervisor's quick reader could not parse, but SwiftNIO could, lands here.
+            answer(APIError(status: 400, "Malformed request head"), context: context)
+        }
+    }
+
+    private func authorizePublisher(
+        _ head: HTTPRequestHead, context: ChannelHandlerContext,
+        then next: @escaping (SupervisorHTTPHandler, ChannelHandlerContext) -> Void
+    ) {
+        let token = TokenLocation.token(
+            target: head.uri, authorization: head.headers.first(name: "authorization"),
+            xAuthToken: head.headers.first(name: "x-auth-token"))
+        let verifier = api.verifier
+        let promise = context.eventLoop.makePromise(of: Result<Identity, AuthFailure>.self)
+        promise.completeWithTask { await verifier.verifyPublisher(token) }
+        promise.futureResult.assumeIsolated().whenSuccess { result in
+            switch result {
+            case .success: next(self, context)
+            case .failure(let failure): self.answer(APIError(failure), context: context)
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Shared
+
+@main
+struct SupervisorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sse-supervisor",
+        abstract: "sse-hub: a Server-Sent Events hub. The supervisor owns the listening sockets and hands each connection to a worker process.",
+        subcommands: [Serve.self, MintToken.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options the supervisor passes on to every worker.
+struct StreamOptions: ParsableArguments {
+    @Option(help: "Seconds between :heartbeat comments on every stream.")
+    var heartbeat: Int = 30
+
+    @Option(help: "Seconds a user's topics are kept after their last stream closes.")
+    var topicGrace: Int = 300
+
+    @Option(name: .customLong("cors-origin"), help: "Allow browsers from this origin (repeatable; * allows any). Without it no CORS header is sent.")
+    var corsOrigins: [String] = []
+
+    var workerArguments: [String] {
+        ["--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace)]
+            + corsOrigins.flatMap { ["--cors-origin", $0] }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
+
+    @Option(name: .customLong("listen"), help: "HOST:PORT to listen on when systemd passes no socket (repeatable).")
+    var listenAddresses: [String] = ["127.0.0.1:8080"]
+
+    @Option(help: "Worker processes (default: the number of cores).")
+    var workers: Int = System.coreCount
+
+    @Option(help: "The sse-worker executable (default: beside sse-supervisor).")
+    var workerPath: String?
+
+    @Option(help: "File holding the HS256 secret (else $SSE_JWT_SECRET, else the systemd credential jwt-secret).")
+    var jwtSecretFile: String?
+
+    @Option(help: "Seconds a client has to send its request head.")
+    var headTimeout: Int = 10
+
+    @Option(help: "Largest request head accepted, in bytes (larger: 431).")
+    var maxHeadBytes: Int = 8192
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    @OptionGroup var stream: StreamOptions
+
+    func validate() throws {
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
+        guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
+        guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
+        guard stream.heartbeat > 0, stream.topicGrace >= 0 else {
+            throw ValidationError("--heartbeat must be positive and --topic-grace not negative")
+        }
+    }
+
+    func run() async throws {
+        HubLogging.bootstrap(identifier: "sse-supervisor", level: logLevel)
+        let logger = Logger(label: "sse-supervisor")
+        Syscall.ignoreSIGPIPE()
+
+        let secret: String
+        do {
+            secret = try JWTSecret.load(file: jwtSecretFile)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        let workerExecutable = try workerPath ?? Self.siblingWorkerPath()
+        guard FileManager.default.isExecutableFile(atPath: workerExecutable) else {
+            logger.critical("the worker executable is missing or not executable", metadata: ["path": "\(workerExecutable)"])
+            throw ExitCode(78)
+        }
+        let listeners = try Listeners.open(addresses: listenAddresses, logger: logger)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let verifier = await TokenVerifier(secret: secret)
+        let pool = WorkerPool(
+            settings: .init(
+                shardCount: workers, workerPath: workerExecutable,
+                workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue]),
+            group: group, logger: logger)
+        let api = SupervisorAPI(
+            verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),
+            logger: logger)
+        let router = ConnectionRouter(
+            verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger), logger: logger)
+        let reactor = try AcceptReactor(
+            listeners: listeners,
+            limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes),
+            logger: logger,
+            onHead: { fd, head in router.headArrived(fd: fd, head: head) },
+            onRejected: { fd, reason in router.headRejected(fd: fd, reason: reason) }
+        )
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: pool, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
+        logger.info("sse-hub starting", metadata: ["workers": "\(workers)", "pid": "\(Syscall.processID)"])
+        try await services.run()
+        for listener in listeners { Syscall.close(listener) }
+        try await group.shutdownGracefully()
+        logger.info("sse-hub stopped")
+    }
+
+    /// `sse-worker` in the directory of this executable (`/proc/self/exe`).
+    static func siblingWorkerPath() throws -> String {
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("sse-worker").path
+    }
+}
+
+/// Prints a token signed with the server's secret, for trying the server by hand.
+struct MintToken: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token", abstract: "Print a JWT signed with the server's secret (for trying it out).")
+
+    @Argument(help: "The user id (claim sub).")
+    var userID: String
+
+    @Flag(help: "Add \"role\":\"publisher\", for the publishers' API.")
+    var publisher = false
+
+    @Option(help: "Seconds until the token expires.")
+    var lifetime: Int = 3600
+
+    @Option(help: "File holding the HS256 secret (else $SSE_JWT_SECRET, else the systemd credential jwt-secret).")
+    var jwtSecretFile: String?
+
+    func run() async throws {
+        let signer = await TokenSigner(secret: try JWTSecret.load(file: jwtSecretFile))
+        print(try await signer.sign(userID: userID, publisher: publisher, lifetime: TimeInterval(lifetime)))
+    }
+}

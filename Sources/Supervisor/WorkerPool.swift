@@ -1,0 +1,355 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Shared
+import Synchronization
+import SystemPackage
+
+/// The worker processes, one per shard: starts them, restarts the ones that die (with a back-off),
+/// hands them connections, routes publishes to them and keeps the stats they report.
+final class WorkerPool: Service, Sendable {
+    struct Settings: Sendable {
+        var shardCount: Int
+        var workerPath: String
+        /// Arguments every worker gets besides its own shard and descriptors.
+        var workerArguments: [String]
+        var shutdownGrace: Duration = .seconds(10)
+    }
+
+    enum WorkerStatus: String, Sendable {
+        case starting, up, down
+    }
+
+    /// One shard's worker as it is now. `generation` tells a restarted worker's events from its predecessor's.
+    struct Slot: Sendable {
+        var shard: Int
+        var generation = 0
+        var status = WorkerStatus.down
+        var pid: pid_t?
+        var control: (any Channel)?
+        /// The supervisor's end of the `SOCK_SEQPACKET` pair that carries connections (`SCM_RIGHTS`).
+        var handoffSocket: CInt?
+        var stats = WorkerStats()
+        var startedAt: ContinuousClock.Instant?
+        var restarts = 0
+        var consecutiveFailures = 0
+    }
+
+    struct State: Sendable {
+        var slots: [Slot]
+        var shuttingDown = false
+    }
+
+    enum HandoffResult: Sendable {
+        case sent
+        /// The worker's queue is full for now.
+        case busy
+        /// The worker is down or starting.
+        case unavailable
+    }
+
+    /// Descriptor numbers a worker finds its two sockets at.
+    static let workerControlDescriptor: CInt = 3
+    static let workerHandoffDescriptor: CInt = 4
+
+    let settings: Settings
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let state: Mutex<State>
+
+    init(settings: Settings, group: any EventLoopGroup, logger: Logger) {
+        self.settings = settings
+        self.group = group
+        self.logger = logger
+        state = Mutex(State(slots: (0..<settings.shardCount).map { Slot(shard: $0) }))
+    }
+
+    var shardCount: Int { settings.shardCount }
+
+    func run() async throws {
+        for shard in 0..<settings.shardCount { start(shard: shard) }
+        try? await gracefulShutdown()
+        await stopAll()
+    }
+
+    // MARK: Lifecycle of one worker
+
+    private func start(shard: Int) {
+        let (generation, shuttingDown) = state.withLock { state in
+            state.slots[shard].generation += 1
+            return (state.slots[shard].generation, state.shuttingDown)
+        }
+        guard !shuttingDown else { return }
+        var log = logger
+        log[metadataKey: "worker"] = "\(shard)"
+        do {
+            let (controlOurs, controlTheirs) = try Syscall.socketPair(type: .stream)
+            let (handoffOurs, handoffTheirs) = try Syscall.socketPair(type: .seqpacket)
+            defer {
+                Syscall.close(controlTheirs)
+                Syscall.close(handoffTheirs)
+            }
+            let pid: pid_t
+            do {
+                pid = try ProcessSpawn.spawn(
+                    path: settings.workerPath,
+                    arguments: [
+                        "--shard", String(shard), "--control-fd", String(Self.workerControlDescriptor),
+                        "--handoff-fd", String(Self.workerHandoffDescriptor),
+                    ] + settings.workerArguments,
+                    descriptors: [
+                        (controlTheirs, Self.workerControlDescriptor), (handoffTheirs, Self.workerHandoffDescriptor),
+                    ],
+                    environment: ProcessSpawn.currentEnvironment
+                )
+            } catch {
+                Syscall.close(controlOurs)
+                Syscall.close(handoffOurs)
+                throw error
+            }
+            try Syscall.setNonBlocking(handoffOurs, true)
+            state.withLock { state in
+                state.slots[shard].status = .starting
+                state.slots[shard].pid = pid
+                state.slots[shard].handoffSocket = handoffOurs
+                state.slots[shard].startedAt = .now
+                state.slots[shard].stats = WorkerStats()
+            }
+            log.info("worker started", metadata: ["pid": "\(pid)", "event": "worker-started"])
+            watchExit(shard: shard, generation: generation, pid: pid)
+            connectControl(fd: controlOurs, shard: shard, generation: generation, logger: log)
+        } catch {
+            log.error("cannot start worker", metadata: ["error": "\(error)", "path": "\(settings.workerPath)"])
+            scheduleRestart(shard: shard, generation: generation)
+        }
+    }
+
+    private func connectControl(fd: CInt, shard: Int, generation: Int, logger: Logger) {
+        ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(ControlFrameDecoder()),
+                        MessageToByteHandler(ControlFrameEncoder()),
+                        WorkerControlHandler(pool: self, shard: shard, generation: generation, logger: logger),
+                    ])
+                }
+            }
+            .withConnectedSocket(fd)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    let stale = self.state.withLock { state in
+                        guard state.slots[shard].generation == generation else { return true }
+                        state.slots[shard].control = channel
+                        return false
+                    }
+                    if stale { channel.close(promise: nil) }
+                case .failure(let error):
+                    logger.error("cannot adopt the worker's control socket", metadata: ["error": "\(error)"])
+                    self.kill(shard: shard, generation: generation)
+                }
+            }
+    }
+
+    /// Reaps the worker when it exits, on a thread of its own (`waitpid` blocks).
+    private func watchExit(shard: Int, generation: Int, pid: pid_t) {
+        let thread = Thread {
+            let status = (try? Syscall.waitForExit(pid)) ?? 0
+            self.workerExited(shard: shard, generation: generation, pid: pid, waitStatus: status)
+        }
+        thread.name = "sse-reap-\(shard)"
+        thread.start()
+    }
+
+    private func workerExited(shard: Int, generation: Int, pid: pid_t, waitStatus: CInt) {
+        let (control, handoff, shuttingDown, ranFor) = state.withLock { state in
+            var slot = state.slots[shard]
+            let taken = (slot.control, slot.handoffSocket, state.shuttingDown, slot.startedAt.map { $0.duration(to: .now) })
+            slot.status = .down
+            slot.pid = nil
+            slot.control = nil
+            slot.handoffSocket = nil
+            slot.stats = WorkerStats()
+            state.slots[shard] = slot
+            return taken
+        }
+        control?.close(promise: nil)
+        if let handoff { Syscall.close(handoff) }
+        let signal = waitStatus & 0x7f
+        let how = signal == 0 ? "exit code \((waitStatus >> 8) & 0xff)" : "signal \(signal)"
+        var metadata: Logger.Metadata = [
+            "worker": "\(shard)", "pid": "\(pid)", "status": "\(how)", "event": "worker-exited",
+        ]
+        if let ranFor { metadata["uptime"] = "\(ranFor)" }
+        if shuttingDown {
+            logger.info("worker exited", metadata: metadata)
+            return
+        }
+        logger.error("worker exited unexpectedly; restarting it", metadata: metadata)
+        state.withLock { state in
+            // A worker that ran a while before dying starts over with the shortest back-off.
+            if let ranFor, ranFor > .seconds(30) { state.slots[shard].consecutiveFailures = 0 }
+            state.slots[shard].consecutiveFailures += 1
+            state.slots[shard].restarts += 1
+        }
+        scheduleRestart(shard: shard, generation: generation)
+    }
+
+    private func scheduleRestart(shard: Int, generation: Int) {
+        let failures = state.withLock { $0.slots[shard].consecutiveFailures }
+        let delay = Self.backoff(afterFailures: failures)
+        logger.info("worker restart scheduled", metadata: ["worker": "\(shard)", "delay": "\(delay)"])
+        group.next().scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)) {
+            let current = self.state.withLock { $0.slots[shard].generation }
+            if current == generation { self.start(shard: shard) }
+        }
+    }
+
+    /// 100 ms, doubling with each failure in a row, at most 10 s.
+    static func backoff(afterFailures failures: Int) -> Duration {
+        guard failures > 1 else { return .milliseconds(100) }
+        return min(.milliseconds(100) * (1 << min(failures - 1, 7)), .seconds(10))
+    }
+
+    private func kill(shard: Int, generation: Int) {
+        let pid = state.withLock { state in
+            state.slots[shard].generation == generation ? state.slots[shard].pid : nil
+        }
+        if let pid { try? Syscall.kill(pid, SIGKILL) }
+    }
+
+    // MARK: Events from a worker's control channel
+
+    func workerReady(shard: Int, generation: Int, hello: WorkerHello) {
+        let becameReady = state.withLock { state in
+            guard state.slots[shard].generation == generation, state.slots[shard].status == .starting else { return false }
+            state.slots[shard].status = .up
+            return true
+        }
+        if becameReady {
+            logger.info("worker ready", metadata: ["worker": "\(shard)", "pid": "\(hello.pid)", "event": "worker-ready"])
+        }
+    }
+
+    func updateStats(shard: Int, generation: Int, stats: WorkerStats) {
+        state.withLock { state in
+            guard state.slots[shard].generation == generation else { return }
+            state.slots[shard].stats = stats
+        }
+    }
+
+    /// The control channel closed: a worker without one is useless, so make sure it is gone (it is restarted when reaped).
+    func controlClosed(shard: Int, generation: Int) {
+        kill(shard: shard, generation: generation)
+    }
+
+    // MARK: Serving
+
+    /// Passes `fd` with `handoff` to `shard`'s worker. The caller still owns `fd` and closes it after `.sent`.
+    func handOff(_ fd: CInt, _ handoff: Handoff, shard: Int) -> HandoffResult {
+        let payload = handoff.encoded()
+        // Under the lock, so that the socket cannot be closed (and its number reused) while in use.
+        return state.withLock { state in
+            let slot = state.slots[shard]
+            guard slot.status == .up, let socket = slot.handoffSocket else { return .unavailable }
+            do {
+                try DescriptorPassing.send(descriptor: fd, payload: payload, over: socket)
+                return .sent
+            } catch .wouldBlock {
+                return .busy
+            } catch {
+                return .unavailable
+            }
+        }
+    }
+
+    /// Sends `command` to every worker that has a recipient of it. Returns how many workers it went to.
+    @discardableResult
+    func publish(_ command: PublishCommand) -> Int {
+        let channels: [any Channel] = state.withLock { state in
+            switch command.target {
+            case .everyone, .topic:
+                return state.slots.compactMap { $0.status == .up ? $0.control : nil }
+            case .user(let userID):
+                let slot = state.slots[ShardFunction.shard(for: userID, shardCount: settings.shardCount)]
+                return slot.status == .up ? slot.control.map { [$0] } ?? [] : []
+            }
+        }
+        for channel in channels {
+            channel.writeAndFlush(ControlMessage.publish(command), promise: nil)
+        }
+        return channels.count
+    }
+
+    var slots: [Slot] { state.withLock { $0.slots } }
+
+    // MARK: Shutdown
+
+    private func stopAll() async {
+        let channels = state.withLock { state in
+            state.shuttingDown = true
+            return state.slots.compactMap(\.control)
+        }
+        logger.info("stopping workers", metadata: ["event": "shutdown-begin"])
+        for channel in channels {
+            channel.writeAndFlush(ControlMessage.shutdown, promise: nil)
+        }
+        let deadline = ContinuousClock.now + settings.shutdownGrace
+        while ContinuousClock.now < deadline, state.withLock({ $0.slots.contains { $0.pid != nil } }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let stragglers = state.withLock { $0.slots.compactMap(\.pid) }
+        for pid in stragglers {
+            logger.warning("worker did not stop in time; killing it", metadata: ["pid": "\(pid)"])
+            try? Syscall.kill(pid, SIGKILL)
+        }
+        while state.withLock({ $0.slots.contains { $0.pid != nil } }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        logger.info("all workers stopped", metadata: ["event": "shutdown-done"])
+    }
+}
+
+/// The supervisor's end of one worker's control channel.
+final class WorkerControlHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ControlMessage
+
+    let pool: WorkerPool
+    let shard: Int
+    let generation: Int
+    let logger: Logger
+
+    init(pool: WorkerPool, shard: Int, generation: Int, logger: Logger) {
+        self.pool = pool
+        self.shard = shard
+        self.generation = generation
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .hello(let hello):
+            pool.workerReady(shard: shard, generation: generation, hello: hello)
+        case .stats(let stats):
+            pool.updateStats(shard: shard, generation: generation, stats: stats)
+        case .pong:
+            break
+        case .publish, .ping, .shutdown:
+            logger.error("worker sent a supervisor-only message; closing its control channel")
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        pool.controlClosed(shard: shard, generation: generation)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.error("control channel failed; closing it", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Shared
+
+/// Takes connections off the hand-off socket (`SCM_RIGHTS`) and adopts each into SwiftNIO.
+/// `recvmsg` blocks, so it runs on a thread of its own; everything after the adoption runs on the event loop.
+struct HandoffReceiver: Sendable {
+    let socket: CInt
+    let group: any EventLoopGroup
+    let hub: NIOLoopBound<StreamHub>
+    let responses: HTTPResponses
+    let logger: Logger
+
+    /// Receives until the supervisor closes its end, then calls `finished`.
+    func start(finished: @escaping @Sendable () -> Void) {
+        let thread = Thread {
+            receiveLoop()
+            finished()
+        }
+        thread.name = "sse-handoff"
+        thread.start()
+    }
+
+    private func receiveLoop() {
+        while true {
+            let received: DescriptorPassing.Received?
+            do {
+                received = try DescriptorPassing.receive(from: socket)
+            } catch {
+                logger.error("bad hand-off message; dropped", metadata: ["error": "\(error)"])
+                continue
+            }
+            guard let received else { return }
+            guard let fd = received.descriptor else {
+                logger.error("hand-off message without a descriptor; dropped")
+                continue
+            }
+            do {
+                adopt(fd, handoff: try Handoff(decoding: received.payload))
+            } catch {
+                logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
+                Syscall.close(fd)
+            }
+        }
+    }
+
+    private func adopt(_ fd: CInt, handoff: Handoff) {
+        let hub = self.hub
+        let responses = self.responses
+        ClientBootstrap(group: group)
+            // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap.
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        HandedConnectionHandler(handoff: handoff, hub: hub, responses: responses))
+                }
+            }
+            .withConnectedSocket(fd)
+            .whenFailure { [logger] error in
+                logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])
+            }
+    }
+}

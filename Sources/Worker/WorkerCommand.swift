@@ -1,0 +1,77 @@
+import ArgumentParser
+import Logging
+import NIOCore
+import NIOPosix
+import Shared
+
+/// `sse-worker`: started by `sse-supervisor` only, with its control socket and hand-off socket in place.
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sse-worker",
+        abstract: "An sse-hub worker process. Started by sse-supervisor; not meant to be run by hand."
+    )
+
+    @Option(help: "This worker's shard number.")
+    var shard: Int
+
+    @Option(help: "Descriptor of the control socket (stream, framed control protocol).")
+    var controlFd: CInt
+
+    @Option(help: "Descriptor of the hand-off socket (SOCK_SEQPACKET, SCM_RIGHTS).")
+    var handoffFd: CInt
+
+    @Option(help: "Seconds between :heartbeat comments.")
+    var heartbeat: Int = 30
+
+    @Option(help: "Seconds a user's topics are kept after their last stream closes.")
+    var topicGrace: Int = 300
+
+    @Option(name: .customLong("cors-origin"), help: "Allowed browser origin (repeatable).")
+    var corsOrigins: [String] = []
+
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        HubLogging.bootstrap(identifier: "sse-worker", level: logLevel)
+        let logger = {
+            var logger = Logger(label: "sse-worker")
+            logger[metadataKey: "worker"] = "\(shard)"
+            return logger
+        }()
+        Syscall.ignoreSIGPIPE()
+        // If the supervisor dies without telling us, do not linger as an orphan holding clients.
+        try Syscall.setParentDeathSignal(SIGTERM)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let eventLoop = group.next()
+        let hub = try await eventLoop.submit {
+            NIOLoopBound(
+                StreamHub(
+                    eventLoop: eventLoop,
+                    settings: .init(heartbeat: .seconds(Int64(heartbeat)), topicGrace: .seconds(Int64(topicGrace))),
+                    logger: logger),
+                eventLoop: eventLoop)
+        }.get()
+
+        let stopped = eventLoop.makePromise(of: Void.self)
+        let control = try await WorkerControl.connect(
+            fd: controlFd, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
+        let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: corsOrigins))
+        HandoffReceiver(socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger)
+            .start { stopped.succeed() }
+
+        try await eventLoop.submit {
+            hub.value.start { stats in control.writeAndFlush(ControlMessage.stats(stats), promise: nil) }
+        }.get()
+        control.writeAndFlush(ControlMessage.hello(WorkerHello(shard: shard, pid: Syscall.processID)), promise: nil)
+        logger.info("worker serving", metadata: ["pid": "\(Syscall.processID)"])
+
+        try? await stopped.futureResult.get()
+        try await eventLoop.submit { hub.value.endAllStreams() }.get()
+        try? await control.close()
+        logger.info("worker stopped")
+        try await group.shutdownGracefully()
+    }
+}
