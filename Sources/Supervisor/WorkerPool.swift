@@ -242,7 +242,9 @@ final class WorkerPool: Service, Sendable {
     }
 
     /// The control channel closed: a worker without one is useless, so make sure it is gone (it is restarted when reaped).
+    /// While shutting down, workers close it themselves on their way out and get `shutdownGrace` to finish.
     func controlClosed(shard: Int, generation: Int) {
+        guard !state.withLock({ $0.shuttingDown }) else { return }
         kill(shard: shard, generation: generation)
     }
 

@@ -59,15 +59,17 @@ final class StreamHub {
     func attach(userID: String, channel: any Channel) {
         eventLoop.preconditionInEventLoop()
         var user = users[userID] ?? User()
-        if let previous = user.stream {
-            logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
-            Self.end(previous)
-        } else {
-            openStreams += 1
-        }
+        let previous = user.stream
+        if previous == nil { openStreams += 1 }
         user.stream = channel
         user.forgetAt = nil
         users[userID] = user
+        // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
+        // which must find the new stream in place.
+        if let previous {
+            logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
+            Self.end(previous)
+        }
         write(SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID))), to: channel)
         statsChanged()
     }

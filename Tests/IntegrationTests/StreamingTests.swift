@@ -1,0 +1,127 @@
+import Foundation
+import Shared
+import Testing
+
+@Suite("Streams, topics and publishing through the real supervisor and workers", .serialized)
+struct StreamingTests {
+    @Test func streamsAreShardedAndEveryPublishReachesExactlyItsRecipients() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        defer { Task { try await hub.stop() } }
+
+        // Enough users that every shard serves some of them.
+        let users = (0..<12).map { "user-\($0)" }
+        #expect(Set(users.map { ShardFunction.shard(for: $0, shardCount: 3) }).count == 3)
+        var streams: [String: SSETestStream] = [:]
+        for user in users { streams[user] = try await hub.openStream(user) }
+        let connected = try #require(streams["user-0"]?.events(named: "connected").first)
+        #expect(connected.data == #"{"message":"Connected to SSE stream","userId":"user-0"}"#)
+
+        try await waitUntil("every stream counted") {
+            let health = try await hub.health()
+            return health.services.sse.totalClients == 12 && health.workers.allSatisfy { $0.clients > 0 }
+        }
+
+        // Topic subscribers: user-0, user-1 and user-2, whichever worker holds them.
+        for user in ["user-0", "user-1", "user-2"] {
+            let response = try await hub.subscribe(user, ["news"])
+            #expect(response.status == 200)
+            #expect(response.json["success"] == .bool(true))
+            #expect(response.message == "Subscribed to topics")
+            #expect(response.json["topics"] == .array([.string("news")]))
+        }
+        try await waitUntil("topic counts reported") { try await hub.stats().topics["news"] == 3 }
+
+        #expect(try await hub.publish(#"{"event":"everyone","data":{"n":1}}"#).status == 200)
+        #expect(try await hub.publish(#"{"event":"headline","topic":"news","data":{"title":"a/b"}}"#).status == 200)
+        #expect(try await hub.publish(#"{"event":"direct","userId":"user-7","data":"only you"}"#).status == 200)
+        // A marker after the others: once every stream has it, anything else would already have arrived.
+        #expect(try await hub.publish(#"{"event":"marker","data":null}"#).status == 200)
+
+        for (user, stream) in streams {
+            try await stream.waitForEvent("marker")
+            #expect(stream.events(named: "everyone").map(\.data) == [#"{"n":1}"#])
+            let expectHeadline = ["user-0", "user-1", "user-2"].contains(user)
+            #expect(stream.events(named: "headline").map(\.data) == (expectHeadline ? [#"{"title":"a/b"}"#] : []))
+            #expect(stream.events(named: "direct").map(\.data) == (user == "user-7" ? [#""only you""#] : []))
+        }
+
+        let stats = try await hub.stats()
+        #expect(stats == StatsSnapshot(totalClients: 12, totalTopics: 1, topics: ["news": 3]))
+        let health = try await hub.health()
+        #expect(health.status == "healthy")
+        #expect(health.services.sse.totalClients == 12)
+        #expect(health.services.sse.totalTopics == 1)
+        for stream in streams.values { await stream.close() }
+        try await waitUntil("closed streams uncounted") { try await hub.health().services.sse.totalClients == 0 }
+        #expect(try await hub.stop() == 0)
+    }
+
+    @Test func aSecondStreamForAUserClosesTheFirst() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        defer { Task { try await hub.stop() } }
+        let first = try await hub.openStream("alice")
+        let second = try await hub.openStream("alice")
+        try await first.waitForClose()
+        #expect(first.connection.snapshot.ended, "the replaced stream ends its chunked body before closing")
+        try await waitUntil("one stream counted") { try await hub.stats().totalClients == 1 }
+        #expect(try await hub.publish(#"{"event":"hello","userId":"alice","data":1}"#).status == 200)
+        try await second.waitForEvent("hello")
+        #expect(!second.isClosed)
+    }
+
+    @Test func streamHeadersAndTheThreeTokenLocations() async throws {
+        let hub = try await HubProcess.start(workers: 2)
+        defer { Task { try await hub.stop() } }
+        let query = try await SSETestStream.open(port: hub.port, target: "/api/sse/stream?token=\(try await hub.token("q"))")
+        let bearer = try await SSETestStream.open(
+            port: hub.port, target: "/api/sse/stream", headers: ["Authorization": "Bearer \(try await hub.token("b"))"])
+        let header = try await SSETestStream.open(
+            port: hub.port, target: "/api/sse/stream", headers: ["x-auth-token": try await hub.token("x")])
+        for (stream, user) in [(query, "q"), (bearer, "b"), (header, "x")] {
+            let connected = try await stream.waitForEvent("connected")
+            #expect(connected.first?.data.contains(#""userId":"\#(user)""#) == true)
+            let headers = stream.connection.snapshot.headers
+            #expect(headers["content-type"] == "text/event-stream")
+            #expect(headers["cache-control"] == "no-cache")
+            #expect(headers["connection"] == "keep-alive")
+            #expect(headers["x-accel-buffering"] == "no")
+            #expect(headers["access-control-allow-origin"] == nil, "no CORS header unless configured")
+        }
+    }
+
+    @Test func topicsBelongToTheUserAndSurviveAReconnect() async throws {
+        let hub = try await HubProcess.start(workers: 2)
+        defer { Task { try await hub.stop() } }
+        // Subscribing works with no stream open.
+        #expect(try await hub.subscribe("carol", ["scores", "posts"]).status == 200)
+        let unsubscribed = try await TestHTTP.request(
+            port: hub.port, "POST", "/api/sse/unsubscribe",
+            headers: ["Authorization": "Bearer \(try await hub.token("carol"))"], body: #"{"topics":["posts"]}"#)
+        #expect(unsubscribed.status == 200)
+        #expect(unsubscribed.message == "Unsubscribed from topics")
+        #expect(unsubscribed.json["topics"] == .array([.string("posts")]))
+
+        let stream = try await hub.openStream("carol")
+        try await waitUntil("carol counted on scores") { try await hub.stats().topics == ["scores": 1] }
+        await stream.close()
+        try await waitUntil("carol gone") { try await hub.stats().totalClients == 0 }
+
+        let again = try await hub.openStream("carol")
+        try await waitUntil("carol counted again") { try await hub.stats().topics == ["scores": 1] }
+        #expect(try await hub.publish(#"{"event":"goal","topic":"scores","data":{"home":1}}"#).status == 200)
+        #expect(try await hub.publish(#"{"event":"post","topic":"posts","data":{}}"#).status == 200)
+        #expect(try await hub.publish(#"{"event":"marker"}"#).status == 200)
+        try await again.waitForEvent("marker")
+        #expect(again.events(named: "goal").map(\.data) == [#"{"home":1}"#])
+        #expect(again.events(named: "post").isEmpty)
+    }
+
+    @Test func heartbeatsArriveAtTheConfiguredInterval() async throws {
+        let hub = try await HubProcess.start(workers: 1, arguments: ["--heartbeat", "1"])
+        defer { Task { try await hub.stop() } }
+        let stream = try await hub.openStream("dave")
+        try await waitUntil("two heartbeats", timeout: .seconds(10)) {
+            stream.connection.snapshot.parser.comments.filter { $0 == "heartbeat" }.count >= 2
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Shared
+import Synchronization
+
+/// A real `sse-supervisor` (with its real `sse-worker`s) on an ephemeral loopback port.
+final class HubProcess: Sendable {
+    static let secret = "integration-test-secret-0123456789abcdef"
+
+    let process: Process
+    let port: Int
+    private let output: ProcessOutput
+    let signer: TokenSigner
+
+    /// The build folder that holds the test bundle also holds the executables.
+    static var buildDirectory: URL {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: executable).deletingLastPathComponent()
+    }
+
+    static func start(workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:]) async throws -> HubProcess {
+        let process = Process()
+        process.executableURL = buildDirectory.appendingPathComponent("sse-supervisor")
+        process.arguments = ["--listen", "127.0.0.1:0", "--workers", String(workers)] + arguments
+        var env = ProcessInfo.processInfo.environment
+        env["SSE_JWT_SECRET"] = secret
+        env.removeValue(forKey: "LISTEN_FDS")
+        env.removeValue(forKey: "LISTEN_PID")
+        env.merge(environment) { $1 }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        let output = ProcessOutput()
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { output.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        try process.run()
+        var port: Int?
+        try await waitUntil("the supervisor to listen") {
+            guard process.isRunning else { throw TimedOut(description: "supervisor exited: \(output.text.withLock { $0 })") }
+            port = output.text.withLock { Self.listeningPort(in: $0) }
+            return port != nil
+        }
+        let hub = HubProcess(process: process, port: port!, output: output, signer: await TokenSigner(secret: secret))
+        try await hub.waitForHealthy(workers: workers)
+        return hub
+    }
+
+    private init(process: Process, port: Int, output: ProcessOutput, signer: TokenSigner) {
+        self.process = process
+        self.port = port
+        self.output = output
+        self.signer = signer
+    }
+
+    private static func listeningPort(in log: String) -> Int? {
+        guard let range = log.range(of: "listening on http://127.0.0.1:") else { return nil }
+        return Int(log[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    var log: String { output.text.withLock { $0 } }
+
+    func token(_ userID: String?, publisher: Bool = false, lifetime: TimeInterval = 3600) async throws -> String {
+        try await signer.sign(userID: userID, publisher: publisher, lifetime: lifetime)
+    }
+
+    func health() async throws -> HealthSnapshot {
+        let response = try await TestHTTP.request(port: port, "GET", "/api/health")
+        return try JSONDecoder().decode(HealthSnapshot.self, from: Data(response.body))
+    }
+
+    func waitForHealthy(workers: Int) async throws {
+        try await waitUntil("every worker up") {
+            let health = try? await self.health()
+            return health?.status == "healthy" && health?.workers.count == workers
+        }
+    }
+
+    func stats() async throws -> StatsSnapshot {
+        let response = try await TestHTTP.request(
+            port: port, "GET", "/api/sse/stats", headers: ["Authorization": "Bearer \(try await token("backend", publisher: true))"])
+        return try JSONDecoder().decode(StatsSnapshot.self, from: Data(response.body))
+    }
+
+    func publish(_ body: String) async throws -> TestHTTP.Response {
+        try await TestHTTP.request(
+            port: port, "POST", "/api/sse/publish",
+            headers: ["x-auth-token": try await token("backend", publisher: true), "Content-Type": "application/json"], body: body)
+    }
+
+    func subscribe(_ userID: String, _ topics: [String]) async throws -> TestHTTP.Response {
+        let body = String(decoding: try JSONEncoder().encode(["topics": topics]), as: UTF8.self)
+        return try await TestHTTP.request(
+            port: port, "POST", "/api/sse/subscribe",
+            headers: ["x-auth-token": try await token(userID), "Content-Type": "application/json"], body: body)
+    }
+
+    func openStream(_ userID: String) async throws -> SSETestStream {
+        let stream = try await SSETestStream.open(port: port, target: "/api/sse/stream?token=\(try await token(userID))")
+        try await stream.waitForEvent("connected")
+        return stream
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    @discardableResult
+    func stop() async throws -> Int32 {
+        if process.isRunning { process.terminate() }
+        try await waitUntil("the supervisor to exit", timeout: .seconds(20)) { !self.process.isRunning }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+        }
+    }
+}
+
+struct HealthSnapshot: Decodable {
+    struct Services: Decodable { var sse: Totals }
+    struct Totals: Decodable {
+        var totalClients: Int
+        var totalTopics: Int
+    }
+    struct Worker: Decodable {
+        var shard: Int
+        var pid: Int32?
+        var status: String
+        var clients: Int
+        var restarts: Int
+    }
+    var status: String
+    var services: Services
+    var workers: [Worker]
+}
+
+struct StatsSnapshot: Decodable, Equatable {
+    var totalClients: Int
+    var totalTopics: Int
+    var topics: [String: Int]
+}
+
+/// Everything the supervisor and its workers wrote to stdout and stderr.
+final class ProcessOutput: Sendable {
+    let text = Mutex("")
+}
