@@ -1,0 +1,118 @@
+import Foundation
+import Shared
+import Testing
+
+@Suite("Processes: worker restarts, descriptors, connection reuse, shutdown", .serialized)
+struct ProcessTests {
+    /// Users on `shard` and users elsewhere.
+    static func users(count: Int, shards: Int) -> [Int: [String]] {
+        Dictionary(grouping: (0..<count).map { "member-\($0)" }) { ShardFunction.shard(for: $0, shardCount: shards) }
+    }
+
+    @Test func aKilledWorkerIsRestartedAndOnlyItsUsersNotice() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        defer { Task { try await hub.stop() } }
+        let byShard = Self.users(count: 15, shards: 3)
+        var streams: [String: SSETestStream] = [:]
+        for user in byShard.values.joined() { streams[user] = try await hub.openStream(user) }
+        try await waitUntil("all streams counted") { try await hub.health().services.sse.totalClients == 15 }
+
+        let victim = try #require(try await hub.health().workers.first { $0.shard == 1 })
+        let victimPID = try #require(victim.pid)
+        kill(victimPID, SIGKILL)
+
+        for user in byShard[1]! { try await streams[user]!.waitForClose() }
+        try await waitUntil("the worker restarted") {
+            let worker = try await hub.health().workers.first { $0.shard == 1 }
+            return worker?.status == "up" && worker?.pid != victimPID && worker?.restarts == 1
+        }
+        #expect(hub.log.contains("worker exited unexpectedly"))
+
+        // Its users reconnect; everybody else never noticed.
+        for user in byShard[1]! { streams[user] = try await hub.openStream(user) }
+        #expect(try await hub.publish(#"{"event":"after","data":1}"#).status == 200)
+        for (user, stream) in streams {
+            try await stream.waitForEvent("after")
+            #expect(!stream.isClosed)
+            if !byShard[1]!.contains(user) {
+                #expect(stream.events(named: "connected").count == 1, "\(user) kept its first stream")
+            }
+        }
+        try await waitUntil("all streams counted again") { try await hub.health().services.sse.totalClients == 15 }
+    }
+
+    @Test func healthIsDegradedWhileAWorkerIsDown() async throws {
+        // A worker path that fails after the first start: point at a copy, then remove it.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sse-hub-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let worker = directory.appendingPathComponent("sse-worker")
+        try FileManager.default.copyItem(at: HubProcess.buildDirectory.appendingPathComponent("sse-worker"), to: worker)
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--worker-path", worker.path])
+        defer { Task { try await hub.stop() } }
+        try FileManager.default.removeItem(at: worker)
+
+        let pid = try #require(try await hub.health().workers[0].pid)
+        kill(pid, SIGKILL)
+        try await waitUntil("health degraded") {
+            let response = try await TestHTTP.request(port: hub.port, "GET", "/api/health")
+            return response.status == 503 && response.json["status"] == .string("degraded")
+        }
+        // The other worker still serves.
+        let otherShardUser = (0..<100).map { "u\($0)" }.first { ShardFunction.shard(for: $0, shardCount: 2) == 1 }!
+        _ = try await hub.openStream(otherShardUser)
+    }
+
+    @Test func theSupervisorHoldsNoClientConnections() async throws {
+        let hub = try await HubProcess.start(workers: 2)
+        defer { Task { try await hub.stop() } }
+        func descriptors() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/\(hub.process.processIdentifier)/fd").count
+        }
+        let before = try descriptors()
+        var streams: [SSETestStream] = []
+        for index in 0..<60 { streams.append(try await hub.openStream("fd-\(index)")) }
+        try await waitUntil("streams counted") { try await hub.health().services.sse.totalClients == 60 }
+        // A few descriptors may come and go (health checks); 60 held streams would show.
+        #expect(try descriptors() < before + 10)
+    }
+
+    @Test func aConnectionServesOneUserRequestOnly() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        defer { Task { try await hub.stop() } }
+        // Two users on different shards, pipelined on one connection as a pooling proxy might.
+        let users = (0..<50).map { "pool-\($0)" }
+        let first = users[0]
+        let second = users.first { ShardFunction.shard(for: $0, shardCount: 3) != ShardFunction.shard(for: first, shardCount: 3) }!
+        let connection = try await TestConnection.open(port: hub.port)
+        let request =
+            TestHTTP.requestBytes(
+                "POST", "/api/sse/subscribe", headers: ["x-auth-token": try await hub.token(first)], body: #"{"topics":["one"]}"#)
+            + TestHTTP.requestBytes(
+                "POST", "/api/sse/subscribe", headers: ["x-auth-token": try await hub.token(second)], body: #"{"topics":["two"]}"#)
+        try await connection.send(request)
+        let response = try await connection.response()
+        #expect(response.status == 200)
+        #expect(response.headers["connection"] == "close")
+        try await waitUntil("the connection closed") { connection.snapshot.closed }
+
+        // The first user's subscription took; the second request was never served from the first user's shard.
+        _ = try await hub.openStream(first)
+        _ = try await hub.openStream(second)
+        try await waitUntil("topics counted") { try await hub.stats().topics["one"] == 1 }
+        #expect(try await hub.stats().topics["two"] == nil)
+    }
+
+    @Test func sigtermStopsEveryProcessAndClosesStreams() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        let pids = try await hub.health().workers.compactMap(\.pid)
+        #expect(pids.count == 3)
+        let stream = try await hub.openStream("leaving")
+        #expect(try await hub.stop() == 0)
+        try await stream.waitForClose()
+        for pid in pids {
+            #expect(kill(pid, 0) == -1 && errno == ESRCH, "worker \(pid) is gone")
+        }
+        #expect(hub.log.contains("all workers stopped"))
+    }
+}
