@@ -1,1 +1,76 @@
+import NIOCore
+import Shared
 import Testing
+
+@Suite struct SSEWireFormatTests {
+    @Test func anEventIsNameThenDataThenABlankLine() {
+        let frame = SSEWireFormat.event("newEvent", data: #"{"a":1}"#)
+        #expect(String(buffer: frame) == "event: newEvent\ndata: {\"a\":1}\n\n")
+    }
+
+    @Test func anIdComesFirstWhenGiven() {
+        #expect(String(buffer: SSEWireFormat.event("e", data: "1", id: "7")) == "id: 7\nevent: e\ndata: 1\n\n")
+    }
+
+    @Test func rawTextWithLineBreaksBecomesSeveralDataLines() {
+        let frame = SSEWireFormat.event("note", data: "line one\nline two\r\nline three")
+        #expect(String(buffer: frame) == "event: note\ndata: line one\ndata: line two\ndata: line three\n\n")
+        var parser = SSEEventParser()
+        #expect(parser.feed(frame.readableBytesView) == [SSEEvent(event: "note", data: "line one\nline two\nline three")])
+    }
+
+    @Test func heartbeatIsAComment() {
+        #expect(String(buffer: SSEWireFormat.heartbeat) == ":heartbeat\n\n")
+        var parser = SSEEventParser()
+        #expect(parser.feed(SSEWireFormat.heartbeat.readableBytesView).isEmpty)
+        #expect(parser.comments == ["heartbeat"])
+    }
+
+    @Test func theParserHandlesSplitInputAndAllLineEndings() {
+        let text = "id: 1\r\nevent: a\r\ndata: x\r\n\r\nevent: b\rdata: y\r\rdata: z\n\n"
+        var parser = SSEEventParser()
+        var events: [SSEEvent] = []
+        for byte in text.utf8 { events += parser.feed([byte]) }
+        #expect(events == [
+            SSEEvent(event: "a", data: "x", id: "1"), SSEEvent(event: "b", data: "y", id: "1"),
+            SSEEvent(event: "message", data: "z", id: "1"),
+        ])
+    }
+
+    @Test(arguments: [
+        ("a", true), ("newEvent", true), ("scores:live_2.v-1", true), (String(repeating: "e", count: 64), true),
+        ("", false), (String(repeating: "e", count: 65), false), ("with space", false), ("new\nline", false),
+        ("émoji", false), ("a/b", false),
+    ])
+    func eventNames(name: String, valid: Bool) {
+        #expect(HubName.isValidEvent(name) == valid)
+    }
+
+    @Test func topicNamesAllowUpTo128() {
+        #expect(HubName.isValidTopic(String(repeating: "t", count: 128)))
+        #expect(!HubName.isValidTopic(String(repeating: "t", count: 129)))
+        #expect(!HubName.isValidTopic(""))
+    }
+}
+
+@Suite struct ShardFunctionTests {
+    @Test func isStableAcrossProcessesAndBuilds() {
+        // FNV-1a 64 of the bytes: fixed values, so a change of function is caught.
+        #expect(ShardFunction.shard(for: "", shardCount: 1_000_003) == Int(UInt64(0xcbf2_9ce4_8422_2325) % 1_000_003))
+        #expect(ShardFunction.shard(for: "a", shardCount: 1_000_003) == Int(UInt64(0xaf63_dc4c_8601_ec8c) % 1_000_003))
+        #expect(ShardFunction.shard(for: "alice", shardCount: 7) == ShardFunction.shard(for: "alice", shardCount: 7))
+    }
+
+    @Test(arguments: [2, 3, 6, 8])
+    func spreadsUsersEvenly(shards: Int) {
+        var counts = [Int](repeating: 0, count: shards)
+        let users = 60_000
+        for index in 0..<users { counts[ShardFunction.shard(for: "user-\(index)", shardCount: shards)] += 1 }
+        let expected = users / shards
+        for count in counts { #expect(abs(count - expected) < expected / 10, "\(counts)") }
+        // Numeric ids spread too.
+        var numeric = [Int](repeating: 0, count: shards)
+        for index in 0..<users { numeric[ShardFunction.shard(for: String(index), shardCount: shards)] += 1 }
+        for count in numeric { #expect(abs(count - expected) < expected / 10, "\(numeric)") }
+    }
+}

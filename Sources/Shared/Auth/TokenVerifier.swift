@@ -19,6 +19,8 @@ public struct AuthFailure: Error, Sendable, Equatable {
     }
     public let code: Code
 
+    public init(code: Code) { self.code = code }
+
     public var status: Int { code == .notPublisher ? 403 : 401 }
 
     public var message: String {

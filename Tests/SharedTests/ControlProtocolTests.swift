@@ -1,0 +1,87 @@
+import NIOCore
+import NIOEmbedded
+import Shared
+import Testing
+
+@Suite struct ControlProtocolTests {
+    static let messages: [ControlMessage] = [
+        .hello(WorkerHello(shard: 3, pid: 4242)),
+        .stats(WorkerStats(clients: 17, topics: ["news": 3, "scores:live": 14, "ünïcode": 1])),
+        .stats(WorkerStats()),
+        .pong(.max),
+        .publish(PublishCommand(target: .everyone, event: "newEvent", data: #"{"a":[1,2,{"b":null}]}"#)),
+        .publish(PublishCommand(target: .topic("news"), event: "headline", data: "\"x\"")),
+        .publish(PublishCommand(target: .user("42"), event: "reward", data: "")),
+        .ping(7),
+        .shutdown,
+    ]
+
+    @Test func everyMessageRoundTrips() throws {
+        var buffer = ByteBuffer()
+        for message in Self.messages { ControlFrame.encode(message, into: &buffer) }
+        var decoded: [ControlMessage] = []
+        while let message = try ControlFrame.decode(from: &buffer) { decoded.append(message) }
+        #expect(decoded == Self.messages)
+        #expect(buffer.readableBytes == 0)
+    }
+
+    @Test func partialReadsWaitForTheWholeFrame() throws {
+        var whole = ByteBuffer()
+        for message in Self.messages { ControlFrame.encode(message, into: &whole) }
+        // Through the real NIO decoder, one byte at a time.
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(ControlFrameDecoder()))
+        for byte in whole.readableBytesView {
+            try channel.writeInbound(ByteBuffer(bytes: [byte]))
+        }
+        var decoded: [ControlMessage] = []
+        while let message = try channel.readInbound(as: ControlMessage.self) { decoded.append(message) }
+        #expect(decoded == Self.messages)
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func anIncompleteFrameLeavesTheBufferUntouched() throws {
+        var whole = ByteBuffer()
+        ControlFrame.encode(.ping(1), into: &whole)
+        var partial = whole.getSlice(at: 0, length: whole.readableBytes - 1)!
+        #expect(try ControlFrame.decode(from: &partial) == nil)
+        #expect(partial.readableBytes == whole.readableBytes - 1)
+    }
+
+    func decodeError(_ bytes: [UInt8]) -> ControlProtocolError.Code? {
+        var buffer = ByteBuffer(bytes: bytes)
+        do {
+            _ = try ControlFrame.decode(from: &buffer)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+
+    @Test func garbageIsRefusedWithAStableCode() {
+        #expect(decodeError([0, 0, 0, 2, 9, 1]) == .unsupportedVersion)
+        #expect(decodeError([0, 0, 0, 2, 1, 99]) == .unknownKind)
+        #expect(decodeError([0xff, 0xff, 0xff, 0xff]) == .badLength)
+        #expect(decodeError([0, 0, 0, 1, 1]) == .badLength)
+        #expect(decodeError([0, 0, 0, 3, 1, 17, 0]) == .malformed)  // a ping cut short
+        #expect(decodeError([0, 0, 0, 11, 1, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0xaa]) == .malformed)  // bytes left over
+        #expect(decodeError([0, 0, 0, 7, 1, 16, 9, 0, 0, 0, 0]) == .malformed)  // unknown publish target
+        #expect(decodeError([0, 0, 0, 10, 1, 2, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]) == .malformed)  // absurd topic count
+    }
+
+    @Test func garbageClosesTheNIOPipelineWithAnError() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(ControlFrameDecoder()))
+        #expect(throws: ControlProtocolError.self) { try channel.writeInbound(ByteBuffer(bytes: [0, 0, 0, 2, 42, 1])) }
+        _ = try? channel.finish()
+    }
+
+    @Test func handoffRoundTripsAndRefusesGarbage() throws {
+        let handoff = Handoff(route: .subscribe, userID: "user-ü-1", tokenExpiry: 1_800_000_000)
+        #expect(try Handoff(decoding: handoff.encoded()) == handoff)
+        let noExpiry = Handoff(route: .stream, userID: "9", tokenExpiry: nil)
+        #expect(try Handoff(decoding: noExpiry.encoded()) == noExpiry)
+        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: []) }
+        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: [2, 1]) }
+        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: [1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 65]) }
+        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]) }  // no user
+    }
+}

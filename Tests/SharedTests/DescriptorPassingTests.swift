@@ -1,0 +1,89 @@
+import Foundation
+import Shared
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SCM_RIGHTS between two real processes, with an independent implementation on the other side
+/// (Python's `socket.send_fds` / `socket.recv_fds`).
+@Suite(.serialized) struct DescriptorPassingTests {
+    static let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// Starts python3 with `socket` at descriptor 3 (through `ProcessSpawn`, as the supervisor starts workers).
+    func runPython(_ script: String, passing socket: CInt) throws -> Child {
+        let python = try #require(Self.python, "python3 is needed for this test")
+        let pid = try ProcessSpawn.spawn(
+            path: python, arguments: ["-c", "import os\n" + script], descriptors: [(socket, 3)],
+            environment: ProcessSpawn.currentEnvironment)
+        return Child(pid: pid)
+    }
+
+    struct Child {
+        let pid: pid_t
+        /// Waits for the exit; returns the exit code.
+        func wait() throws -> CInt { (try Syscall.waitForExit(pid) >> 8) & 0xff }
+    }
+
+    @Test func aDescriptorWeSendIsUsableInAnotherProcess() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer { Syscall.close(ours) }
+        var pipeEnds: [CInt] = [0, 0]
+        #expect(pipe(&pipeEnds) == 0)
+        let process = try runPython(
+            """
+            import socket; s = socket.socket(fileno=3)
+            msg, fds, flags, addr = socket.recv_fds(s, 1024, 4)
+            os.write(fds[0], b'written by the child: ' + msg); s.send(b'done')
+            """, passing: theirs)
+        Syscall.close(theirs)
+        try DescriptorPassing.send(descriptor: pipeEnds[1], payload: Array("hello".utf8), over: ours)
+        Syscall.close(pipeEnds[1])  // the child holds its own copy now
+        var reply = [UInt8](repeating: 0, count: 16)
+        #expect(recv(ours, &reply, reply.count, 0) == 4)
+        var output = [UInt8](repeating: 0, count: 64)
+        let count = read(pipeEnds[0], &output, output.count)
+        Syscall.close(pipeEnds[0])
+        #expect(String(decoding: output[0..<max(0, count)], as: UTF8.self) == "written by the child: hello")
+        #expect(try process.wait() == 0)
+    }
+
+    @Test func aDescriptorAnotherProcessSendsArrivesWithItsPayload() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer { Syscall.close(ours) }
+        let process = try runPython(
+            """
+            import socket; s = socket.socket(fileno=3)
+            r, w = os.pipe(); os.write(w, b'through the pipe'); os.close(w)
+            socket.send_fds(s, [b'payload-bytes'], [r])
+            """, passing: theirs)
+        Syscall.close(theirs)
+        let received = try #require(try DescriptorPassing.receive(from: ours))
+        #expect(received.payload == Array("payload-bytes".utf8))
+        let fd = try #require(received.descriptor)
+        var output = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &output, output.count)
+        Syscall.close(fd)
+        #expect(String(decoding: output[0..<max(0, count)], as: UTF8.self) == "through the pipe")
+        #expect(try process.wait() == 0)
+        // The peer is gone: end of stream.
+        #expect(try DescriptorPassing.receive(from: ours) == nil)
+    }
+
+    @Test func extraDescriptorsAreClosedAndRefused() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer { Syscall.close(ours) }
+        let process = try runPython(
+            """
+            import socket; s = socket.socket(fileno=3)
+            a, b = os.pipe()
+            socket.send_fds(s, [b'two'], [a, b])
+            """, passing: theirs)
+        Syscall.close(theirs)
+        #expect(throws: Errno.messageTooLong) { try DescriptorPassing.receive(from: ours) }
+        #expect(try process.wait() == 0)
+    }
+}
+
+import SystemPackage

@@ -1,0 +1,116 @@
+import Foundation
+import JWTKit
+import Shared
+import Testing
+
+@Suite struct TokenVerifierTests {
+    static let secret = "unit-test-secret-unit-test-secret-0123"
+
+    func verifier() async -> TokenVerifier { await TokenVerifier(secret: Self.secret) }
+    func signer(_ secret: String = secret) async -> JWTKeyCollection {
+        await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+    }
+
+    struct RawClaims: JWTPayload {
+        var fields: [String: JSONValue]
+        init(_ fields: [String: JSONValue]) { self.fields = fields }
+        init(from decoder: any Decoder) throws { fields = try [String: JSONValue](from: decoder) }
+        func encode(to encoder: any Encoder) throws { try fields.encode(to: encoder) }
+        func verify(using algorithm: some JWTAlgorithm) throws {}
+    }
+
+    func sign(_ fields: [String: JSONValue], secret: String = secret, alg: String? = nil) async throws -> String {
+        var header = JWTHeader()
+        if let alg { header.alg = alg }
+        return try await signer(secret).sign(RawClaims(fields), header: header)
+    }
+
+    var hourFromNow: JSONValue { .integer(Int64(Date().timeIntervalSince1970) + 3600) }
+
+    @Test func userIDComesFromSubThenUserIDThenID() async throws {
+        let verifier = await verifier()
+        let cases: [([String: JSONValue], String)] = [
+            (["sub": .string("s1"), "user": .object(["id": .string("u1")]), "id": .string("i1")], "s1"),
+            (["user": .object(["id": .string("u1")]), "id": .string("i1")], "u1"),
+            (["id": .string("i1")], "i1"),
+            (["id": .integer(42)], "42"),
+            (["user": .object(["id": .integer(7)])], "7"),
+        ]
+        for (claims, expected) in cases {
+            let identity = try await verifier.verifyUser(try await sign(claims.merging(["exp": hourFromNow]) { $1 })).get()
+            #expect(identity.userID == expected)
+            #expect(!identity.isPublisher)
+        }
+    }
+
+    @Test func publisherRoleAndExpiryAreRead() async throws {
+        let exp = Int64(Date().timeIntervalSince1970) + 3600
+        let token = try await sign(["sub": .string("backend"), "role": .string("publisher"), "exp": .integer(exp)])
+        let identity = try await verifier().verifyPublisher(token).get()
+        #expect(identity.isPublisher)
+        #expect(identity.expiresAt == exp)
+    }
+
+    @Test func everyRejection() async throws {
+        let verifier = await verifier()
+        let past = JSONValue.integer(Int64(Date().timeIntervalSince1970) - 10)
+        func code(_ result: Result<Identity, AuthFailure>) -> AuthFailure.Code? {
+            if case .failure(let failure) = result { return failure.code }
+            return nil
+        }
+        #expect(code(await verifier.verifyUser(nil)) == .missingToken)
+        #expect(code(await verifier.verifyUser("")) == .missingToken)
+        #expect(code(await verifier.verifyUser("not.a.jwt")) == .invalidToken)
+        #expect(code(await verifier.verifyUser("onlyonepart")) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a"), "exp": past]))) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a"), "nbf": hourFromNow]))) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a"), "exp": .string("soon")]))) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a")], secret: "wrong-secret-wrong-secret-wrong-0123"))) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a")], alg: "HS512"))) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a")], alg: "none"))) == .invalidToken)
+        // alg none with no signature at all.
+        let valid = try await sign(["sub": .string("a")])
+        let unsigned = valid.split(separator: ".").prefix(2).joined(separator: ".") + "."
+        #expect(code(await verifier.verifyUser(unsigned)) == .invalidToken)
+        // A tampered payload.
+        let parts = valid.split(separator: ".")
+        let tampered = [parts[0], Substring(try await sign(["sub": .string("admin")]).split(separator: ".")[1]), parts[2]].joined(separator: ".")
+        #expect(code(await verifier.verifyUser(tampered)) == .invalidToken)
+        #expect(code(await verifier.verifyUser(try await sign(["role": .string("publisher")]))) == .noUser)
+        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("")]))) == .noUser)
+        #expect(code(await verifier.verifyUser(try await sign(["id": .number(1.5)]))) == .noUser)
+        #expect(code(await verifier.verifyPublisher(try await sign(["sub": .string("a")]))) == .notPublisher)
+        #expect(code(await verifier.verifyPublisher(try await sign(["sub": .string("a"), "role": .string("admin")]))) == .notPublisher)
+    }
+
+    @Test func statusesAndMessagesMatchTheReplacedService() {
+        #expect(AuthFailure(code: .missingToken).status == 401)
+        #expect(AuthFailure(code: .missingToken).message == "No token, authorization denied")
+        #expect(AuthFailure(code: .invalidToken).message == "Token is not valid")
+        #expect(AuthFailure(code: .notPublisher).status == 403)
+    }
+
+    @Test func tokenLocations() {
+        #expect(TokenLocation.token(target: "/s?token=abc", authorization: "Bearer def", xAuthToken: "ghi") == "abc")
+        #expect(TokenLocation.token(target: "/s", authorization: "Bearer def", xAuthToken: "ghi") == "def")
+        #expect(TokenLocation.token(target: "/s", authorization: "Basic xyz", xAuthToken: "ghi") == "ghi")
+        #expect(TokenLocation.token(target: "/s?token=a%2Eb", authorization: nil, xAuthToken: nil) == "a.b")
+        #expect(TokenLocation.token(target: "/s?other=1", authorization: nil, xAuthToken: nil) == nil)
+        #expect(TokenLocation.redacted("/api/sse/stream?a=1&token=secret.jwt&b=2") == "/api/sse/stream?a=1&token=REDACTED&b=2")
+    }
+
+    @Test func secretSources() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("secret-\(UUID().uuidString)")
+        try "from-file\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        #expect(try JWTSecret.load(file: file.path, environment: ["SSE_JWT_SECRET": "env"]) == "from-file")
+        #expect(try JWTSecret.load(file: nil, environment: ["SSE_JWT_SECRET": "env"]) == "env")
+        let credentials = file.deletingLastPathComponent().appendingPathComponent("creds-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: credentials, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: credentials) }
+        try "from-credential".write(to: credentials.appendingPathComponent("jwt-secret"), atomically: true, encoding: .utf8)
+        #expect(try JWTSecret.load(file: nil, environment: ["CREDENTIALS_DIRECTORY": credentials.path]) == "from-credential")
+        #expect(throws: JWTSecret.Missing.self) { try JWTSecret.load(file: nil, environment: [:]) }
+        #expect(throws: JWTSecret.Missing.self) { try JWTSecret.load(file: "/nonexistent/secret", environment: [:]) }
+    }
+}
