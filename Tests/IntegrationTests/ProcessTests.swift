@@ -116,3 +116,34 @@ struct ProcessTests {
         #expect(hub.log.contains("all workers stopped"))
     }
 }
+
+@Suite("Start-up", .serialized)
+struct StartupTests {
+    @Test func takesItsListeningSocketFromSystemdSocketActivation() async throws {
+        let port = try HubProcess.freePort()
+        // The first connection (the health check in `start`) is what starts the supervisor.
+        let hub = try await HubProcess.start(workers: 2, socketActivatedOn: port)
+        defer { Task { try await hub.stop() } }
+        #expect(hub.log.contains("listening on a socket from systemd"))
+        #expect(hub.log.contains("name=http"))
+        let stream = try await hub.openStream("activated")
+        #expect(try await hub.publish(#"{"event":"hi","userId":"activated"}"#).status == 200)
+        try await stream.waitForEvent("hi")
+    }
+
+    @Test func refusesToStartWithoutASecret() throws {
+        let process = Process()
+        process.executableURL = HubProcess.buildDirectory.appendingPathComponent("sse-supervisor")
+        process.arguments = ["--listen", "127.0.0.1:0"]
+        process.environment = ProcessInfo.processInfo.environment.filter {
+            $0.key != "SSE_JWT_SECRET" && $0.key != "CREDENTIALS_DIRECTORY"
+        }
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 78)
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("no JWT secret"))
+    }
+}

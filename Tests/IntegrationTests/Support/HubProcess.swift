@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Shared
 import Synchronization
 
@@ -17,10 +18,22 @@ final class HubProcess: Sendable {
         return URL(fileURLWithPath: executable).deletingLastPathComponent()
     }
 
-    static func start(workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:]) async throws -> HubProcess {
+    /// Starts the supervisor on an ephemeral port; with `socketActivatedOn`, under `systemd-socket-activate`
+    /// listening on that port, so the supervisor gets its socket the way systemd passes it (`LISTEN_FDS`).
+    static func start(
+        workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:], socketActivatedOn activationPort: Int? = nil
+    ) async throws -> HubProcess {
         let process = Process()
-        process.executableURL = buildDirectory.appendingPathComponent("sse-supervisor")
-        process.arguments = ["--listen", "127.0.0.1:0", "--workers", String(workers)] + arguments
+        let supervisor = buildDirectory.appendingPathComponent("sse-supervisor")
+        if let activationPort {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
+            process.arguments =
+                ["--listen", "127.0.0.1:\(activationPort)", "--fdname=http", "-E", "SSE_JWT_SECRET", supervisor.path, "--workers", String(workers)]
+                + arguments
+        } else {
+            process.executableURL = supervisor
+            process.arguments = ["--listen", "127.0.0.1:0", "--workers", String(workers)] + arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["SSE_JWT_SECRET"] = secret
         env.removeValue(forKey: "LISTEN_FDS")
@@ -39,7 +52,7 @@ final class HubProcess: Sendable {
         var port: Int?
         try await waitUntil("the supervisor to listen") {
             guard process.isRunning else { throw TimedOut(description: "supervisor exited: \(output.text.withLock { $0 })") }
-            port = output.text.withLock { Self.listeningPort(in: $0) }
+            port = activationPort ?? output.text.withLock { Self.listeningPort(in: $0) }
             return port != nil
         }
         let hub = HubProcess(process: process, port: port!, output: output, signer: await TokenSigner(secret: secret))
@@ -52,6 +65,13 @@ final class HubProcess: Sendable {
         self.port = port
         self.output = output
         self.signer = signer
+    }
+
+    /// A port that was free a moment ago (for `systemd-socket-activate`, which needs one named).
+    static func freePort() throws -> Int {
+        let fd = try ListeningSocket.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0))
+        defer { Syscall.close(fd) }
+        return try ListeningSocket.localAddress(of: fd).port!
     }
 
     private static func listeningPort(in log: String) -> Int? {
