@@ -23,7 +23,7 @@ struct SupervisorAPI: Sendable {
     }
 
     /// Validates a publish body and routes it; the error says what was wrong.
-    func publish(body: ByteBuffer) -> Result<PublishCommand, APIError> {
+    func publish(body: ByteBuffer) -> Result<EventID, APIError> {
         guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(body.readableBytesView)) else {
             let isJSON = (try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))) != nil
             return .failure(isJSON ? APIError(status: 400, "body must be a JSON object") : .malformedJSON)
@@ -48,9 +48,7 @@ struct SupervisorAPI: Sendable {
         case (nil, nil):
             target = .everyone
         }
-        let command = PublishCommand(target: target, event: event, data: HubJSON.encode(fields["data"] ?? .null))
-        pool.publish(command)
-        return .success(command)
+        return .success(pool.publish(target: target, event: event, data: HubJSON.encode(fields["data"] ?? .null)))
     }
 }
 

@@ -27,9 +27,30 @@ struct StreamOptions: ParsableArguments {
     @Option(name: .customLong("cors-origin"), help: "Allow browsers from this origin (repeatable; * allows any). Without it no CORS header is sent.")
     var corsOrigins: [String] = []
 
+    @Option(help: "Events kept for Last-Event-ID replay (count).")
+    var historySize: Int = 10_000
+
+    @Option(help: "Seconds events are kept for Last-Event-ID replay.")
+    var historyTtl: Int = 600
+
+    @Option(help: "Reconnection delay sent to clients (retry:, milliseconds).")
+    var retryMs: Int = 3000
+
+    @Option(help: "A stream whose unsent bytes exceed this is disconnected (slow consumer).")
+    var maxPendingBytes: Int = 1_048_576
+
     var workerArguments: [String] {
-        ["--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace)]
-            + corsOrigins.flatMap { ["--cors-origin", $0] }
+        [
+            "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
+            "--history-ttl", String(historyTtl), "--retry-ms", String(retryMs), "--max-pending-bytes", String(maxPendingBytes),
+        ] + corsOrigins.flatMap { ["--cors-origin", $0] }
+    }
+
+    func validate() throws {
+        guard heartbeat > 0, topicGrace >= 0 else { throw ValidationError("--heartbeat must be positive and --topic-grace not negative") }
+        guard historySize > 0, historyTtl > 0 else { throw ValidationError("--history-size and --history-ttl must be positive") }
+        guard retryMs > 0 else { throw ValidationError("--retry-ms must be positive") }
+        guard maxPendingBytes >= 4096 else { throw ValidationError("--max-pending-bytes must be at least 4096") }
     }
 }
 
@@ -63,9 +84,6 @@ struct Serve: AsyncParsableCommand {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
         guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
-        guard stream.heartbeat > 0, stream.topicGrace >= 0 else {
-            throw ValidationError("--heartbeat must be positive and --topic-grace not negative")
-        }
     }
 
     func run() async throws {
@@ -92,7 +110,9 @@ struct Serve: AsyncParsableCommand {
         let pool = WorkerPool(
             settings: .init(
                 shardCount: workers, workerPath: workerExecutable,
-                workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue]),
+                workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue],
+                historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl),
+                epoch: UInt64(WorkerPool.nowMilliseconds())),
             group: group, logger: logger)
         let api = SupervisorAPI(
             verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),

@@ -16,6 +16,11 @@ final class WorkerPool: Service, Sendable {
         /// Arguments every worker gets besides its own shard and descriptors.
         var workerArguments: [String]
         var shutdownGrace: Duration = .seconds(10)
+        /// Bounds of the event history kept for Last-Event-ID replay.
+        var historySize: Int
+        var historyTTL: Duration
+        /// This run's epoch: its start time in milliseconds since 1970, the first part of every event id.
+        var epoch: UInt64
     }
 
     enum WorkerStatus: String, Sendable {
@@ -40,6 +45,8 @@ final class WorkerPool: Service, Sendable {
     struct State: Sendable {
         var slots: [Slot]
         var shuttingDown = false
+        /// Every event published in this epoch, within bounds: a restarted worker is given its share.
+        var history: EventHistory
     }
 
     enum HandoffResult: Sendable {
@@ -63,7 +70,13 @@ final class WorkerPool: Service, Sendable {
         self.settings = settings
         self.group = group
         self.logger = logger
-        state = Mutex(State(slots: (0..<settings.shardCount).map { Slot(shard: $0) }))
+        let ttl = settings.historyTTL.components
+        state = Mutex(
+            State(
+                slots: (0..<settings.shardCount).map { Slot(shard: $0) },
+                history: EventHistory(
+                    capacity: settings.historySize,
+                    maximumAge: ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000)))
     }
 
     var shardCount: Int { settings.shardCount }
@@ -97,7 +110,7 @@ final class WorkerPool: Service, Sendable {
                     path: settings.workerPath,
                     arguments: [
                         "--shard", String(shard), "--control-fd", String(Self.workerControlDescriptor),
-                        "--handoff-fd", String(Self.workerHandoffDescriptor),
+                        "--handoff-fd", String(Self.workerHandoffDescriptor), "--epoch", String(settings.epoch),
                     ] + settings.workerArguments,
                     descriptors: [
                         (controlTheirs, Self.workerControlDescriptor), (handoffTheirs, Self.workerHandoffDescriptor),
@@ -223,15 +236,37 @@ final class WorkerPool: Service, Sendable {
 
     // MARK: Events from a worker's control channel
 
-    func workerReady(shard: Int, generation: Int, hello: WorkerHello) {
-        let becameReady = state.withLock { state in
-            guard state.slots[shard].generation == generation, state.slots[shard].status == .starting else { return false }
+    /// The worker said hello: give it its share of the history, then let connections and publishes reach it.
+    /// Both happen under the lock, so every live publish is written after the history it follows.
+    func workerReady(shard: Int, generation: Int, hello: WorkerHello, channel: any Channel) {
+        let replayed: Int? = state.withLock { state in
+            guard state.slots[shard].generation == generation, state.slots[shard].status == .starting else { return nil }
+            state.history.trim(now: Self.nowMilliseconds())
+            let share = state.history.entries(after: 0).filter { isOnShard($0.target, shard) }
+            for command in share { channel.write(ControlMessage.historyEntry(command), promise: nil) }
+            channel.writeAndFlush(
+                ControlMessage.historyEnd(
+                    HistoryBounds(evictedThrough: state.history.evictedThrough, latestSequence: state.history.latestSequence)),
+                promise: nil)
             state.slots[shard].status = .up
-            return true
+            return share.count
         }
-        if becameReady {
-            logger.info("worker ready", metadata: ["worker": "\(shard)", "pid": "\(hello.pid)", "event": "worker-ready"])
+        if let replayed {
+            logger.info(
+                "worker ready", metadata: ["worker": "\(shard)", "pid": "\(hello.pid)", "event": "worker-ready", "history": "\(replayed)"])
         }
+    }
+
+    /// Whether a worker of `shard` receives events for `target`.
+    private func isOnShard(_ target: PublishTarget, _ shard: Int) -> Bool {
+        switch target {
+        case .everyone, .topic: true
+        case .user(let userID): ShardFunction.shard(for: userID, shardCount: settings.shardCount) == shard
+        }
+    }
+
+    static func nowMilliseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
     }
 
     func updateStats(shard: Int, generation: Int, stats: WorkerStats) {
@@ -268,22 +303,21 @@ final class WorkerPool: Service, Sendable {
         }
     }
 
-    /// Sends `command` to every worker that has a recipient of it. Returns how many workers it went to.
+    /// Gives the event the next id, records it in the history, and sends it to every worker that has a
+    /// recipient of it (a worker that is down gets it from the history when it is back). Under the lock,
+    /// so every worker receives events in id order.
     @discardableResult
-    func publish(_ command: PublishCommand) -> Int {
-        let channels: [any Channel] = state.withLock { state in
-            switch command.target {
-            case .everyone, .topic:
-                return state.slots.compactMap { $0.status == .up ? $0.control : nil }
-            case .user(let userID):
-                let slot = state.slots[ShardFunction.shard(for: userID, shardCount: settings.shardCount)]
-                return slot.status == .up ? slot.control.map { [$0] } ?? [] : []
+    func publish(target: PublishTarget, event: String, data: String) -> EventID {
+        state.withLock { state in
+            let command = PublishCommand(
+                target: target, event: event, data: data, sequence: state.history.latestSequence + 1,
+                publishedAt: Self.nowMilliseconds())
+            state.history.append(command)
+            for slot in state.slots where slot.status == .up && isOnShard(target, slot.shard) {
+                slot.control?.writeAndFlush(ControlMessage.publish(command), promise: nil)
             }
+            return EventID(epoch: settings.epoch, sequence: command.sequence)
         }
-        for channel in channels {
-            channel.writeAndFlush(ControlMessage.publish(command), promise: nil)
-        }
-        return channels.count
     }
 
     var slots: [Slot] { state.withLock { $0.slots } }
@@ -334,19 +368,21 @@ final class WorkerControlHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch Self.unwrapInboundIn(data) {
         case .hello(let hello):
-            pool.workerReady(shard: shard, generation: generation, hello: hello)
+            pool.workerReady(shard: shard, generation: generation, hello: hello, channel: context.channel)
         case .stats(let stats):
             pool.updateStats(shard: shard, generation: generation, stats: stats)
         case .pong:
             break
-        case .publish, .ping, .shutdown:
+        case .publish, .historyEntry, .historyEnd, .ping, .shutdown:
             logger.error("worker sent a supervisor-only message; closing its control channel")
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pool.controlClosed(shard: shard, generation: generation)
+        // Later, not now: this can run inside a write the pool makes while holding its lock.
+        let (pool, shard, generation) = (pool, shard, generation)
+        context.eventLoop.execute { pool.controlClosed(shard: shard, generation: generation) }
         context.fireChannelInactive()
     }
 

@@ -13,7 +13,9 @@ final class HandedConnectionHandler: ChannelInboundHandler {
     private let handoff: Handoff
     private let hub: NIOLoopBound<StreamHub>
     private let responses: HTTPResponses
+    private let logger: Logger
     private var head: HTTPRequestHead?
+    private var expiry: Scheduled<Void>?
     private var body = BodyCollector()
     private var state = State.awaitingRequest
 
@@ -21,10 +23,11 @@ final class HandedConnectionHandler: ChannelInboundHandler {
         case awaitingRequest, streaming, done
     }
 
-    init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses) {
+    init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger) {
         self.handoff = handoff
         self.hub = hub
         self.responses = responses
+        self.logger = logger
     }
 
     private var origin: String? { head?.headers.first(name: "origin") }
@@ -40,7 +43,7 @@ final class HandedConnectionHandler: ChannelInboundHandler {
                 // The supervisor's reading of the head and SwiftNIO's disagree: serve nothing on a guess.
                 return fail(APIError(status: 400, "Malformed request head"), context: context)
             }
-            if route == .stream { startStream(context: context) }
+            if route == .stream { startStream(requestHead, context: context) }
             if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > body.limit {
                 fail(.bodyTooLarge, context: context)
             }
@@ -57,7 +60,7 @@ final class HandedConnectionHandler: ChannelInboundHandler {
         responses.error(error, origin: origin, context: context)
     }
 
-    private func startStream(context: ChannelHandlerContext) {
+    private func startStream(_ requestHead: HTTPRequestHead, context: ChannelHandlerContext) {
         state = .streaming
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream")
@@ -66,7 +69,27 @@ final class HandedConnectionHandler: ChannelInboundHandler {
         headers.add(name: "X-Accel-Buffering", value: "no")
         headers.add(contentsOf: responses.cors.responseHeaders(origin: origin))
         context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
-        hub.value.attach(userID: handoff.userID, channel: context.channel)
+        // Browsers resend the last id they saw as a header; polyfills (and first connections) use the query.
+        let lastEventID =
+            requestHead.headers.first(name: "last-event-id") ?? TokenLocation.queryValue("lastEventId", in: requestHead.uri)
+        hub.value.attach(userID: handoff.userID, channel: context.channel, lastEventID: lastEventID)
+        if let expiresAt = handoff.tokenExpiry {
+            let userID = handoff.userID
+            let channel = context.channel
+            let hub = self.hub
+            let delay = TimeAmount.milliseconds(max(0, expiresAt * 1000 - StreamHub.nowMilliseconds()))
+            expiry = context.eventLoop.scheduleTask(in: delay) { hub.value.expire(userID: userID, channel: channel) }
+        }
+    }
+
+    /// More than `--max-pending-bytes` waiting to be sent (the channel's high water mark): the client stopped
+    /// reading. Drop it rather than grow this worker's memory; it reconnects and resumes from its last id.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if state == .streaming, !context.channel.isWritable {
+            logger.warning("slow consumer disconnected: too many bytes pending", metadata: ["user": "\(handoff.userID)"])
+            context.close(promise: nil)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func changeTopics(context: ChannelHandlerContext) {
@@ -94,6 +117,7 @@ final class HandedConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        expiry?.cancel()
         if state == .streaming { hub.value.detach(userID: handoff.userID, channel: context.channel) }
         context.fireChannelInactive()
     }

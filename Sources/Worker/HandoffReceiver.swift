@@ -12,6 +12,8 @@ struct HandoffReceiver: Sendable {
     let hub: NIOLoopBound<StreamHub>
     let responses: HTTPResponses
     let logger: Logger
+    /// Bytes a stream may have waiting to be sent before it counts as a slow consumer.
+    let maximumPendingBytes: Int
 
     /// Receives until the supervisor closes its end, then calls `finished`.
     func start(finished: @escaping @Sendable () -> Void) {
@@ -49,18 +51,22 @@ struct HandoffReceiver: Sendable {
     private func adopt(_ fd: CInt, handoff: Handoff) {
         let hub = self.hub
         let responses = self.responses
+        let logger = self.logger
         ClientBootstrap(group: group)
+            .channelOption(
+                ChannelOptions.writeBufferWaterMark,
+                value: .init(low: maximumPendingBytes / 2, high: maximumPendingBytes))
             // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap.
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        HandedConnectionHandler(handoff: handoff, hub: hub, responses: responses))
+                        HandedConnectionHandler(handoff: handoff, hub: hub, responses: responses, logger: logger))
                 }
             }
             .withConnectedSocket(fd)
-            .whenFailure { [logger] error in
+            .whenFailure { error in
                 logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])
             }
     }

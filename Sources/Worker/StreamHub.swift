@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -10,6 +11,12 @@ final class StreamHub {
     struct Settings: Sendable {
         var heartbeat: TimeAmount
         var topicGrace: TimeAmount
+        var epoch: UInt64
+        var historySize: Int
+        /// Milliseconds.
+        var historyTTL: Int64
+        /// Sent to clients as `retry:` (milliseconds).
+        var retryMilliseconds: Int
         /// How soon after a change the stats are reported.
         var statsDelay: TimeAmount = .milliseconds(100)
     }
@@ -31,11 +38,18 @@ final class StreamHub {
     private var openStreams = 0
     private var statsScheduled = false
     private var reportStats: ((WorkerStats) -> Void)?
+    /// What this worker's users could have received lately, for Last-Event-ID replay.
+    private var history: EventHistory
+    /// False until the supervisor has sent the history from before this worker started: streams that
+    /// arrive before then wait in `waitingStreams`, so none resumes from a history with a hole in it.
+    private var hasHistory = false
+    private var waitingStreams: [(userID: String, channel: any Channel, lastEventID: String?)] = []
 
     init(eventLoop: any EventLoop, settings: Settings, logger: Logger) {
         self.eventLoop = eventLoop
         self.settings = settings
         self.logger = logger
+        history = EventHistory(capacity: settings.historySize, maximumAge: settings.historyTTL)
     }
 
     /// Starts the heartbeat and the sweep of users past their grace period; `report` receives stats after changes.
@@ -55,9 +69,16 @@ final class StreamHub {
 
     // MARK: Streams
 
-    /// Makes `channel` the user's one live stream, closing any earlier one, and sends `connected`.
-    func attach(userID: String, channel: any Channel) {
+    /// Makes `channel` the user's one live stream, closing any earlier one, sends `connected` (with `retry:`),
+    /// then what the user missed since `lastEventID` (or `reset` when that is unknowable), then live events.
+    /// All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
+    func attach(userID: String, channel: any Channel, lastEventID: String?) {
         eventLoop.preconditionInEventLoop()
+        guard hasHistory else {
+            waitingStreams.append((userID, channel, lastEventID))
+            return
+        }
+        guard channel.isActive else { return }
         var user = users[userID] ?? User()
         let previous = user.stream
         if previous == nil { openStreams += 1 }
@@ -70,8 +91,60 @@ final class StreamHub {
             logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
             Self.end(previous)
         }
-        write(SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID))), to: channel)
+        var greeting = ByteBuffer(string: "retry: \(settings.retryMilliseconds)\n")
+        SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID)), into: &greeting)
+        history.trim(now: Self.nowMilliseconds())
+        let topics = user.topics
+        switch history.resumption(after: lastEventID, epoch: settings.epoch, isRecipient: { target in
+            switch target {
+            case .everyone: true
+            case .topic(let topic): topics.contains(topic)
+            case .user(let recipient): recipient == userID
+            }
+        }) {
+        case .live:
+            break
+        case .reset:
+            logger.info("stream resumes from an id outside the history: reset", metadata: ["user": "\(userID)"])
+            SSEWireFormat.event("reset", data: HubJSON.encode(ResetEventData(lastEventId: lastEventID ?? "")), into: &greeting)
+        case .replay(let missed):
+            for command in missed { encodeFrame(command, into: &greeting) }
+        }
+        write(greeting, to: channel)
         statsChanged()
+    }
+
+    /// The supervisor's history from before this worker started.
+    func recordHistory(_ command: PublishCommand) {
+        if command.sequence > history.latestSequence { history.append(command) }
+    }
+
+    /// The history is complete: serve the streams that waited for it.
+    func historyComplete(_ bounds: HistoryBounds) {
+        history.note(evictedThrough: bounds.evictedThrough, latestSequence: bounds.latestSequence)
+        hasHistory = true
+        let waiting = waitingStreams
+        waitingStreams = []
+        for stream in waiting { attach(userID: stream.userID, channel: stream.channel, lastEventID: stream.lastEventID) }
+    }
+
+    /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
+    func expire(userID: String, channel: any Channel) {
+        guard users[userID]?.stream === channel else { return }
+        logger.info("stream's token expired", metadata: ["user": "\(userID)"])
+        write(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#), to: channel)
+        Self.end(channel)
+    }
+
+    /// Wall-clock milliseconds, the clock the supervisor stamps events with.
+    static func nowMilliseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
+    private func encodeFrame(_ command: PublishCommand, into buffer: inout ByteBuffer) {
+        SSEWireFormat.event(
+            command.event, data: command.data, id: EventID(epoch: settings.epoch, sequence: command.sequence).description,
+            into: &buffer)
     }
 
     /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
@@ -154,10 +227,12 @@ final class StreamHub {
 
     // MARK: Delivery
 
-    /// Delivers one event. The frame is encoded once and the same bytes are written to every stream.
+    /// Records one event and delivers it. The frame is encoded once and the same bytes go to every stream.
     func publish(_ command: PublishCommand) {
         eventLoop.preconditionInEventLoop()
-        let frame = SSEWireFormat.event(command.event, data: command.data)
+        history.append(command)
+        var frame = ByteBuffer()
+        encodeFrame(command, into: &frame)
         switch command.target {
         case .everyone:
             for user in users.values {

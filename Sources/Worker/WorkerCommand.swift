@@ -30,6 +30,21 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("cors-origin"), help: "Allowed browser origin (repeatable).")
     var corsOrigins: [String] = []
 
+    @Option(help: "The supervisor's epoch (first part of every event id).")
+    var epoch: UInt64
+
+    @Option(help: "Events kept for Last-Event-ID replay.")
+    var historySize: Int = 10_000
+
+    @Option(help: "Seconds events are kept for replay.")
+    var historyTtl: Int = 600
+
+    @Option(help: "retry: sent to clients, in milliseconds.")
+    var retryMs: Int = 3000
+
+    @Option(help: "Unsent bytes after which a stream is dropped as a slow consumer.")
+    var maxPendingBytes: Int = 1_048_576
+
     @Option(help: "Log level.")
     var logLevel: Logger.Level = .info
 
@@ -50,7 +65,9 @@ struct WorkerCommand: AsyncParsableCommand {
             NIOLoopBound(
                 StreamHub(
                     eventLoop: eventLoop,
-                    settings: .init(heartbeat: .seconds(Int64(heartbeat)), topicGrace: .seconds(Int64(topicGrace))),
+                    settings: .init(
+                        heartbeat: .seconds(Int64(heartbeat)), topicGrace: .seconds(Int64(topicGrace)), epoch: epoch,
+                        historySize: historySize, historyTTL: Int64(historyTtl) * 1000, retryMilliseconds: retryMs),
                     logger: logger),
                 eventLoop: eventLoop)
         }.get()
@@ -59,7 +76,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let control = try await WorkerControl.connect(
             fd: controlFd, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
         let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: corsOrigins))
-        HandoffReceiver(socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger)
+        HandoffReceiver(
+            socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger, maximumPendingBytes: maxPendingBytes)
             .start { stopped.succeed() }
 
         try await eventLoop.submit {

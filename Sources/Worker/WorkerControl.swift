@@ -41,6 +41,10 @@ enum WorkerControl {
             switch Self.unwrapInboundIn(data) {
             case .publish(let command):
                 hub.value.publish(command)
+            case .historyEntry(let command):
+                hub.value.recordHistory(command)
+            case .historyEnd(let bounds):
+                hub.value.historyComplete(bounds)
             case .ping(let nonce):
                 context.writeAndFlush(Self.wrapOutboundOut(.pong(nonce)), promise: nil)
             case .shutdown:

@@ -11,7 +11,7 @@ public enum ControlFrame {
     public static let maximumLength = 32 * 1024 * 1024
 
     enum Kind: UInt8 {
-        case hello = 1, stats = 2, pong = 3, publish = 16, ping = 17, shutdown = 18
+        case hello = 1, stats = 2, pong = 3, publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -40,18 +40,14 @@ public enum ControlFrame {
             buffer.writeInteger(nonce)
         case .publish(let command):
             buffer.writeInteger(Kind.publish.rawValue)
-            switch command.target {
-            case .everyone:
-                buffer.writeInteger(TargetKind.everyone.rawValue)
-            case .topic(let topic):
-                buffer.writeInteger(TargetKind.topic.rawValue)
-                writeString(topic, into: &buffer)
-            case .user(let user):
-                buffer.writeInteger(TargetKind.user.rawValue)
-                writeString(user, into: &buffer)
-            }
-            writeString(command.event, into: &buffer)
-            writeString(command.data, into: &buffer)
+            writeCommand(command, into: &buffer)
+        case .historyEntry(let command):
+            buffer.writeInteger(Kind.historyEntry.rawValue)
+            writeCommand(command, into: &buffer)
+        case .historyEnd(let bounds):
+            buffer.writeInteger(Kind.historyEnd.rawValue)
+            buffer.writeInteger(bounds.evictedThrough)
+            buffer.writeInteger(bounds.latestSequence)
         case .ping(let nonce):
             buffer.writeInteger(Kind.ping.rawValue)
             buffer.writeInteger(nonce)
@@ -59,6 +55,23 @@ public enum ControlFrame {
             buffer.writeInteger(Kind.shutdown.rawValue)
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
+    }
+
+    private static func writeCommand(_ command: PublishCommand, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(command.sequence)
+        buffer.writeInteger(command.publishedAt)
+        switch command.target {
+        case .everyone:
+            buffer.writeInteger(TargetKind.everyone.rawValue)
+        case .topic(let topic):
+            buffer.writeInteger(TargetKind.topic.rawValue)
+            writeString(topic, into: &buffer)
+        case .user(let user):
+            buffer.writeInteger(TargetKind.user.rawValue)
+            writeString(user, into: &buffer)
+        }
+        writeString(command.event, into: &buffer)
+        writeString(command.data, into: &buffer)
     }
 
     /// Takes one whole frame off the front of `buffer`; nil (and `buffer` untouched) until one has fully arrived.
@@ -103,22 +116,32 @@ public enum ControlFrame {
         case .pong:
             return .pong(try read(UInt64.self, &frame))
         case .publish:
-            let rawTarget = try read(UInt8.self, &frame)
-            let target: PublishTarget
-            switch TargetKind(rawValue: rawTarget) {
-            case .everyone: target = .everyone
-            case .topic: target = .topic(try readString(&frame))
-            case .user: target = .user(try readString(&frame))
-            case nil: throw ControlProtocolError(.malformed, "publish target \(rawTarget)")
-            }
-            let event = try readString(&frame)
-            let data = try readString(&frame)
-            return .publish(PublishCommand(target: target, event: event, data: data))
+            return .publish(try readCommand(&frame))
+        case .historyEntry:
+            return .historyEntry(try readCommand(&frame))
+        case .historyEnd:
+            return .historyEnd(HistoryBounds(evictedThrough: try read(UInt64.self, &frame), latestSequence: try read(UInt64.self, &frame)))
         case .ping:
             return .ping(try read(UInt64.self, &frame))
         case .shutdown:
             return .shutdown
         }
+    }
+
+    private static func readCommand(_ frame: inout ByteBuffer) throws(ControlProtocolError) -> PublishCommand {
+        let sequence = try read(UInt64.self, &frame)
+        let publishedAt = try read(Int64.self, &frame)
+        let rawTarget = try read(UInt8.self, &frame)
+        let target: PublishTarget
+        switch TargetKind(rawValue: rawTarget) {
+        case .everyone: target = .everyone
+        case .topic: target = .topic(try readString(&frame))
+        case .user: target = .user(try readString(&frame))
+        case nil: throw ControlProtocolError(.malformed, "publish target \(rawTarget)")
+        }
+        let event = try readString(&frame)
+        let data = try readString(&frame)
+        return PublishCommand(target: target, event: event, data: data, sequence: sequence, publishedAt: publishedAt)
     }
 
     private static func writeString(_ string: String, into buffer: inout ByteBuffer) {

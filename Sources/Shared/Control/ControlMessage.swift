@@ -7,16 +7,33 @@ public enum PublishTarget: Sendable, Hashable {
     case user(String)
 }
 
-/// One event to deliver: the SSE event name and its data, already encoded as compact JSON.
+/// One event to deliver: the SSE event name and its data, already encoded as compact JSON, with the
+/// sequence number the supervisor gave it (its id within the supervisor's epoch) and when it was published.
 public struct PublishCommand: Sendable, Hashable {
     public var target: PublishTarget
     public var event: String
     public var data: String
+    public var sequence: UInt64
+    /// Milliseconds since 1970.
+    public var publishedAt: Int64
 
-    public init(target: PublishTarget, event: String, data: String) {
+    public init(target: PublishTarget, event: String, data: String, sequence: UInt64 = 0, publishedAt: Int64 = 0) {
         self.target = target
         self.event = event
         self.data = data
+        self.sequence = sequence
+        self.publishedAt = publishedAt
+    }
+}
+
+/// The bounds of the supervisor's history, sent after its entries to a starting worker.
+public struct HistoryBounds: Sendable, Hashable {
+    public var evictedThrough: UInt64
+    public var latestSequence: UInt64
+
+    public init(evictedThrough: UInt64, latestSequence: UInt64) {
+        self.evictedThrough = evictedThrough
+        self.latestSequence = latestSequence
     }
 }
 
@@ -52,6 +69,10 @@ public enum ControlMessage: Sendable, Hashable {
     case pong(UInt64)
     // supervisor → worker
     case publish(PublishCommand)
+    /// An event from before the worker started, for its replay history only (not delivered live).
+    case historyEntry(PublishCommand)
+    /// The history is complete: the worker may now attach streams.
+    case historyEnd(HistoryBounds)
     case ping(UInt64)
     /// Stop taking work and exit once the streams are closed.
     case shutdown

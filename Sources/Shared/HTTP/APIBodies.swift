@@ -33,6 +33,14 @@ public struct ConnectedEventData: Codable, Sendable, Equatable {
     public init(userId: String) { self.userId = userId }
 }
 
+/// The data of `event: reset`: the stream could not resume from `lastEventId`; refetch state.
+public struct ResetEventData: Codable, Sendable, Equatable {
+    public var reason = "history-gap"
+    public var lastEventId: String
+
+    public init(lastEventId: String) { self.lastEventId = lastEventId }
+}
+
 public struct StatsBody: Codable, Sendable, Equatable {
     public var totalClients: Int
     public var totalTopics: Int
