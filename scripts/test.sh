@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian/Ubuntu machine: installs what the build and the tests need
-# (libsystemd-dev for the build; python3 for the descriptor-passing tests' independent peer), then `swift test`.
+# (libsystemd-dev for the build; python3 for the descriptor-passing tests' independent peer; sseclient-py),
+# then `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,12 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+# sseclient-py (with requests): an SSE client this project did not write, for the resume test.
+if ! python3 -c 'import sseclient, requests' 2>/dev/null; then
+  python3 -m pip install --quiet sseclient-py requests 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages sseclient-py requests
 fi
 
 exec swift test "$@"

@@ -9,9 +9,11 @@ import Testing
         .stats(WorkerStats(clients: 17, topics: ["news": 3, "scores:live": 14, "ünïcode": 1])),
         .stats(WorkerStats()),
         .pong(.max),
-        .publish(PublishCommand(target: .everyone, event: "newEvent", data: #"{"a":[1,2,{"b":null}]}"#)),
-        .publish(PublishCommand(target: .topic("news"), event: "headline", data: "\"x\"")),
-        .publish(PublishCommand(target: .user("42"), event: "reward", data: "")),
+        .publish(PublishCommand(target: .everyone, event: "newEvent", data: #"{"a":[1,2,{"b":null}]}"#, sequence: 1, publishedAt: 1_800_000_000_000)),
+        .publish(PublishCommand(target: .topic("news"), event: "headline", data: "\"x\"", sequence: 2, publishedAt: 3)),
+        .publish(PublishCommand(target: .user("42"), event: "reward", data: "", sequence: .max, publishedAt: -1)),
+        .historyEntry(PublishCommand(target: .topic("t"), event: "old", data: "1", sequence: 9, publishedAt: 8)),
+        .historyEnd(HistoryBounds(evictedThrough: 4, latestSequence: 12)),
         .ping(7),
         .shutdown,
     ]
@@ -64,7 +66,8 @@ import Testing
         #expect(decodeError([0, 0, 0, 1, 1]) == .badLength)
         #expect(decodeError([0, 0, 0, 3, 1, 17, 0]) == .malformed)  // a ping cut short
         #expect(decodeError([0, 0, 0, 11, 1, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0xaa]) == .malformed)  // bytes left over
-        #expect(decodeError([0, 0, 0, 7, 1, 16, 9, 0, 0, 0, 0]) == .malformed)  // unknown publish target
+        // An unknown publish target after the sequence number and timestamp.
+        #expect(decodeError([0, 0, 0, 23, 1, 16] + [UInt8](repeating: 0, count: 16) + [9, 0, 0, 0, 0]) == .malformed)
         #expect(decodeError([0, 0, 0, 10, 1, 2, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]) == .malformed)  // absurd topic count
     }
 
