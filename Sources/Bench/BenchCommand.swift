@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+import Shared
+import Synchronization
+
+@main
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sse-bench",
+        abstract: "A load tool for SSE servers: holds many streams, publishes numbered events, measures delivery.",
+        subcommands: [RunBench.self, LoadSlice.self],
+        defaultSubcommand: RunBench.self
+    )
+}
+
+/// One process's share of the subscribers (started by `sse-bench run`, not by hand).
+struct LoadSlice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "load", abstract: "Internal: one load process.", shouldDisplay: false)
+
+    @Option var plan: String
+
+    func run() async throws {
+        let plan = try JSONDecoder().decode(LoadPlan.self, from: Data(plan.utf8))
+        try await LoadProcess.run(plan: plan)
+    }
+}
+
+struct RunBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a benchmark (the default).")
+
+    @Option(help: "sse-hub, nchan, pushpin or node (URL templates and ports preset).")
+    var target: BenchTarget.Kind = .sseHub
+
+    @Option(help: "Server host.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Server port (default: the target's).")
+    var port: Int?
+
+    @Option(help: "Concurrent streams to open.")
+    var streams = 1000
+
+    @Option(help: "New connections per second, over all load processes.")
+    var ramp = 2000.0
+
+    @Option(help: "Load processes (default: enough to keep each under 18000 sockets).")
+    var processes: Int?
+
+    @Option(help: "Topics/channels the streams are spread over; 0 broadcasts to all.")
+    var channels = 0
+
+    @Option(help: "Events to publish.")
+    var events = 20
+
+    @Option(help: "Publishes per second.")
+    var rate = 10.0
+
+    @Option(help: "Root PID of the server (its descendants are included) for memory and CPU figures.")
+    var serverPid: Int32?
+
+    @Option(help: "Seconds to let connections settle before measuring idle memory.")
+    var settle = 2.0
+
+    @Option(help: "Seconds to wait for deliveries after the last publish.")
+    var drain = 15.0
+
+    @Option(help: "File with the HS256 secret for minting tokens (else $SSE_JWT_SECRET).")
+    var jwtSecretFile: String?
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(help: "Exit non-zero unless every stream connected and every event arrived exactly once, in order.")
+    var strict = false
+
+    func run() async throws {
+        let target = BenchTarget.preset(self.target, host: host, port: port)
+        let secret: String? = target.usesTokens ? try JWTSecret.load(file: jwtSecretFile) : nil
+        let processCount = processes ?? max(1, (streams + 17_999) / 18_000)
+        let server = serverPid.map(ServerProcesses.init(root:))
+        let baselineKilobytes = server?.residentKilobytes()
+        progress("sse-bench: \(streams) streams to \(target.kind.rawValue) at \(host):\(target.port) from \(processCount) process(es)")
+
+        let fleet = try LoadFleet.start(
+            plans: (0..<processCount).map { index in
+                let share = streams / processCount + (index < streams % processCount ? 1 : 0)
+                let first = (0..<index).reduce(0) { $0 + streams / processCount + ($1 < streams % processCount ? 1 : 0) }
+                return LoadPlan(
+                    target: target, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: channels,
+                    secret: secret)
+            })
+        defer { fleet.stop() }
+
+        let connectStart = ContinuousClock.now
+        try await fleet.waitUntil(timeout: .seconds(Double(streams) / ramp + 60)) { all in
+            all.allSatisfy(\.done) && all.reduce(0) { $0 + $1.established + $1.failed } >= streams
+        } progress: { all in
+            "connecting: \(all.reduce(0) { $0 + $1.established }) established, \(all.reduce(0) { $0 + $1.failed }) failed"
+        }
+        let connectSeconds = connectStart.duration(to: .now).seconds
+        try await Task.sleep(for: .seconds(settle))
+        let idleKilobytes = server?.residentKilobytes()
+        let connected = fleet.latest.reduce(0) { $0 + $1.established }
+        progress("connected \(connected) in \(String(format: "%.1f", connectSeconds)) s; publishing \(events) events at \(rate)/s")
+
+        var publisherToken: String?
+        if let secret {
+            publisherToken = try await TokenSigner(secret: secret).sign(userID: "sse-bench", publisher: true, lifetime: 86_400)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let publisher = Publisher(target: target, group: group, publisherToken: publisherToken)
+        let cpuBefore = server?.cpuSeconds()
+        let publishStart = MonotonicClock.nanoseconds()
+        try await publisher.run(count: events, rate: rate, channels: channels)
+        let expected = Self.expectedDeliveries(events: events, channels: channels, streams: fleet.latest.map(\.established))
+        try? await fleet.waitUntil(timeout: .seconds(drain)) { all in
+            all.reduce(0) { $0 + $1.received } >= expected
+        } progress: { all in
+            "delivering: \(all.reduce(0) { $0 + $1.received }) of \(expected)"
+        }
+        let cpuAfter = server?.cpuSeconds()
+        let results = try await fleet.collectResults()
+        try await group.shutdownGracefully()
+
+        let report = BenchReport(
+            target: target.kind.rawValue, streams: streams, processes: processCount, channels: channels, events: events, rate: rate,
+            results: results, connectSeconds: connectSeconds, publishStartNanoseconds: publishStart,
+            publishesSucceeded: publisher.succeeded, publishesFailed: publisher.failed, expectedDeliveries: expected,
+            serverBaselineKilobytes: baselineKilobytes, serverIdleKilobytes: idleKilobytes,
+            serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 })
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.text)
+        }
+        if strict, !report.isClean { throw ExitCode(1) }
+    }
+
+    /// Broadcast: every stream gets every event. Channels: event `i` goes to channel `i % channels`.
+    static func expectedDeliveries(events: Int, channels: Int, streams: [Int]) -> Int {
+        let total = streams.reduce(0, +)
+        return channels > 0 ? total * events / channels : total * events
+    }
+
+    func progress(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+func zip(_ a: Double?, _ b: Double?) -> (Double, Double)? {
+    guard let a, let b else { return nil }
+    return (a, b)
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+extension BenchTarget.Kind: ExpressibleByArgument {}

@@ -1,0 +1,125 @@
+import Foundation
+import Histogram
+
+/// The figures of one run.
+struct BenchReport: Codable {
+    struct Latency: Codable {
+        var p50: Double
+        var p99: Double
+        var p999: Double
+        var max: Double
+        var count: UInt64
+
+        init(_ histogram: Histogram<UInt64>, scale: Double) {
+            p50 = Double(histogram.valueAtPercentile(50)) / scale
+            p99 = Double(histogram.valueAtPercentile(99)) / scale
+            p999 = Double(histogram.valueAtPercentile(99.9)) / scale
+            max = Double(histogram.max) / scale
+            count = histogram.totalCount
+        }
+    }
+
+    var target: String
+    var streams: Int
+    var processes: Int
+    var channels: Int
+    var events: Int
+    var publishRate: Double
+    var established: Int
+    var failed: Int
+    var closedEarly: Int
+    var connectSeconds: Double
+    var connectsPerSecond: Double
+    /// Milliseconds from starting the connect to the stream's first bytes.
+    var timeToOpenMilliseconds: Latency
+    var publishesSucceeded: Int
+    var publishesFailed: Int
+    var expectedDeliveries: Int
+    var delivered: Int
+    var lost: Int
+    var duplicated: Int
+    var reordered: Int
+    /// Milliseconds from publish to receipt.
+    var latencyMilliseconds: Latency
+    var deliveredPerSecond: Double
+    var serverIdleKilobytesPerStream: Double?
+    var serverIdleKilobytes: Int?
+    var serverCPUSeconds: Double?
+    var serverCPUMicrosecondsPerEvent: Double?
+    var loadToolCPUSeconds: Double
+    var loadToolCPUMicrosecondsPerEvent: Double
+
+    init(
+        target: String, streams: Int, processes: Int, channels: Int, events: Int, rate: Double, results: [LoadResult],
+        connectSeconds: Double, publishStartNanoseconds: UInt64, publishesSucceeded: Int, publishesFailed: Int,
+        expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?, serverCPUSeconds: Double?
+    ) {
+        self.target = target
+        self.streams = streams
+        self.processes = processes
+        self.channels = channels
+        self.events = events
+        publishRate = rate
+        established = results.reduce(0) { $0 + $1.progress.established }
+        failed = results.reduce(0) { $0 + $1.progress.failed } + (streams - results.reduce(0) { $0 + $1.progress.attempted })
+        closedEarly = results.reduce(0) { $0 + $1.progress.closed }
+        self.connectSeconds = connectSeconds
+        connectsPerSecond = connectSeconds > 0 ? Double(established) / connectSeconds : 0
+        var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+        var open = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+        for result in results {
+            latency.add(result.latency)
+            open.add(result.timeToOpen)
+        }
+        timeToOpenMilliseconds = Latency(open, scale: 1000)
+        latencyMilliseconds = Latency(latency, scale: 1000)
+        self.publishesSucceeded = publishesSucceeded
+        self.publishesFailed = publishesFailed
+        self.expectedDeliveries = expectedDeliveries
+        delivered = results.reduce(0) { $0 + $1.progress.received }
+        let unique = results.reduce(0) { $0 + $1.unique }
+        lost = max(0, expectedDeliveries - unique)
+        duplicated = results.reduce(0) { $0 + $1.duplicates }
+        reordered = results.reduce(0) { $0 + $1.reordered }
+        let lastDelivery = results.map(\.lastReceivedAt).max() ?? publishStartNanoseconds
+        let window = Double(lastDelivery > publishStartNanoseconds ? lastDelivery - publishStartNanoseconds : 1) / 1e9
+        deliveredPerSecond = Double(delivered) / window
+        self.serverIdleKilobytes = serverIdleKilobytes
+        if let serverIdleKilobytes, let serverBaselineKilobytes, established > 0 {
+            serverIdleKilobytesPerStream = Double(serverIdleKilobytes - serverBaselineKilobytes) / Double(established)
+        }
+        self.serverCPUSeconds = serverCPUSeconds
+        let deliveredCount = delivered
+        serverCPUMicrosecondsPerEvent = serverCPUSeconds.map { deliveredCount > 0 ? $0 * 1e6 / Double(deliveredCount) : 0 }
+        let toolCPU = results.reduce(0) { $0 + $1.cpuSeconds }
+        loadToolCPUSeconds = toolCPU
+        loadToolCPUMicrosecondsPerEvent = deliveredCount > 0 ? toolCPU * 1e6 / Double(deliveredCount) : 0
+    }
+
+    /// Everything connected, every event arrived exactly once and in order, every publish was accepted.
+    var isClean: Bool {
+        failed == 0 && established == streams && lost == 0 && duplicated == 0 && reordered == 0 && publishesFailed == 0
+            && closedEarly == 0
+    }
+
+    var text: String {
+        func f(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
+        var lines = [
+            "target            \(target), \(streams) streams, \(processes) load process(es), \(channels == 0 ? "broadcast" : "\(channels) channels")",
+            "connections       \(established) established, \(failed) failed, \(closedEarly) closed early; \(f(connectsPerSecond, 0))/s",
+            "time to open      p50 \(f(timeToOpenMilliseconds.p50, 2)) ms, p99 \(f(timeToOpenMilliseconds.p99, 2)) ms, max \(f(timeToOpenMilliseconds.max, 2)) ms",
+            "publishes         \(publishesSucceeded) accepted, \(publishesFailed) failed, \(f(publishRate))/s",
+            "deliveries        \(delivered) of \(expectedDeliveries); lost \(lost), duplicated \(duplicated), reordered \(reordered)",
+            "latency           p50 \(f(latencyMilliseconds.p50, 2)) ms, p99 \(f(latencyMilliseconds.p99, 2)) ms, p99.9 \(f(latencyMilliseconds.p999, 2)) ms, max \(f(latencyMilliseconds.max, 2)) ms",
+            "throughput        \(f(deliveredPerSecond, 0)) events/s delivered",
+        ]
+        if let perStream = serverIdleKilobytesPerStream, let idle = serverIdleKilobytes {
+            lines.append("server memory     \(idle) KiB resident with streams idle: \(f(perStream, 2)) KiB per stream")
+        }
+        if let cpu = serverCPUSeconds, let perEvent = serverCPUMicrosecondsPerEvent {
+            lines.append("server CPU        \(f(cpu, 2)) s while publishing: \(f(perEvent, 2)) µs per delivered event")
+        }
+        lines.append("load tool CPU     \(f(loadToolCPUSeconds, 2)) s: \(f(loadToolCPUMicrosecondsPerEvent, 2)) µs per delivered event")
+        return lines.joined(separator: "\n")
+    }
+}

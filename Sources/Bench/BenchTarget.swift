@@ -1,0 +1,76 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The server under test and how to talk to it: where a subscriber connects and how an event is published.
+/// Presets cover sse-hub and the peers in `../shared/peers` (nchan, Pushpin, the Node service).
+struct BenchTarget: Codable, Sendable {
+    enum Kind: String, Codable, Sendable, CaseIterable {
+        case sseHub = "sse-hub", nchan, pushpin, node
+    }
+
+    var kind: Kind
+    var host: String
+    var port: Int
+    /// Publishing endpoint (Pushpin publishes to its control port, not the proxy).
+    var publishPort: Int
+    /// The subscribe path; `{channel}` and `{token}` are filled in per stream.
+    var streamTemplate: String
+    var publishTemplate: String
+
+    static func preset(_ kind: Kind, host: String, port: Int?) -> BenchTarget {
+        switch kind {
+        case .sseHub:
+            BenchTarget(
+                kind: kind, host: host, port: port ?? 8080, publishPort: port ?? 8080,
+                streamTemplate: "/api/sse/stream?token={token}", publishTemplate: "/api/sse/publish")
+        case .node:
+            BenchTarget(
+                kind: kind, host: host, port: port ?? 18083, publishPort: port ?? 18083,
+                streamTemplate: "/api/sse/stream?token={token}", publishTemplate: "/api/sse/publish")
+        case .nchan:
+            BenchTarget(
+                kind: kind, host: host, port: port ?? 18081, publishPort: port ?? 18081,
+                streamTemplate: "/sub/{channel}", publishTemplate: "/pub/{channel}")
+        case .pushpin:
+            BenchTarget(
+                kind: kind, host: host, port: port ?? 18082, publishPort: 5561,
+                streamTemplate: "/sub/{channel}", publishTemplate: "/publish/")
+        }
+    }
+
+    /// sse-hub and the Node service route by user token; nchan and Pushpin by channel in the URL.
+    var usesTokens: Bool { kind == .sseHub || kind == .node }
+
+    func streamRequest(channel: String, token: String?) -> ByteBuffer {
+        let path = streamTemplate.replacingOccurrences(of: "{channel}", with: channel)
+            .replacingOccurrences(of: "{token}", with: token ?? "")
+        return ByteBuffer(
+            string: "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+    }
+
+    /// One publish request: `sequence` and the send time travel in the event's data.
+    func publishRequest(channel: String?, sequence: Int, sentAt: UInt64, publisherToken: String?) -> ByteBuffer {
+        let data = #"{"seq":\#(sequence),"t":\#(sentAt)}"#
+        let path: String
+        var headers = "Host: \(host):\(publishPort)\r\nConnection: close\r\n"
+        let body: String
+        switch kind {
+        case .sseHub, .node:
+            path = publishTemplate
+            headers += "Content-Type: application/json\r\nAuthorization: Bearer \(publisherToken ?? "")\r\n"
+            let topic = channel.map { #","topic":"\#($0)""# } ?? ""
+            body = #"{"event":"bench","data":\#(data)\#(topic)}"#
+        case .nchan:
+            path = publishTemplate.replacingOccurrences(of: "{channel}", with: channel ?? "all")
+            headers += "Content-Type: text/plain\r\nX-EventSource-Event: bench\r\n"
+            body = data
+        case .pushpin:
+            path = publishTemplate
+            headers += "Content-Type: application/json\r\n"
+            let content = "event: bench\\ndata: \(data.replacingOccurrences(of: "\"", with: "\\\""))\\n\\n"
+            body = #"{"items":[{"channel":"\#(channel ?? "all")","formats":{"http-stream":{"content":"\#(content)"}}}]}"#
+        }
+        return ByteBuffer(string: "POST \(path) HTTP/1.1\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    }
+}

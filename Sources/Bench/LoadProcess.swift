@@ -1,0 +1,258 @@
+import Foundation
+import Histogram
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Shared
+
+/// What a load process is asked to do: its slice of the subscribers.
+struct LoadPlan: Codable, Sendable {
+    var target: BenchTarget
+    var firstIndex: Int
+    var count: Int
+    /// Connections per second for this process.
+    var rampRate: Double
+    /// Channels (topics) the subscribers are spread over; 0 means one broadcast channel.
+    var channels: Int
+    var secret: String?
+    /// Events each subscriber should receive, known only once publishing is planned: lost = expected − unique.
+    var sourceAddresses: Int = 200
+}
+
+/// Messages a load process writes to stdout, one JSON object a line.
+enum LoadMessage: Codable, Sendable {
+    case progress(LoadProgress)
+    case result(LoadResult)
+}
+
+struct LoadProgress: Codable, Sendable {
+    var attempted: Int
+    var established: Int
+    var failed: Int
+    var closed: Int
+    var received: Int
+    var done: Bool
+}
+
+struct LoadResult: Codable, Sendable {
+    var progress: LoadProgress
+    var unique: Int
+    var duplicates: Int
+    var reordered: Int
+    /// Per subscriber: the unique events it received (to count losses against what was published to its channel).
+    var uniqueByChannel: [String: Int]
+    var subscribersByChannel: [String: Int]
+    var latency: Histogram<UInt64>
+    var timeToOpen: Histogram<UInt64>
+    var cpuSeconds: Double
+    /// `MonotonicClock` time of the last event received.
+    var lastReceivedAt: UInt64
+}
+
+/// Opens this process's subscribers and tallies what they receive. All state lives on one event loop.
+final class LoadGenerator {
+    let plan: LoadPlan
+    let loop: any EventLoop
+    var progress = LoadProgress(attempted: 0, established: 0, failed: 0, closed: 0, received: 0, done: false)
+    var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+    var timeToOpen = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+    var subscribers: [Subscriber] = []
+    var lastReceivedAt: UInt64 = 0
+
+    final class Subscriber {
+        let channel: String
+        var tally = StreamTally()
+        init(channel: String) { self.channel = channel }
+    }
+
+    init(plan: LoadPlan, loop: any EventLoop) {
+        self.plan = plan
+        self.loop = loop
+    }
+
+    func channelName(forIndex index: Int) -> String {
+        plan.channels > 0 ? "bench-\(index % plan.channels)" : "all"
+    }
+
+    var result: LoadResult {
+        var uniqueByChannel: [String: Int] = [:]
+        var subscribersByChannel: [String: Int] = [:]
+        var unique = 0, duplicates = 0, reordered = 0
+        for subscriber in subscribers {
+            uniqueByChannel[subscriber.channel, default: 0] += subscriber.tally.unique
+            subscribersByChannel[subscriber.channel, default: 0] += 1
+            unique += subscriber.tally.unique
+            duplicates += subscriber.tally.duplicates
+            reordered += subscriber.tally.reordered
+        }
+        return LoadResult(
+            progress: progress, unique: unique, duplicates: duplicates, reordered: reordered, uniqueByChannel: uniqueByChannel,
+            subscribersByChannel: subscribersByChannel, latency: latency, timeToOpen: timeToOpen, cpuSeconds: ProcessCPU.seconds(),
+            lastReceivedAt: lastReceivedAt)
+    }
+}
+
+/// The handler of one subscriber's connection.
+final class SubscriberHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    let generator: LoadGenerator
+    let subscriber: LoadGenerator.Subscriber
+    let startedAt: UInt64
+    var opened = false
+    var scanner = DataLineScanner()
+
+    init(generator: LoadGenerator, subscriber: LoadGenerator.Subscriber, startedAt: UInt64) {
+        self.generator = generator
+        self.subscriber = subscriber
+        self.startedAt = startedAt
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let head):
+            if head.status == .ok {
+                generator.progress.established += 1
+            } else {
+                generator.progress.failed += 1
+                context.close(promise: nil)
+            }
+        case .body(let buffer):
+            if !opened {
+                opened = true
+                _ = generator.timeToOpen.record((MonotonicClock.nanoseconds() - startedAt) / 1000)
+            }
+            buffer.withUnsafeReadableBytes { bytes in
+                scanner.feed(bytes) { sequence, sentAt in
+                    let now = MonotonicClock.nanoseconds()
+                    _ = generator.latency.record(now > sentAt ? (now - sentAt) / 1000 : 0)
+                    generator.progress.received += 1
+                    generator.lastReceivedAt = now
+                    subscriber.tally.record(sequence)
+                }
+            }
+        case .end:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if opened { generator.progress.closed += 1 }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The body of `sse-bench load`: connect at the planned rate, report progress every second, and on
+/// "report" (stdin) print the result; stdin's end closes everything.
+enum LoadProcess {
+    static func run(plan: LoadPlan) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let signer: TokenSigner? = if let secret = plan.secret, plan.target.usesTokens { await TokenSigner(secret: secret) } else { nil }
+        var tokens: [String?] = []
+        tokens.reserveCapacity(plan.count)
+        for index in plan.firstIndex..<(plan.firstIndex + plan.count) {
+            tokens.append(try await signer?.sign(userID: "bench-\(index)", lifetime: 86_400))
+        }
+        let generator = try await loop.submit { NIOLoopBound(LoadGenerator(plan: plan, loop: loop), eventLoop: loop) }.get()
+
+        let interval = TimeAmount.nanoseconds(Int64(1_000_000_000 / max(plan.rampRate, 1)))
+        let allTokens = tokens
+        try await loop.submit {
+            connect(0, tokens: allTokens, generator: generator, group: group, interval: interval)
+            loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                emit(.progress(generator.value.progress))
+            }
+        }.get()
+
+        while let line = readLine() {
+            if line == "report" {
+                let result = try await loop.submit { generator.value.result }.get()
+                emit(.result(result))
+            }
+        }
+        try await group.shutdownGracefully()
+    }
+
+    private static func connect(
+        _ offset: Int, tokens: [String?], generator: NIOLoopBound<LoadGenerator>, group: any EventLoopGroup, interval: TimeAmount
+    ) {
+        let state = generator.value
+        guard offset < state.plan.count else {
+            state.progress.done = true
+            emit(.progress(state.progress))
+            return
+        }
+        let index = state.plan.firstIndex + offset
+        let subscriber = LoadGenerator.Subscriber(channel: state.channelName(forIndex: index))
+        state.subscribers.append(subscriber)
+        state.progress.attempted += 1
+        let request = state.plan.target.streamRequest(channel: subscriber.channel, token: tokens[offset])
+        let startedAt = MonotonicClock.nanoseconds()
+        // Spread over many loopback source addresses, so ephemeral ports never run out.
+        let source = try? SocketAddress(ipAddress: "127.0.\(1 + index / 250 % 250).\(1 + index % 250)", port: 0)
+        var bootstrap = ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 1024, maximum: 65536))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        RequestSink(),
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
+                        SubscriberHandler(generator: generator.value, subscriber: subscriber, startedAt: startedAt),
+                    ])
+                }
+            }
+        if let source { bootstrap = bootstrap.bind(to: source) }
+        bootstrap.connect(host: state.plan.target.host, port: state.plan.target.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                RequestSink.send(request, on: channel)
+            case .failure:
+                generator.value.progress.failed += 1
+            }
+        }
+        group.next().scheduleTask(in: interval) {
+            connect(offset + 1, tokens: tokens, generator: generator, group: group, interval: interval)
+        }
+    }
+
+    static func emit(_ message: LoadMessage) {
+        guard let data = try? JSONEncoder().encode(message) else { return }
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+}
+
+/// Writes a prepared request's bytes from the head of the pipeline. The response decoder pairs each response
+/// with a request it saw written, so it is shown a request head, which this handler then drops.
+final class RequestSink: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        promise?.succeed()
+    }
+
+    /// On `channel`'s event loop.
+    static func send(_ request: ByteBuffer, on channel: any Channel) {
+        channel.pipeline.syncOperations.write(NIOAny(HTTPClientRequestPart.head(.init(version: .http1_1, method: .GET, uri: "/"))), promise: nil)
+        if let context = try? channel.pipeline.syncOperations.context(handlerType: RequestSink.self) {
+            context.writeAndFlush(NIOAny(request), promise: nil)
+        }
+    }
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat`.
+enum ProcessCPU {
+    static func seconds(pid: String = "self") -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // Fields after the command: state is 0, utime is 11, stime is 12.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}

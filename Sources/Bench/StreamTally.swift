@@ -1,0 +1,68 @@
+/// What one subscriber received: which sequence numbers (a bitset), and how many arrived twice or out of order.
+struct StreamTally {
+    private var seen: [UInt64] = []
+    private(set) var unique = 0
+    private(set) var duplicates = 0
+    private(set) var reordered = 0
+    private var highest = -1
+
+    mutating func record(_ sequence: Int) {
+        guard sequence >= 0 else { return }
+        let word = sequence / 64
+        if word >= seen.count { seen.append(contentsOf: repeatElement(0, count: word - seen.count + 1)) }
+        let bit = UInt64(1) << UInt64(sequence % 64)
+        if seen[word] & bit != 0 {
+            duplicates += 1
+            return
+        }
+        seen[word] |= bit
+        unique += 1
+        if sequence < highest { reordered += 1 }
+        highest = max(highest, sequence)
+    }
+}
+
+/// Reads `"seq":N` and `"t":N` out of SSE `data:` lines without building strings: the load tool must cost
+/// little per event, or it measures itself instead of the server.
+struct DataLineScanner {
+    private var line: [UInt8] = []
+
+    /// Feeds body bytes; calls `onEvent(seq, t)` for every complete `data:` line carrying both.
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onEvent: (Int, UInt64) -> Void) {
+        for byte in bytes {
+            if byte == UInt8(ascii: "\n") {
+                if line.count > 6, line[0] == UInt8(ascii: "d"), line[4] == UInt8(ascii: ":") {
+                    if let sequence = Self.number(after: Self.seqKey, in: line), let sent = Self.number(after: Self.timeKey, in: line) {
+                        onEvent(Int(sequence), sent)
+                    }
+                }
+                line.removeAll(keepingCapacity: true)
+            } else if line.count < 512 {
+                line.append(byte)
+            }
+        }
+    }
+
+    private static let seqKey = Array(#""seq":"#.utf8)
+    private static let timeKey = Array(#""t":"#.utf8)
+
+    static func number(after key: [UInt8], in line: [UInt8]) -> UInt64? {
+        guard line.count >= key.count else { return nil }
+        var start = 0
+        while start + key.count <= line.count {
+            if (0..<key.count).allSatisfy({ line[start + $0] == key[$0] }) {
+                var index = start + key.count
+                var value: UInt64 = 0
+                var digits = 0
+                while index < line.count, line[index] >= UInt8(ascii: "0"), line[index] <= UInt8(ascii: "9") {
+                    value = value &* 10 &+ UInt64(line[index] - UInt8(ascii: "0"))
+                    index += 1
+                    digits += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            start += 1
+        }
+        return nil
+    }
+}
