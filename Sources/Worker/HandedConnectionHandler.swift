@@ -6,7 +6,12 @@ import Shared
 
 /// Serves the one request of a connection the supervisor handed over: a stream, which then lives on, or a
 /// subscribe/unsubscribe, after which the connection closes (a later request may be another user's).
-final class HandedConnectionHandler: ChannelInboundHandler {
+///
+/// A stream's connection sheds its HTTP machinery once the response head is written: the decoder, the
+/// encoder and this handler leave the pipeline, and a `LiveStreamHandler` stays, while frames arrive
+/// already chunk-encoded and shared by every stream (see `StreamHub`). An idle stream then costs little
+/// more than its channel.
+final class HandedConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -15,12 +20,11 @@ final class HandedConnectionHandler: ChannelInboundHandler {
     private let responses: HTTPResponses
     private let logger: Logger
     private var head: HTTPRequestHead?
-    private var expiry: Scheduled<Void>?
     private var body = BodyCollector()
     private var state = State.awaitingRequest
 
     private enum State {
-        case awaitingRequest, streaming, done
+        case awaitingRequest, done
     }
 
     init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger) {
@@ -30,10 +34,19 @@ final class HandedConnectionHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
+    /// The handlers of a handed-over connection, in pipeline order.
+    static func handlers(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger) -> [any ChannelHandler] {
+        [
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+            HTTPResponseEncoder(),
+            HandedConnectionHandler(handoff: handoff, hub: hub, responses: responses, logger: logger),
+        ]
+    }
+
     private var origin: String? { head?.headers.first(name: "origin") }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard state == .awaitingRequest else { return }  // a stream's client has nothing more to say
+        guard state == .awaitingRequest else { return }
         switch Self.unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
@@ -43,7 +56,6 @@ final class HandedConnectionHandler: ChannelInboundHandler {
                 // The supervisor's reading of the head and SwiftNIO's disagree: serve nothing on a guess.
                 return fail(APIError(status: 400, "Malformed request head"), context: context)
             }
-            if route == .stream { startStream(requestHead, context: context) }
             if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > body.limit {
                 fail(.bodyTooLarge, context: context)
             }
@@ -51,7 +63,12 @@ final class HandedConnectionHandler: ChannelInboundHandler {
             body.append(chunk)
             if body.overflowed { fail(.bodyTooLarge, context: context) }
         case .end:
-            if handoff.route != .stream { changeTopics(context: context) }
+            guard let head else { return }
+            if handoff.route == .stream {
+                startStream(head, context: context)
+            } else {
+                changeTopics(context: context)
+            }
         }
     }
 
@@ -61,35 +78,32 @@ final class HandedConnectionHandler: ChannelInboundHandler {
     }
 
     private func startStream(_ requestHead: HTTPRequestHead, context: ChannelHandlerContext) {
-        state = .streaming
+        state = .done
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream")
         headers.add(name: "Cache-Control", value: "no-cache")
         headers.add(name: "Connection", value: "keep-alive")
         headers.add(name: "X-Accel-Buffering", value: "no")
+        headers.add(name: "Transfer-Encoding", value: "chunked")
         headers.add(contentsOf: responses.cors.responseHeaders(origin: origin))
         context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
         // Browsers resend the last id they saw as a header; polyfills (and first connections) use the query.
         let lastEventID =
             requestHead.headers.first(name: "last-event-id") ?? TokenLocation.queryValue("lastEventId", in: requestHead.uri)
-        hub.value.attach(userID: handoff.userID, channel: context.channel, lastEventID: lastEventID)
-        if let expiresAt = handoff.tokenExpiry {
-            let userID = handoff.userID
-            let channel = context.channel
-            let hub = self.hub
-            let delay = TimeAmount.milliseconds(max(0, expiresAt * 1000 - StreamHub.nowMilliseconds()))
-            expiry = context.eventLoop.scheduleTask(in: delay) { hub.value.expire(userID: userID, channel: channel) }
-        }
-    }
 
-    /// More than `--max-pending-bytes` waiting to be sent (the channel's high water mark): the client stopped
-    /// reading. Drop it rather than grow this worker's memory; it reconnects and resumes from its last id.
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if state == .streaming, !context.channel.isWritable {
-            logger.warning("slow consumer disconnected: too many bytes pending", metadata: ["user": "\(handoff.userID)"])
+        let pipeline = context.pipeline.syncOperations
+        let live = LiveStreamHandler(userID: handoff.userID, hub: hub, logger: logger)
+        do {
+            try pipeline.addHandler(live, position: .last)
+            _ = pipeline.removeHandler(context: try pipeline.context(handlerType: HTTPResponseEncoder.self))
+            _ = pipeline.removeHandler(context: try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            _ = pipeline.removeHandler(context: context)
+        } catch {
+            logger.error("cannot set up a stream's pipeline", metadata: ["error": "\(error)"])
             context.close(promise: nil)
+            return
         }
-        context.fireChannelWritabilityChanged()
+        live.start(channel: context.channel, lastEventID: lastEventID, tokenExpiry: handoff.tokenExpiry)
     }
 
     private func changeTopics(context: ChannelHandlerContext) {
@@ -116,9 +130,57 @@ final class HandedConnectionHandler: ChannelInboundHandler {
         responses.json(TopicsResponse(msg: message, topics: topics), origin: origin, context: context)
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if state == .awaitingRequest, error is HTTPParserError {
+            return fail(APIError(status: 400, "Malformed request"), context: context)
+        }
+        context.close(promise: nil)
+    }
+}
+
+/// What stays in a stream's pipeline: it ignores anything the client sends, drops a client that stops
+/// reading, ends the stream when its token expires, and tells the hub when the connection closes.
+final class LiveStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let userID: String
+    private let hub: NIOLoopBound<StreamHub>
+    private let logger: Logger
+    private var expiry: Scheduled<Void>?
+    private var attached = false
+
+    init(userID: String, hub: NIOLoopBound<StreamHub>, logger: Logger) {
+        self.userID = userID
+        self.hub = hub
+        self.logger = logger
+    }
+
+    func start(channel: any Channel, lastEventID: String?, tokenExpiry: Int64?) {
+        attached = true
+        hub.value.attach(userID: userID, channel: channel, lastEventID: lastEventID)
+        if let tokenExpiry {
+            let (userID, hub) = (userID, hub)
+            let delay = TimeAmount.milliseconds(max(0, tokenExpiry * 1000 - StreamHub.nowMilliseconds()))
+            expiry = channel.eventLoop.scheduleTask(in: delay) { hub.value.expire(userID: userID, channel: channel) }
+        }
+    }
+
+    /// A stream's client has nothing more to say; whatever it sends is dropped unread.
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    /// More than `--max-pending-bytes` waiting to be sent (the channel's high water mark): the client stopped
+    /// reading. Drop it rather than grow this worker's memory; it reconnects and resumes from its last id.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable {
+            logger.warning("slow consumer disconnected: too many bytes pending", metadata: ["user": "\(userID)"])
+            context.close(promise: nil)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         expiry?.cancel()
-        if state == .streaming { hub.value.detach(userID: handoff.userID, channel: context.channel) }
+        if attached { hub.value.detach(userID: userID, channel: context.channel) }
         context.fireChannelInactive()
     }
 

@@ -56,13 +56,12 @@ struct HandoffReceiver: Sendable {
             .channelOption(
                 ChannelOptions.writeBufferWaterMark,
                 value: .init(low: maximumPendingBytes / 2, high: maximumPendingBytes))
-            // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap.
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
+            // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap (a head takes a few reads).
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(
-                        HandedConnectionHandler(handoff: handoff, hub: hub, responses: responses, logger: logger))
+                    try channel.pipeline.syncOperations.addHandlers(
+                        HandedConnectionHandler.handlers(handoff: handoff, hub: hub, responses: responses, logger: logger))
                 }
             }
             .withConnectedSocket(fd)

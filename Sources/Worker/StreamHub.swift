@@ -110,7 +110,7 @@ final class StreamHub {
         case .replay(let missed):
             for command in missed { encodeFrame(command, into: &greeting) }
         }
-        write(greeting, to: channel)
+        write(SSEWireFormat.chunk(greeting), to: channel)
         statsChanged()
     }
 
@@ -132,7 +132,7 @@ final class StreamHub {
     func expire(userID: String, channel: any Channel) {
         guard users[userID]?.stream === channel else { return }
         logger.info("stream's token expired", metadata: ["user": "\(userID)"])
-        write(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#), to: channel)
+        write(SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#)), to: channel)
         Self.end(channel)
     }
 
@@ -178,7 +178,7 @@ final class StreamHub {
 
     /// Ends a stream's chunked body and closes the connection.
     private static func end(_ channel: any Channel) {
-        channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in
+        channel.writeAndFlush(SSEWireFormat.lastChunk).whenComplete { _ in
             channel.close(promise: nil)
         }
     }
@@ -231,8 +231,9 @@ final class StreamHub {
     func publish(_ command: PublishCommand) {
         eventLoop.preconditionInEventLoop()
         history.append(command)
-        var frame = ByteBuffer()
-        encodeFrame(command, into: &frame)
+        var event = ByteBuffer()
+        encodeFrame(command, into: &event)
+        let frame = SSEWireFormat.chunk(event)
         switch command.target {
         case .everyone:
             for user in users.values {
@@ -247,14 +248,17 @@ final class StreamHub {
         }
     }
 
+    private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)
+
     private func sendHeartbeats() {
         for user in users.values {
-            if let stream = user.stream { write(SSEWireFormat.heartbeat, to: stream) }
+            if let stream = user.stream { write(Self.heartbeatChunk, to: stream) }
         }
     }
 
-    private func write(_ frame: ByteBuffer, to channel: any Channel) {
-        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(frame)), promise: nil)
+    /// Writes an already chunk-encoded frame.
+    private func write(_ chunk: ByteBuffer, to channel: any Channel) {
+        channel.writeAndFlush(chunk, promise: nil)
     }
 
     // MARK: Stats

@@ -41,6 +41,21 @@ public enum SSEWireFormat {
     }
 
     public static let heartbeat = comment("heartbeat")
+
+    /// `bytes` as one chunk of a `Transfer-Encoding: chunked` body (RFC 9112 §7.1): streams write frames
+    /// chunk-encoded once, so every stream shares the same bytes and needs no HTTP encoder of its own.
+    public static func chunk(_ bytes: ByteBuffer) -> ByteBuffer {
+        var chunk = ByteBuffer()
+        chunk.reserveCapacity(bytes.readableBytes + 12)
+        chunk.writeString(String(bytes.readableBytes, radix: 16))
+        chunk.writeStaticString("\r\n")
+        chunk.writeImmutableBuffer(bytes)
+        chunk.writeStaticString("\r\n")
+        return chunk
+    }
+
+    /// The last chunk: ends a chunked body.
+    public static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
 }
 
 /// Names that travel in SSE fields and URLs: a restricted alphabet keeps them safe in both.
