@@ -78,6 +78,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "When started as root: the user the workers run as.")
+    var user: String = "sse-hub"
+
     @OptionGroup var stream: StreamOptions
 
     func validate() throws {
@@ -103,6 +106,18 @@ struct Serve: AsyncParsableCommand {
             logger.critical("the worker executable is missing or not executable", metadata: ["path": "\(workerExecutable)"])
             throw ExitCode(78)
         }
+        // As root, every worker becomes `user` before it serves (`PrivilegeDrop`); as anyone else, they run as we do.
+        var workerUser: [String] = []
+        if Syscall.effectiveUserID == 0 {
+            do {
+                _ = try PrivilegeDrop.account(named: user)
+            } catch {
+                logger.critical("cannot run workers as \(user): \(error)")
+                throw ExitCode(78)
+            }
+            workerUser = ["--user", user]
+            logger.info("workers run as \(user)")
+        }
         let listeners = try Listeners.open(addresses: listenAddresses, logger: logger)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -110,7 +125,7 @@ struct Serve: AsyncParsableCommand {
         let pool = WorkerPool(
             settings: .init(
                 shardCount: workers, workerPath: workerExecutable,
-                workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue],
+                workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue] + workerUser,
                 historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl),
                 epoch: UInt64(WorkerPool.nowMilliseconds())),
             group: group, logger: logger)
@@ -126,11 +141,16 @@ struct Serve: AsyncParsableCommand {
             onHead: { fd, head in router.headArrived(fd: fd, head: head) },
             onRejected: { fd, reason in router.headRejected(fd: fd, reason: reason) }
         )
+        let liveness = WorkerLiveness(pool: pool, policy: .init())
         let services = ServiceGroup(
             configuration: .init(
                 services: [
                     .init(service: pool, successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: liveness, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(
+                        service: ServiceManagerLink(pool: pool, liveness: liveness.policy, logger: logger),
+                        successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger

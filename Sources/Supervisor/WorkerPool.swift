@@ -40,6 +40,9 @@ final class WorkerPool: Service, Sendable {
         var startedAt: ContinuousClock.Instant?
         var restarts = 0
         var consecutiveFailures = 0
+        /// When the worker last showed its event loop runs: its start, then each `.pong`. Nil once it was
+        /// killed for not answering (until it is reaped).
+        var lastAnswer: ContinuousClock.Instant?
     }
 
     struct State: Sendable {
@@ -128,6 +131,7 @@ final class WorkerPool: Service, Sendable {
                 state.slots[shard].pid = pid
                 state.slots[shard].handoffSocket = handoffOurs
                 state.slots[shard].startedAt = .now
+                state.slots[shard].lastAnswer = .now
                 state.slots[shard].stats = WorkerStats()
             }
             log.info("worker started", metadata: ["pid": "\(pid)", "event": "worker-started"])
@@ -322,6 +326,55 @@ final class WorkerPool: Service, Sendable {
 
     var slots: [Slot] { state.withLock { $0.slots } }
 
+    // MARK: Liveness (driven by `WorkerLiveness`)
+
+    /// Sends `.ping(nonce)` to every worker that has a control channel.
+    func pingWorkers(nonce: UInt64) {
+        let channels = state.withLock { $0.slots.compactMap(\.control) }
+        for channel in channels { channel.writeAndFlush(ControlMessage.ping(nonce), promise: nil) }
+    }
+
+    func workerAnswered(shard: Int, generation: Int) {
+        state.withLock { state in
+            guard state.slots[shard].generation == generation, state.slots[shard].lastAnswer != nil else { return }
+            state.slots[shard].lastAnswer = .now
+        }
+    }
+
+    /// Whether every running worker has answered within `limit` (a worker killed for silence counts as
+    /// silent until it is reaped; one that is down and waiting for its restart does not).
+    func everyWorkerAnswered(within limit: Duration) -> Bool {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            state.slots.allSatisfy { slot in
+                slot.pid == nil || slot.lastAnswer.map { now - $0 <= limit } == true
+            }
+        }
+    }
+
+    /// SIGKILLs every worker silent for longer than `limit` (hung: stopped, deadlocked, spinning); it is
+    /// then reaped and restarted like any worker that dies. Returns the shards killed.
+    @discardableResult
+    func killWorkers(silentFor limit: Duration) -> [Int] {
+        let now = ContinuousClock.now
+        let hung = state.withLock { state in
+            state.slots.indices.compactMap { index -> (Int, pid_t, Duration)? in
+                guard let pid = state.slots[index].pid, let last = state.slots[index].lastAnswer, now - last > limit else {
+                    return nil
+                }
+                state.slots[index].lastAnswer = nil
+                return (index, pid, now - last)
+            }
+        }
+        for (shard, pid, silence) in hung {
+            logger.error(
+                "worker stopped answering its liveness pings; killing it",
+                metadata: ["worker": "\(shard)", "pid": "\(pid)", "silent": "\(silence)", "event": "worker-hung"])
+            try? Syscall.kill(pid, SIGKILL)
+        }
+        return hung.map(\.0)
+    }
+
     // MARK: Shutdown
 
     private func stopAll() async {
@@ -372,7 +425,7 @@ final class WorkerControlHandler: ChannelInboundHandler, Sendable {
         case .stats(let stats):
             pool.updateStats(shard: shard, generation: generation, stats: stats)
         case .pong:
-            break
+            pool.workerAnswered(shard: shard, generation: generation)
         case .publish, .historyEntry, .historyEnd, .ping, .shutdown:
             logger.error("worker sent a supervisor-only message; closing its control channel")
             context.close(promise: nil)

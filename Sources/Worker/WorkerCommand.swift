@@ -5,7 +5,7 @@ import NIOPosix
 import Shared
 
 /// `sse-worker`: started by `sse-supervisor` only, with its control socket and hand-off socket in place.
-@main
+/// Entered through `WorkerMain`, which drops privileges first.
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-worker",
@@ -48,15 +48,21 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Log level.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "The user to run as; required when started as root (privileges are dropped before anything else).")
+    var user: String?
+
+    var logger: Logger {
+        var logger = Logger(label: "sse-worker")
+        logger[metadataKey: "worker"] = "\(shard)"
+        return logger
+    }
+
+    /// Runs with logging set up and privileges already dropped (`WorkerMain`).
     func run() async throws {
-        HubLogging.bootstrap(identifier: "sse-worker", level: logLevel)
-        let logger = {
-            var logger = Logger(label: "sse-worker")
-            logger[metadataKey: "worker"] = "\(shard)"
-            return logger
-        }()
+        let logger = self.logger
         Syscall.ignoreSIGPIPE()
         // If the supervisor dies without telling us, do not linger as an orphan holding clients.
+        // (After the privilege drop: changing ids clears the parent-death signal.)
         try Syscall.setParentDeathSignal(SIGTERM)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -25,6 +25,9 @@ final class HubProcess: Sendable {
     ) async throws -> HubProcess {
         let process = Process()
         let supervisor = buildDirectory.appendingPathComponent("sse-supervisor")
+        // A root supervisor runs its workers as `--user` (default sse-hub, which test machines lack).
+        var arguments = arguments
+        if geteuid() == 0, !arguments.contains("--user") { arguments += ["--user", "nobody"] }
         if let activationPort {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
             process.arguments =
