@@ -82,6 +82,7 @@ struct RunBench: AsyncParsableCommand {
         let processCount = processes ?? max(1, (streams + 17_999) / 18_000)
         let server = serverPid.map(ServerProcesses.init(root:))
         let baselineKilobytes = server?.residentKilobytes()
+        let rootCPUBeforeConnect = serverPid.map { ProcessCPU.seconds(pid: String($0)) }
         progress("sse-bench: \(streams) streams to \(target.kind.rawValue) at \(host):\(target.port) from \(processCount) process(es)")
 
         let fleet = try LoadFleet.start(
@@ -101,6 +102,7 @@ struct RunBench: AsyncParsableCommand {
             "connecting: \(all.reduce(0) { $0 + $1.established }) established, \(all.reduce(0) { $0 + $1.failed }) failed"
         }
         let connectSeconds = connectStart.duration(to: .now).seconds
+        let rootCPUForConnects = zip(rootCPUBeforeConnect, serverPid.map { ProcessCPU.seconds(pid: String($0)) }).map { $1 - $0 }
         try await Task.sleep(for: .seconds(settle))
         let idleKilobytes = server?.residentKilobytes()
         let connected = fleet.latest.reduce(0) { $0 + $1.established }
@@ -130,7 +132,7 @@ struct RunBench: AsyncParsableCommand {
             results: results, connectSeconds: connectSeconds, publishStartNanoseconds: publishStart,
             publishesSucceeded: publisher.succeeded, publishesFailed: publisher.failed, expectedDeliveries: expected,
             serverBaselineKilobytes: baselineKilobytes, serverIdleKilobytes: idleKilobytes,
-            serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 })
+            serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 }, rootCPUSecondsForConnects: rootCPUForConnects)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

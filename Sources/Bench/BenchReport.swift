@@ -48,11 +48,14 @@ struct BenchReport: Codable {
     var serverCPUMicrosecondsPerEvent: Double?
     var loadToolCPUSeconds: Double
     var loadToolCPUMicrosecondsPerEvent: Double
+    /// CPU of the server's root process (sse-hub: the supervisor) per connection established, over the connect phase.
+    var rootCPUMicrosecondsPerConnection: Double?
 
     init(
         target: String, streams: Int, processes: Int, channels: Int, events: Int, rate: Double, results: [LoadResult],
         connectSeconds: Double, publishStartNanoseconds: UInt64, publishesSucceeded: Int, publishesFailed: Int,
-        expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?, serverCPUSeconds: Double?
+        expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?, serverCPUSeconds: Double?,
+        rootCPUSecondsForConnects: Double?
     ) {
         self.target = target
         self.streams = streams
@@ -94,6 +97,8 @@ struct BenchReport: Codable {
         let toolCPU = results.reduce(0) { $0 + $1.cpuSeconds }
         loadToolCPUSeconds = toolCPU
         loadToolCPUMicrosecondsPerEvent = deliveredCount > 0 ? toolCPU * 1e6 / Double(deliveredCount) : 0
+        let connections = established
+        rootCPUMicrosecondsPerConnection = rootCPUSecondsForConnects.map { connections > 0 ? $0 * 1e6 / Double(connections) : 0 }
     }
 
     /// Everything connected, every event arrived exactly once and in order, every publish was accepted.
@@ -118,6 +123,9 @@ struct BenchReport: Codable {
         }
         if let cpu = serverCPUSeconds, let perEvent = serverCPUMicrosecondsPerEvent {
             lines.append("server CPU        \(f(cpu, 2)) s while publishing: \(f(perEvent, 2)) µs per delivered event")
+        }
+        if let perConnection = rootCPUMicrosecondsPerConnection {
+            lines.append("root process CPU \(f(perConnection, 1)) µs per connection established (sse-hub: the supervisor's hand-off cost)")
         }
         lines.append("load tool CPU     \(f(loadToolCPUSeconds, 2)) s: \(f(loadToolCPUMicrosecondsPerEvent, 2)) µs per delivered event")
         return lines.joined(separator: "\n")

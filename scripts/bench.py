@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Regenerate BENCHMARKS.md: sse-hub and nginx + nchan side by side, on this machine, in one run.
+
+    python3 scripts/bench.py            # the standard scenarios, 3 runs each (medians reported)
+    python3 scripts/bench.py --full     # also 50k-subscriber fan-out and 100k idle streams
+    python3 scripts/bench.py --runs 1 --only idle-20k
+
+Builds release binaries (scratch folder .build-release), starts each server fresh for every run
+(sse-hub from the release build; nchan through ../shared/peers/start-all.sh), drives it with sse-bench
+(--json), and writes the medians and the sse-hub/nchan ratios measured in the same run.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "peers"))
+SCRATCH = os.path.join(ROOT, ".build-release")
+BIN = os.path.join(SCRATCH, "release")
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+HUB_PORT = 18990
+
+# name, streams, events, publishes/s, workers, full-only
+SCENARIOS = [
+    ("idle-20k", 20000, 1, 1, 2, False),
+    ("broadcast-20k-10/s", 20000, 100, 10, 2, False),
+    ("broadcast-20k-50/s", 20000, 250, 50, 2, False),
+    ("broadcast-50k-50/s", 50000, 250, 50, 6, True),
+    ("idle-100k", 100000, 1, 1, 6, True),
+]
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def build():
+    log("building release binaries ...")
+    subprocess.run(["swift", "build", "-c", "release", "--scratch-path", SCRATCH], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def wait_http(url, seconds=20):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+class Hub:
+    name = "sse-hub"
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def start(self):
+        env = dict(os.environ, SSE_JWT_SECRET=SECRET)
+        args = [os.path.join(BIN, "sse-supervisor"), "--listen", f"127.0.0.1:{HUB_PORT}", "--workers", str(self.workers),
+                "--log-level", "warning"]
+        if os.geteuid() == 0:
+            args += ["--user", "nobody"]
+        self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=raise_nofile)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{HUB_PORT}/api/health", timeout=2) as r:
+                    if json.load(r)["status"] == "healthy":
+                        return self.process.pid
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("sse-hub did not become healthy")
+
+    def bench_args(self):
+        return ["--target", "sse-hub", "--port", str(HUB_PORT)]
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+class Nchan:
+    name = "nchan"
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.run_dir = tempfile.mkdtemp(prefix="sse-peers-")
+
+    def env(self):
+        return dict(os.environ, NCHAN_WORKERS=str(self.workers), PEERS_RUN=self.run_dir,
+                    NCHAN_REUSEPORT="1" if self.workers > 2 else "0")
+
+    def start(self):
+        subprocess.run([os.path.join(PEERS, "start-all.sh"), "nchan"], env=self.env(), check=True, stdout=subprocess.DEVNULL)
+        wait_http("http://127.0.0.1:18081/health")
+        with open(os.path.join(self.run_dir, "nchan.pid")) as f:
+            return int(f.read().strip())
+
+    def bench_args(self):
+        return ["--target", "nchan"]
+
+    def stop(self):
+        subprocess.run([os.path.join(PEERS, "stop-all.sh"), "nchan"], env=self.env(), check=False, stdout=subprocess.DEVNULL)
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_once(server, streams, events, rate):
+    pid = server.start()
+    try:
+        time.sleep(0.5)
+        args = [os.path.join(BIN, "sse-bench"), "run", *server.bench_args(), "--streams", str(streams),
+                "--events", str(events), "--rate", str(rate), "--ramp", "5000", "--server-pid", str(pid), "--json",
+                "--settle", "3", "--drain", "30"]
+        result = subprocess.run(args, env=dict(os.environ, SSE_JWT_SECRET=SECRET), capture_output=True, text=True,
+                                timeout=900, preexec_fn=raise_nofile)
+        if result.returncode != 0:
+            raise RuntimeError(f"sse-bench failed: {result.stderr[-2000:]}")
+        return json.loads(result.stdout)
+    finally:
+        server.stop()
+        time.sleep(1)
+
+
+METRICS = [
+    ("established", "streams established", "{:.0f}"),
+    ("connectsPerSecond", "connects/s", "{:.0f}"),
+    ("timeToOpenMilliseconds.p99", "time to open p99 (ms)", "{:.1f}"),
+    ("serverIdleKilobytesPerStream", "idle memory per stream (KiB)", "{:.2f}"),
+    ("rootCPUMicrosecondsPerConnection", "root process CPU per connection (µs)", "{:.1f}"),
+    ("deliveredPerSecond", "events delivered/s", "{:.0f}"),
+    ("latencyMilliseconds.p50", "latency p50 (ms)", "{:.1f}"),
+    ("latencyMilliseconds.p99", "latency p99 (ms)", "{:.1f}"),
+    ("latencyMilliseconds.max", "latency max (ms)", "{:.1f}"),
+    ("lost", "lost", "{:.0f}"),
+    ("duplicated", "duplicated", "{:.0f}"),
+    ("reordered", "reordered", "{:.0f}"),
+    ("serverCPUMicrosecondsPerEvent", "server CPU per delivered event (µs)", "{:.2f}"),
+    ("loadToolCPUMicrosecondsPerEvent", "load tool CPU per delivered event (µs)", "{:.2f}"),
+]
+
+
+def value(report, path):
+    for key in path.split("."):
+        if report is None:
+            return None
+        report = report.get(key)
+    return report
+
+
+def median(reports, path):
+    values = [v for v in (value(r, path) for r in reports) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--only", action="append")
+    parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    parser.add_argument("--no-build", action="store_true")
+    options = parser.parse_args()
+    if not options.no_build:
+        build()
+    scenarios = [s for s in SCENARIOS if (options.full or not s[5]) and (not options.only or s[0] in options.only)]
+    sections = []
+    raw = {}
+    for name, streams, events, rate, workers, _ in scenarios:
+        reports = {"sse-hub": [], "nchan": []}
+        for run in range(options.runs):
+            # Alternate the order, so neither server always runs on a warmer or cooler machine.
+            servers = [Hub(workers), Nchan(workers)] if run % 2 == 0 else [Nchan(workers), Hub(workers)]
+            for server in servers:
+                log(f"{name}: {server.name} run {run + 1}/{options.runs}")
+                reports[server.name].append(run_once(server, streams, events, rate))
+        raw[name] = reports
+        rows = []
+        for path, label, fmt in METRICS:
+            hub, nchan = median(reports["sse-hub"], path), median(reports["nchan"], path)
+            if hub is None and nchan is None:
+                continue
+            ratio = f"{hub / nchan:.2f}×" if hub is not None and nchan not in (None, 0) else ""
+            rows.append(f"| {label} | {fmt.format(hub) if hub is not None else '–'} | "
+                        f"{fmt.format(nchan) if nchan is not None else '–'} | {ratio} |")
+        command = (f"sse-bench run --target sse-hub|nchan --streams {streams} --events {events} --rate {rate} "
+                   f"--ramp 5000 --server-pid PID --json  (both servers with {workers} worker processes)")
+        sections.append(f"### {name}\n\n`{command}`\n\n| metric (median of {options.runs}) | sse-hub | nchan | sse-hub / nchan |\n"
+                        f"| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}"
+    with open(options.out, "w") as f:
+        f.write(f"""# Benchmarks
+
+Generated by `python3 scripts/bench.py{' --full' if options.full else ''}` on {datetime.date.today()} ({machine}).
+Server and load tool share the same {os.cpu_count()} cores; figures are medians of {options.runs} runs, and each
+ratio compares sse-hub with nginx 1.22 + nchan 1.3.6 measured in the same run, with the same number of
+worker processes. The load tool reports its own CPU per delivered event so a reader can tell whether a
+figure measures the server or the tool. Memory is the resident set of the server's processes (sse-hub:
+supervisor and workers; nchan: nginx master and workers), idle streams open, minus the same before the
+first connection, divided by the streams.
+
+""" + "\n".join(sections) + "\n<details><summary>Raw reports (JSON)</summary>\n\n```json\n" +
+                json.dumps(raw, indent=1, sort_keys=True) + "\n```\n</details>\n")
+    log(f"wrote {options.out}")
+
+
+if __name__ == "__main__":
+    main()
