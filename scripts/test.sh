@@ -9,6 +9,13 @@ need=()
 pkg-config --exists libsystemd 2>/dev/null || need+=(libsystemd-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The systemd tests boot systemd in namespaces (scripts/systemd-sandbox.sh) and drive it with these.
+[ -x /lib/systemd/systemd ] || need+=(systemd)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v ps >/dev/null 2>&1 || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,0 +1,86 @@
+import Foundation
+
+/// A real systemd booted as PID 1 in fresh namespaces (`scripts/systemd-sandbox.sh`), driven with
+/// `systemctl` and `journalctl` through `nsenter`. Every command is bounded by `timeout`.
+struct SystemdSandbox: Sendable {
+    static let script = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts/systemd-sandbox.sh").path
+
+    struct Output: Sendable {
+        var status: Int32
+        var text: String
+    }
+
+    /// Whether this machine can boot one: root, systemd, unshare/nsenter/script, a writable cgroup, namespaces.
+    static let isAvailable: Bool = (try? run([script, "available"]).status) == 0
+
+    let name: String
+
+    /// Boots a sandbox with `stage`'s tree copied over its root.
+    static func start(name: String, stage: URL) throws -> SystemdSandbox {
+        let sandbox = SystemdSandbox(name: name)
+        sandbox.stop()  // a leftover of an interrupted run
+        let started = try run([script, "start", name, stage.path])
+        guard started.status == 0 else { throw TimedOut(description: "sandbox did not boot: \(started.text)") }
+        return sandbox
+    }
+
+    /// `command` inside the sandbox, at most `timeout` seconds; stdout and stderr together.
+    @discardableResult
+    func run(_ command: [String], timeout: Int = 20) throws -> Output {
+        try Self.run([Self.script, "exec", name, "timeout", String(timeout)] + command)
+    }
+
+    /// `command` inside, as a background process (a client that streams); the caller waits on its output.
+    func launch(_ command: [String]) throws -> BackgroundProcess {
+        try BackgroundProcess([Self.script, "exec", name] + command)
+    }
+
+    /// Powers it off (killing what is left after a bounded wait) and removes its cgroup and state.
+    func stop() {
+        _ = try? Self.run([Self.script, "stop", name])
+    }
+
+    static func run(_ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, text: String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A process whose output is collected as it arrives.
+final class BackgroundProcess: Sendable {
+    let process: Process
+    private let output = ProcessOutput()
+
+    init(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let output = output
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { output.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        try process.run()
+    }
+
+    var text: String { output.text.withLock { $0 } }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
