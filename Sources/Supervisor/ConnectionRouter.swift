@@ -22,14 +22,9 @@ struct ConnectionRouter: Sendable {
             return
         }
         let token = TokenLocation.token(target: peek.target, authorization: peek.authorization, xAuthToken: peek.xAuthToken)
-        Task {
-            await handOff(fd: fd, route: handoffRoute, token: token)
-        }
-    }
-
-    private func handOff(fd: CInt, route: HandoffRoute, token: String?) async {
+        // All on the accept thread, without a hop: verify, pick the shard, pass the descriptor.
         let identity: Identity
-        switch await verifier.verifyUser(token) {
+        switch verifier.verifyUser(token) {
         case .failure(let failure):
             localServer.serve(fd, disposition: .reject(APIError(failure)))
             return
@@ -38,7 +33,17 @@ struct ConnectionRouter: Sendable {
         }
         let userID = identity.userID ?? ""
         let shard = ShardFunction.shard(for: userID, shardCount: pool.shardCount)
-        let handoff = Handoff(route: route, userID: userID, tokenExpiry: identity.expiresAt)
+        let handoff = Handoff(route: handoffRoute, userID: userID, tokenExpiry: identity.expiresAt)
+        if pool.handOff(fd, handoff, shard: shard) == .sent {
+            Syscall.close(fd)
+            return
+        }
+        // The worker is restarting or behind: wait for it off the accept thread.
+        Task { await retryHandOff(fd: fd, handoff: handoff, shard: shard) }
+    }
+
+    private func retryHandOff(fd: CInt, handoff: Handoff, shard: Int) async {
+        let userID = handoff.userID
         let deadline = ContinuousClock.now + workerWait
         var pause = Duration.milliseconds(1)
         while true {

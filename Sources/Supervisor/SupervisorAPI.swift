@@ -173,19 +173,14 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
 
     private func authorizePublisher(
         _ head: HTTPRequestHead, context: ChannelHandlerContext,
-        then next: @escaping (SupervisorHTTPHandler, ChannelHandlerContext) -> Void
+        then next: (SupervisorHTTPHandler, ChannelHandlerContext) -> Void
     ) {
         let token = TokenLocation.token(
             target: head.uri, authorization: head.headers.first(name: "authorization"),
             xAuthToken: head.headers.first(name: "x-auth-token"))
-        let verifier = api.verifier
-        let promise = context.eventLoop.makePromise(of: Result<Identity, AuthFailure>.self)
-        promise.completeWithTask { await verifier.verifyPublisher(token) }
-        promise.futureResult.assumeIsolated().whenSuccess { result in
-            switch result {
-            case .success: next(self, context)
-            case .failure(let failure): self.answer(APIError(failure), context: context)
-            }
+        switch api.verifier.verifyPublisher(token) {
+        case .success: next(self, context)
+        case .failure(let failure): answer(APIError(failure), context: context)
         }
     }
 

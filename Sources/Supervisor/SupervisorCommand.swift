@@ -121,7 +121,7 @@ struct Serve: AsyncParsableCommand {
         let listeners = try Listeners.open(addresses: listenAddresses, logger: logger)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let verifier = await TokenVerifier(secret: secret)
+        let verifier = TokenVerifier(secret: secret)
         let pool = WorkerPool(
             settings: .init(
                 shardCount: workers, workerPath: workerExecutable,

@@ -5,30 +5,22 @@ import Testing
 /// it must connect every stream and deliver every event exactly once, in order.
 @Suite("sse-bench against the real server", .serialized)
 struct BenchSmokeTests {
-    func runBench(_ hub: HubProcess, _ arguments: [String]) throws -> [String: Any] {
-        let process = Process()
-        process.executableURL = HubProcess.buildDirectory.appendingPathComponent("sse-bench")
-        process.arguments = ["run", "--port", String(hub.port), "--json", "--strict", "--settle", "0.2",
-                             "--server-pid", String(hub.process.processIdentifier)] + arguments
+    func runBench(_ hub: HubProcess, _ arguments: [String]) async throws -> [String: Any] {
         var environment = ProcessInfo.processInfo.environment
         environment["SSE_JWT_SECRET"] = HubProcess.secret
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "sse-bench failed: \(log)\n\(String(decoding: data, as: UTF8.self))")
-        return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        let outcome = try await ChildProcess.run(
+            HubProcess.buildDirectory.appendingPathComponent("sse-bench"),
+            ["run", "--port", String(hub.port), "--json", "--strict", "--settle", "0.2",
+             "--server-pid", String(hub.process.processIdentifier)] + arguments,
+            environment: environment)
+        #expect(outcome.status == 0, "sse-bench failed: \(outcome.errors)\n\(outcome.output)")
+        return (try? JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any]) ?? [:]
     }
 
     @Test func broadcastToAFewHundredStreamsLosesNothing() async throws {
         let hub = try await HubProcess.start(workers: 3)
         defer { Task { try await hub.stop() } }
-        let report = try runBench(hub, ["--streams", "300", "--processes", "2", "--events", "10", "--rate", "20"])
+        let report = try await runBench(hub, ["--streams", "300", "--processes", "2", "--events", "10", "--rate", "20"])
         #expect(report["established"] as? Int == 300)
         #expect(report["delivered"] as? Int == 3000)
         #expect(report["lost"] as? Int == 0)

@@ -131,16 +131,11 @@ struct ResumeTests {
         let hub = try await HubProcess.start(workers: 2)
         defer { Task { try await hub.stop() } }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Clients/sseclient_resume.py")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, String(hub.port), try await hub.token("py"), try await hub.token("backend", publisher: true)]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(text)")
+        let outcome = try await ChildProcess.run(
+            URL(fileURLWithPath: "/usr/bin/env"),
+            ["python3", script.path, String(hub.port), try await hub.token("py"), try await hub.token("backend", publisher: true)])
+        let text = outcome.output + outcome.errors
+        #expect(outcome.status == 0, "\(text)")
         #expect(text.contains("resumed: [1, 2, 3, 4]"), "\(text)")
     }
 }

@@ -6,7 +6,7 @@ import Testing
 @Suite struct TokenVerifierTests {
     static let secret = "unit-test-secret-unit-test-secret-0123"
 
-    func verifier() async -> TokenVerifier { await TokenVerifier(secret: Self.secret) }
+    func verifier() -> TokenVerifier { TokenVerifier(secret: Self.secret) }
     func signer(_ secret: String = secret) async -> JWTKeyCollection {
         await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
     }
@@ -28,7 +28,7 @@ import Testing
     var hourFromNow: JSONValue { .integer(Int64(Date().timeIntervalSince1970) + 3600) }
 
     @Test func userIDComesFromSubThenUserIDThenID() async throws {
-        let verifier = await verifier()
+        let verifier = verifier()
         let cases: [([String: JSONValue], String)] = [
             (["sub": .string("s1"), "user": .object(["id": .string("u1")]), "id": .string("i1")], "s1"),
             (["user": .object(["id": .string("u1")]), "id": .string("i1")], "u1"),
@@ -37,7 +37,7 @@ import Testing
             (["user": .object(["id": .integer(7)])], "7"),
         ]
         for (claims, expected) in cases {
-            let identity = try await verifier.verifyUser(try await sign(claims.merging(["exp": hourFromNow]) { $1 })).get()
+            let identity = try verifier.verifyUser(try await sign(claims.merging(["exp": hourFromNow]) { $1 })).get()
             #expect(identity.userID == expected)
             #expect(!identity.isPublisher)
         }
@@ -46,41 +46,41 @@ import Testing
     @Test func publisherRoleAndExpiryAreRead() async throws {
         let exp = Int64(Date().timeIntervalSince1970) + 3600
         let token = try await sign(["sub": .string("backend"), "role": .string("publisher"), "exp": .integer(exp)])
-        let identity = try await verifier().verifyPublisher(token).get()
+        let identity = try verifier().verifyPublisher(token).get()
         #expect(identity.isPublisher)
         #expect(identity.expiresAt == exp)
     }
 
     @Test func everyRejection() async throws {
-        let verifier = await verifier()
+        let verifier = verifier()
         let past = JSONValue.integer(Int64(Date().timeIntervalSince1970) - 10)
         func code(_ result: Result<Identity, AuthFailure>) -> AuthFailure.Code? {
             if case .failure(let failure) = result { return failure.code }
             return nil
         }
-        #expect(code(await verifier.verifyUser(nil)) == .missingToken)
-        #expect(code(await verifier.verifyUser("")) == .missingToken)
-        #expect(code(await verifier.verifyUser("not.a.jwt")) == .invalidToken)
-        #expect(code(await verifier.verifyUser("onlyonepart")) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a"), "exp": past]))) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a"), "nbf": hourFromNow]))) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a"), "exp": .string("soon")]))) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a")], secret: "wrong-secret-wrong-secret-wrong-0123"))) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a")], alg: "HS512"))) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("a")], alg: "none"))) == .invalidToken)
+        #expect(code(verifier.verifyUser(nil)) == .missingToken)
+        #expect(code(verifier.verifyUser("")) == .missingToken)
+        #expect(code(verifier.verifyUser("not.a.jwt")) == .invalidToken)
+        #expect(code(verifier.verifyUser("onlyonepart")) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("a"), "exp": past]))) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("a"), "nbf": hourFromNow]))) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("a"), "exp": .string("soon")]))) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("a")], secret: "wrong-secret-wrong-secret-wrong-0123"))) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("a")], alg: "HS512"))) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("a")], alg: "none"))) == .invalidToken)
         // alg none with no signature at all.
         let valid = try await sign(["sub": .string("a")])
         let unsigned = valid.split(separator: ".").prefix(2).joined(separator: ".") + "."
-        #expect(code(await verifier.verifyUser(unsigned)) == .invalidToken)
+        #expect(code(verifier.verifyUser(unsigned)) == .invalidToken)
         // A tampered payload.
         let parts = valid.split(separator: ".")
         let tampered = [parts[0], Substring(try await sign(["sub": .string("admin")]).split(separator: ".")[1]), parts[2]].joined(separator: ".")
-        #expect(code(await verifier.verifyUser(tampered)) == .invalidToken)
-        #expect(code(await verifier.verifyUser(try await sign(["role": .string("publisher")]))) == .noUser)
-        #expect(code(await verifier.verifyUser(try await sign(["sub": .string("")]))) == .noUser)
-        #expect(code(await verifier.verifyUser(try await sign(["id": .number(1.5)]))) == .noUser)
-        #expect(code(await verifier.verifyPublisher(try await sign(["sub": .string("a")]))) == .notPublisher)
-        #expect(code(await verifier.verifyPublisher(try await sign(["sub": .string("a"), "role": .string("admin")]))) == .notPublisher)
+        #expect(code(verifier.verifyUser(tampered)) == .invalidToken)
+        #expect(code(verifier.verifyUser(try await sign(["role": .string("publisher")]))) == .noUser)
+        #expect(code(verifier.verifyUser(try await sign(["sub": .string("")]))) == .noUser)
+        #expect(code(verifier.verifyUser(try await sign(["id": .number(1.5)]))) == .noUser)
+        #expect(code(verifier.verifyPublisher(try await sign(["sub": .string("a")]))) == .notPublisher)
+        #expect(code(verifier.verifyPublisher(try await sign(["sub": .string("a"), "role": .string("admin")]))) == .notPublisher)
     }
 
     @Test func statusesAndMessagesMatchTheReplacedService() {
@@ -96,6 +96,10 @@ import Testing
         #expect(TokenLocation.token(target: "/s", authorization: "Basic xyz", xAuthToken: "ghi") == "ghi")
         #expect(TokenLocation.token(target: "/s?token=a%2Eb", authorization: nil, xAuthToken: nil) == "a.b")
         #expect(TokenLocation.token(target: "/s?other=1", authorization: nil, xAuthToken: nil) == nil)
+        #expect(TokenLocation.token(target: "/s?tokens=1&token=x&token=y", authorization: nil, xAuthToken: nil) == "x")
+        #expect(TokenLocation.queryValue("lastEventId", in: "/s?token=a&lastEventId=12-3") == "12-3")
+        #expect(TokenLocation.queryValue("flag", in: "/s?flag") == "")
+        #expect(TokenLocation.queryValue("q", in: "/s?q=a+b%20c") == "a b c")
         #expect(TokenLocation.redacted("/api/sse/stream?a=1&token=secret.jwt&b=2") == "/api/sse/stream?a=1&token=REDACTED&b=2")
     }
 
