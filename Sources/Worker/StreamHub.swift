@@ -35,7 +35,9 @@ final class StreamHub {
     private var users: [String: User] = [:]
     /// topic → users subscribed to it (with or without an open stream).
     private var subscribers: [String: Set<String>] = [:]
-    private var openStreams = 0
+    /// The live stream of each user that has one: what a publish walks, kept apart from `users` so a
+    /// broadcast touches only channels (no copies of users' topic sets).
+    private var liveStreams: [String: any Channel] = [:]
     private var statsScheduled = false
     private var reportStats: ((WorkerStats) -> Void)?
     /// What this worker's users could have received lately, for Last-Event-ID replay.
@@ -81,8 +83,8 @@ final class StreamHub {
         guard channel.isActive else { return }
         var user = users[userID] ?? User()
         let previous = user.stream
-        if previous == nil { openStreams += 1 }
         user.stream = channel
+        liveStreams[userID] = channel
         user.forgetAt = nil
         users[userID] = user
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
@@ -130,7 +132,7 @@ final class StreamHub {
 
     /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
     func expire(userID: String, channel: any Channel) {
-        guard users[userID]?.stream === channel else { return }
+        guard liveStreams[userID] === channel else { return }
         logger.info("stream's token expired", metadata: ["user": "\(userID)"])
         write(SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#)), to: channel)
         Self.end(channel)
@@ -152,7 +154,7 @@ final class StreamHub {
         eventLoop.preconditionInEventLoop()
         guard var user = users[userID], let current = user.stream, current === channel else { return }
         user.stream = nil
-        openStreams -= 1
+        liveStreams[userID] = nil
         keepOrForget(userID, user)
         statsChanged()
     }
@@ -171,9 +173,7 @@ final class StreamHub {
 
     /// Closes every stream cleanly (on shutdown).
     func endAllStreams() {
-        for user in users.values {
-            if let stream = user.stream { Self.end(stream) }
-        }
+        for stream in liveStreams.values { Self.end(stream) }
     }
 
     /// Ends a stream's chunked body and closes the connection.
@@ -236,24 +236,20 @@ final class StreamHub {
         let frame = SSEWireFormat.chunk(event)
         switch command.target {
         case .everyone:
-            for user in users.values {
-                if let stream = user.stream { write(frame, to: stream) }
-            }
+            for stream in liveStreams.values { write(frame, to: stream) }
         case .topic(let topic):
             for userID in subscribers[topic] ?? [] {
-                if let stream = users[userID]?.stream { write(frame, to: stream) }
+                if let stream = liveStreams[userID] { write(frame, to: stream) }
             }
         case .user(let userID):
-            if let stream = users[userID]?.stream { write(frame, to: stream) }
+            if let stream = liveStreams[userID] { write(frame, to: stream) }
         }
     }
 
     private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)
 
     private func sendHeartbeats() {
-        for user in users.values {
-            if let stream = user.stream { write(Self.heartbeatChunk, to: stream) }
-        }
+        for stream in liveStreams.values { write(Self.heartbeatChunk, to: stream) }
     }
 
     /// Writes an already chunk-encoded frame.
@@ -266,10 +262,10 @@ final class StreamHub {
     var stats: WorkerStats {
         var topics: [String: Int] = [:]
         for (topic, userIDs) in subscribers {
-            let connected = userIDs.reduce(0) { $0 + (users[$1]?.stream != nil ? 1 : 0) }
+            let connected = userIDs.reduce(0) { $0 + (liveStreams[$1] != nil ? 1 : 0) }
             if connected > 0 { topics[topic] = connected }
         }
-        return WorkerStats(clients: openStreams, topics: topics)
+        return WorkerStats(clients: liveStreams.count, topics: topics)
     }
 
     /// Reports stats soon, once for a burst of changes.
