@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What one subscriber received: which sequence numbers (a bitset), and how many arrived twice or out of order.
 struct StreamTally {
     private var seen: [UInt64] = []
@@ -25,28 +29,41 @@ struct StreamTally {
 /// Reads `"seq":N` and `"t":N` out of SSE `data:` lines without building strings: the load tool must cost
 /// little per event, or it measures itself instead of the server.
 struct DataLineScanner {
-    private var line: [UInt8] = []
+    /// A line cut by the end of a read, kept until its newline arrives.
+    private var partial: [UInt8] = []
 
     /// Feeds body bytes; calls `onEvent(seq, t)` for every complete `data:` line carrying both.
     mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onEvent: (Int, UInt64) -> Void) {
-        for byte in bytes {
-            if byte == UInt8(ascii: "\n") {
-                if line.count > 6, line[0] == UInt8(ascii: "d"), line[4] == UInt8(ascii: ":") {
-                    if let sequence = Self.number(after: Self.seqKey, in: line), let sent = Self.number(after: Self.timeKey, in: line) {
-                        onEvent(Int(sequence), sent)
-                    }
-                }
-                line.removeAll(keepingCapacity: true)
-            } else if line.count < 512 {
-                line.append(byte)
+        guard let base = bytes.baseAddress else { return }
+        var start = 0
+        while start < bytes.count {
+            guard let newline = memchr(base + start, 0x0A, bytes.count - start) else {
+                if partial.count < 512 { partial += UnsafeRawBufferPointer(rebasing: bytes[start...]) }
+                return
             }
+            let end = base.distance(to: UnsafeRawPointer(newline))
+            if partial.isEmpty {
+                Self.scan(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), onEvent)
+            } else {
+                partial += UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+                partial.withUnsafeBytes { Self.scan($0, onEvent) }
+                partial.removeAll(keepingCapacity: true)
+            }
+            start = end + 1
         }
+    }
+
+    private static func scan(_ line: UnsafeRawBufferPointer, _ onEvent: (Int, UInt64) -> Void) {
+        guard line.count > 6, line[0] == UInt8(ascii: "d"), line[4] == UInt8(ascii: ":"),
+            let sequence = number(after: seqKey, in: line), let sent = number(after: timeKey, in: line)
+        else { return }
+        onEvent(Int(sequence), sent)
     }
 
     private static let seqKey = Array(#""seq":"#.utf8)
     private static let timeKey = Array(#""t":"#.utf8)
 
-    static func number(after key: [UInt8], in line: [UInt8]) -> UInt64? {
+    static func number(after key: [UInt8], in line: UnsafeRawBufferPointer) -> UInt64? {
         guard line.count >= key.count else { return nil }
         var start = 0
         while start + key.count <= line.count {
