@@ -1,4 +1,5 @@
 import Crypto
+import ExtrasBase64
 import Foundation
 import JWTKit
 
@@ -34,36 +35,45 @@ public struct AuthFailure: Error, Sendable, Equatable {
     }
 }
 
-/// Verifies HS256 JWTs, synchronously.
+/// Verifies HS256 JWTs, synchronously, on the thread that asks.
 ///
-/// Decoding (base64url, JSON, claim types) is jwt-kit's `DefaultJWTParser`; the signature check is
-/// swift-crypto's constant-time `HMAC<SHA256>.isValidAuthenticationCode`, the same primitive jwt-kit uses.
-/// jwt-kit's own `JWTKeyCollection.verify` is an actor method: on the supervisor's accept thread it would cost
-/// two thread hops per connection (measured: about half the supervisor's CPU per hand-off), so the steps are
-/// composed here instead. Only HS256 is accepted: jwt-kit would check any header's token with the one key,
-/// so the header's `alg` is checked too (`none` and the rest are refused).
+/// The pieces are jwt-kit's and its dependencies': the claim types and `JWTJSONDecoder.defaultForJWT`
+/// (jwt-kit), base64url (swift-extras-base64, what jwt-kit decodes with) and a constant-time HMAC-SHA256
+/// comparison (swift-crypto). They are composed here rather than through `JWTKeyCollection.verify` because
+/// that is an actor method: on the supervisor's accept thread it cost two thread hops per connection, and its
+/// generic `JWTHeader` decoding another quarter of the hand-off's CPU (measured with `perf`). The header is
+/// read only for `alg`, and only HS256 is accepted (`none` and the rest are refused); the signature is checked
+/// before the claims are decoded.
 public struct TokenVerifier: Sendable {
     public static let algorithm = "HS256"
-    private let key: SymmetricKey
-    private let parser = DefaultJWTParser()
+    /// HMAC keyed once: each verification copies it instead of hashing the key again.
+    private let keyedMAC: HMAC<SHA256>
 
     public init(secret: String) {
-        key = SymmetricKey(data: Data(secret.utf8))
+        keyedMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
+    }
+
+    private struct AlgorithmHeader: Decodable {
+        var alg: String
     }
 
     /// Verifies signature, `alg`, `exp` and `nbf`.
     public func verify(_ token: String) -> Result<Identity, AuthFailure> {
+        let invalid = Result<Identity, AuthFailure>.failure(AuthFailure(code: .invalidToken))
         let bytes = Array(token.utf8)
-        guard let secondPeriod = bytes.indices.filter({ bytes[$0] == UInt8(ascii: ".") }).dropFirst().first,
-            let (header, claims, signature) = try? parser.parse(bytes, as: HubClaims.self),
-            header.alg == Self.algorithm,
-            HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: bytes[..<secondPeriod], using: key)
-        else { return .failure(AuthFailure(code: .invalidToken)) }
+        let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 3, let header = Self.decode(AlgorithmHeader.self, from: parts[0]), header.alg == Self.algorithm,
+            let signature = try? Base64.decode(bytes: parts[2], options: [.base64UrlAlphabet, .omitPaddingCharacter])
+        else { return invalid }
+        var mac = keyedMAC
+        mac.update(data: bytes[..<parts[1].endIndex])
+        // `==` between an authentication code and bytes is swift-crypto's constant-time comparison.
+        guard mac.finalize() == signature, let claims = Self.decode(HubClaims.self, from: parts[1]) else { return invalid }
         do {
             try claims.exp?.verifyNotExpired()
             try claims.nbf?.verifyNotBefore()
         } catch {
-            return .failure(AuthFailure(code: .invalidToken))
+            return invalid
         }
         return .success(
             Identity(
@@ -72,6 +82,15 @@ public struct TokenVerifier: Sendable {
                 expiresAt: claims.exp.map { Int64($0.value.timeIntervalSince1970.rounded(.down)) }
             )
         )
+    }
+
+    /// A base64url segment of the token, decoded as JSON with jwt-kit's decoder settings (dates in seconds).
+    private static func decode<T: Decodable>(_ type: T.Type, from segment: ArraySlice<UInt8>) -> T? {
+        guard let json = try? Base64.decode(bytes: segment, options: [.base64UrlAlphabet, .omitPaddingCharacter]) else {
+            return nil
+        }
+        let decoder: any JWTJSONDecoder = .defaultForJWT
+        return try? decoder.decode(T.self, from: Data(json))
     }
 
     /// A user's identity, or why there is none.

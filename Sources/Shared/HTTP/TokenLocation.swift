@@ -29,7 +29,7 @@ public enum TokenLocation {
             }
             guard pair[..<equals] == name else { continue }
             let raw = pair[pair.index(after: equals)...]
-            if !raw.contains("%") && !raw.contains("+") { return String(raw) }
+            if !raw.utf8.contains(UInt8(ascii: "%")) && !raw.utf8.contains(UInt8(ascii: "+")) { return String(raw) }
             return String(raw).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
         }
         return nil
