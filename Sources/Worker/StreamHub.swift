@@ -227,7 +227,10 @@ final class StreamHub {
 
     // MARK: Delivery
 
-    /// Records one event and delivers it. The frame is encoded once and the same bytes go to every stream.
+    /// Records one event and queues it on its recipients' streams. The frame is encoded once and the same
+    /// bytes go to every stream. Nothing is sent until `flushPublished()`, which the control channel calls once
+    /// per read: when publishes arrive faster than they are delivered, each stream then gets all the events
+    /// of a read in one `writev` instead of one syscall per event; when they do not, nothing waits.
     func publish(_ command: PublishCommand) {
         eventLoop.preconditionInEventLoop()
         history.append(command)
@@ -236,14 +239,35 @@ final class StreamHub {
         let frame = SSEWireFormat.chunk(event)
         switch command.target {
         case .everyone:
-            for stream in liveStreams.values { write(frame, to: stream) }
+            for stream in liveStreams.values { stream.write(frame, promise: nil) }
+            unflushedEveryone = true
         case .topic(let topic):
             for userID in subscribers[topic] ?? [] {
-                if let stream = liveStreams[userID] { write(frame, to: stream) }
+                if let stream = liveStreams[userID] { queue(frame, on: stream) }
             }
         case .user(let userID):
-            if let stream = liveStreams[userID] { write(frame, to: stream) }
+            if let stream = liveStreams[userID] { queue(frame, on: stream) }
         }
+    }
+
+    /// Streams written to since the last flush (besides every stream, after a broadcast).
+    private var unflushed: [ObjectIdentifier: any Channel] = [:]
+    private var unflushedEveryone = false
+
+    private func queue(_ frame: ByteBuffer, on stream: any Channel) {
+        stream.write(frame, promise: nil)
+        unflushed[ObjectIdentifier(stream)] = stream
+    }
+
+    /// Sends what `publish` queued.
+    func flushPublished() {
+        if unflushedEveryone {
+            for stream in liveStreams.values { stream.flush() }
+        } else {
+            for stream in unflushed.values { stream.flush() }
+        }
+        unflushed.removeAll(keepingCapacity: true)
+        unflushedEveryone = false
     }
 
     private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)

@@ -55,6 +55,12 @@ enum WorkerControl {
             }
         }
 
+        /// The end of one read from the supervisor: send the events it carried.
+        func channelReadComplete(context: ChannelHandlerContext) {
+            hub.value.flushPublished()
+            context.fireChannelReadComplete()
+        }
+
         func channelInactive(context: ChannelHandlerContext) {
             logger.notice("control channel closed: the supervisor is gone; stopping")
             stopped.succeed()
