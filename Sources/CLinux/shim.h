@@ -12,6 +12,10 @@
 // Declared by <sys/socket.h> only under _GNU_SOURCE, which a module header cannot rely on.
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
+#include <spawn.h>
+// glibc 2.34+, declared by <spawn.h> only under __USE_MISC.
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+
 // prctl(2) is variadic, and variadic C functions do not import into Swift.
 static inline int clinux_set_parent_death_signal(int signal) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0UL, 0UL, 0UL);

@@ -68,6 +68,7 @@ struct PrivilegeTests {
         #expect(try await hub.publish(#"{"event":"hello","data":1}"#).status == 200)
         try await stream.waitForEvent("hello")
         await stream.close()
+        try await hub.stop()
     }
 
     @Test func aWorkerStartedAsRootWithoutAUserRefusesToRun() throws {

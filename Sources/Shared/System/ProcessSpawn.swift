@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import SystemPackage
 
 /// Starting child processes with chosen descriptors in place.
@@ -8,7 +9,7 @@ public enum ProcessSpawn {
     /// `posix_spawn(3)` of the executable at `path`.
     ///
     /// `descriptors` maps a descriptor of ours to the number it gets in the child (`posix_spawn_file_actions_adddup2`,
-    /// which clears close-on-exec on the copy); every other close-on-exec descriptor stays behind.
+    /// which clears close-on-exec on the copy); every other descriptor above 2 is closed in the child.
     /// Signal dispositions and the mask are reset, because the parent ignores the signals it handles
     /// through swift-service-lifecycle and a child must not inherit that.
     public static func spawn(
@@ -23,6 +24,9 @@ public enum ProcessSpawn {
         for (source, target) in descriptors {
             posix_spawn_file_actions_adddup2(&fileActions, source, target)
         }
+        // Nothing else crosses over, not even a descriptor someone left without close-on-exec: a worker
+        // must never hold a listening socket or another process's pipe.
+        posix_spawn_file_actions_addclosefrom_np(&fileActions, (descriptors.map(\.target).max() ?? 2) + 1)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -42,18 +42,25 @@ struct SystemdSandbox: Sendable {
         _ = try? Self.run([Self.script, "stop", name])
     }
 
+    /// Output goes to a file, not a pipe: a process that another test spawns at the same moment can inherit
+    /// the pipe's write end and hold it open for as long as it lives, so reading a pipe to its end can hang.
     static func run(_ arguments: [String]) throws -> Output {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sse-sandbox-\(UUID().uuidString).out")
+        guard FileManager.default.createFile(atPath: file.path, contents: nil) else {
+            throw TimedOut(description: "cannot create \(file.path)")
+        }
+        defer { try? FileManager.default.removeItem(at: file) }
+        let output = try FileHandle(forWritingTo: file)
+        defer { try? output.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        process.standardOutput = output
+        process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Output(status: process.terminationStatus, text: String(decoding: data, as: UTF8.self))
+        return Output(status: process.terminationStatus, text: try String(contentsOf: file, encoding: .utf8))
     }
 }
 
