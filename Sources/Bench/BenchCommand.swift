@@ -40,6 +40,12 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "Server port (default: the target's).")
     var port: Int?
 
+    @Option(help: "Subscribe path template, overriding the preset's ({channel} and {token} are filled in).")
+    var streamTemplate: String?
+
+    @Option(help: "Publish path template, overriding the preset's ({channel} is filled in).")
+    var publishTemplate: String?
+
     @Option(help: "Concurrent streams to open.")
     var streams = 1000
 
@@ -76,8 +82,17 @@ struct RunBench: AsyncParsableCommand {
     @Flag(help: "Exit non-zero unless every stream connected and every event arrived exactly once, in order.")
     var strict = false
 
+    func validate() throws {
+        guard streams > 0, events > 0, rate > 0, ramp > 0 else { throw ValidationError("--streams, --events, --rate and --ramp must be positive") }
+        guard channels >= 0, channels == 0 || events % channels == 0 else {
+            throw ValidationError("--events must be a multiple of --channels, so every channel gets the same number of events")
+        }
+    }
+
     func run() async throws {
-        let target = BenchTarget.preset(self.target, host: host, port: port)
+        var target = BenchTarget.preset(self.target, host: host, port: port)
+        if let streamTemplate { target.streamTemplate = streamTemplate }
+        if let publishTemplate { target.publishTemplate = publishTemplate }
         let secret: String? = target.usesTokens ? try JWTSecret.load(file: jwtSecretFile) : nil
         let processCount = processes ?? max(1, (streams + 17_999) / 18_000)
         let server = serverPid.map(ServerProcesses.init(root:))

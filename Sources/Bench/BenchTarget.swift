@@ -49,6 +49,15 @@ struct BenchTarget: Codable, Sendable {
             string: "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
     }
 
+    /// sse-hub and the Node service keep topics per user: a stream on a channel first subscribes its user to it.
+    func subscribeRequest(channel: String, token: String?) -> ByteBuffer? {
+        guard usesTokens, let token else { return nil }
+        let body = #"{"topics":["\#(channel)"]}"#
+        return ByteBuffer(
+            string: "POST /api/sse/subscribe HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+                + "Content-Type: application/json\r\nx-auth-token: \(token)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    }
+
     /// One publish request: `sequence` and the send time travel in the event's data.
     func publishRequest(channel: String?, sequence: Int, sentAt: UInt64, publisherToken: String?) -> ByteBuffer {
         let data = #"{"seq":\#(sequence),"t":\#(sentAt)}"#

@@ -222,13 +222,24 @@ enum LoadProcess {
                 }
             }
         if let source { bootstrap = bootstrap.bind(to: source) }
-        bootstrap.connect(host: state.plan.target.host, port: state.plan.target.port).assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let channel):
-                channel.writeAndFlush(request, promise: nil)
-            case .failure:
-                generator.value.progress.failed += 1
+        let target = state.plan.target
+        let openStream = { [bootstrap] in
+            bootstrap.connect(host: target.host, port: target.port).whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    channel.writeAndFlush(request, promise: nil)
+                case .failure:
+                    generator.value.progress.failed += 1
+                }
             }
+        }
+        if state.plan.channels > 0, let subscribe = target.subscribeRequest(channel: subscriber.channel, token: tokens[offset]) {
+            OneShotRequest.send(subscribe, host: target.host, port: target.port, group: group).hop(to: state.loop)
+                .assumeIsolated().whenSuccess { status in
+                    if status == 200 { openStream() } else { generator.value.progress.failed += 1 }
+                }
+        } else {
+            openStream()
         }
         group.next().scheduleTask(in: interval) {
             connect(offset + 1, tokens: tokens, generator: generator, group: group, interval: interval)

@@ -39,52 +39,8 @@ final class Publisher: Sendable {
     }
 
     private func publish(_ request: ByteBuffer) {
-        ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        RequestSink(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
-                        StatusHandler { ok in self.outcomes.withLock { ok ? ($0.succeeded += 1) : ($0.failed += 1) } },
-                    ])
-                }
-            }
-            .connect(host: target.host, port: target.publishPort)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    channel.eventLoop.execute { RequestSink.send(request, on: channel) }
-                case .failure:
-                    self.outcomes.withLock { $0.failed += 1 }
-                }
-            }
-    }
-
-    /// Reports whether the answer was a 2xx (a connection closed without one is a failure), then closes.
-    final class StatusHandler: ChannelInboundHandler {
-        typealias InboundIn = HTTPClientResponsePart
-        let report: @Sendable (Bool) -> Void
-        var reported = false
-
-        init(report: @escaping @Sendable (Bool) -> Void) { self.report = report }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if case .head(let head) = Self.unwrapInboundIn(data), !reported {
-                reported = true
-                report((200..<300).contains(head.status.code))
-                context.close(promise: nil)
-            }
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            if !reported {
-                reported = true
-                report(false)
-            }
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            context.close(promise: nil)
+        OneShotRequest.send(request, host: target.host, port: target.publishPort, group: group).whenSuccess { status in
+            self.outcomes.withLock { (200..<300).contains(status) ? ($0.succeeded += 1) : ($0.failed += 1) }
         }
     }
 }

@@ -28,4 +28,16 @@ struct BenchSmokeTests {
         #expect(report["reordered"] as? Int == 0)
         #expect((report["serverIdleKilobytes"] as? Int ?? 0) > 0)
     }
+
+    @Test func topicsReachOnlyTheirSubscribers() async throws {
+        let hub = try await HubProcess.start(workers: 2)
+        defer { Task { try await hub.stop() } }
+        // 4 topics, 20 events: each stream must get exactly the 5 events of its own topic.
+        let report = try await runBench(hub, ["--streams", "200", "--channels", "4", "--events", "20", "--rate", "40"])
+        #expect(report["established"] as? Int == 200)
+        #expect(report["expectedDeliveries"] as? Int == 1000)
+        #expect(report["delivered"] as? Int == 1000)
+        #expect(report["lost"] as? Int == 0)
+        #expect(report["duplicated"] as? Int == 0)
+    }
 }

@@ -1,0 +1,54 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One request on its own connection, answered with its status code (0 when the connection closed first):
+/// how the load tool publishes and subscribes (sse-hub closes a connection after each such answer).
+enum OneShotRequest {
+    static func send(_ request: ByteBuffer, host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<Int> {
+        let promise = group.next().makePromise(of: Int.self)
+        ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        RequestSink(),
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
+                        StatusHandler(promise: promise),
+                    ])
+                }
+            }
+            .connect(host: host, port: port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    channel.eventLoop.execute { RequestSink.send(request, on: channel) }
+                case .failure:
+                    promise.succeed(0)
+                }
+            }
+        return promise.futureResult
+    }
+
+    /// Completes the promise with the response's status, then closes.
+    final class StatusHandler: ChannelInboundHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        let promise: EventLoopPromise<Int>
+
+        init(promise: EventLoopPromise<Int>) { self.promise = promise }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .head(let head) = Self.unwrapInboundIn(data) {
+                promise.succeed(Int(head.status.code))
+                context.close(promise: nil)
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            promise.succeed(0)  // ignored when already completed
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
+    }
+}
