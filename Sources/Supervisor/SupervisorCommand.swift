@@ -78,8 +78,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(help: "When started as root: the user the workers run as.")
-    var user: String = "sse-hub"
+    @Option(help: "When started as root: the user the workers run as (default sse-hub; nobody, with a warning, where sse-hub does not exist).")
+    var user: String?
 
     @OptionGroup var stream: StreamOptions
 
@@ -109,6 +109,16 @@ struct Serve: AsyncParsableCommand {
         // As root, every worker becomes `user` before it serves (`PrivilegeDrop`); as anyone else, they run as we do.
         var workerUser: [String] = []
         if Syscall.effectiveUserID == 0 {
+            let user: String
+            if let named = self.user {
+                user = named
+            } else if (try? PrivilegeDrop.account(named: "sse-hub")) != nil {
+                user = "sse-hub"
+            } else {
+                // The embedded default must run on a fresh machine, where nobody has created sse-hub yet.
+                user = "nobody"
+                logger.warning("no user sse-hub (create it with systemd-sysusers, see docs/operations.md): workers run as nobody")
+            }
             do {
                 _ = try PrivilegeDrop.account(named: user)
             } catch {

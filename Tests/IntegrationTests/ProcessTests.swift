@@ -131,6 +131,15 @@ struct StartupTests {
         try await stream.waitForEvent("hi")
     }
 
+    /// The README's quick start, as root on a fresh machine: no sse-hub user yet, so workers run as nobody.
+    @Test(.enabled(if: geteuid() == 0 && getpwnam("sse-hub") == nil, "needs root and no sse-hub user"))
+    func asRootWithoutTheServiceUserWorkersRunAsNobody() async throws {
+        let hub = try await HubProcess.start(workers: 1, choosingWorkerUser: false)
+        defer { Task { try await hub.stop() } }
+        #expect(hub.log.contains("workers run as nobody"))
+        _ = try await hub.openStream("fresh-machine")
+    }
+
     @Test func refusesToStartWithoutASecret() async throws {
         let outcome = try await ChildProcess.run(
             HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"), ["--listen", "127.0.0.1:0"],

@@ -21,13 +21,14 @@ final class HubProcess: Sendable {
     /// Starts the supervisor on an ephemeral port; with `socketActivatedOn`, under `systemd-socket-activate`
     /// listening on that port, so the supervisor gets its socket the way systemd passes it (`LISTEN_FDS`).
     static func start(
-        workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:], socketActivatedOn activationPort: Int? = nil
+        workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:], socketActivatedOn activationPort: Int? = nil,
+        choosingWorkerUser: Bool = true
     ) async throws -> HubProcess {
         let process = Process()
         let supervisor = buildDirectory.appendingPathComponent("sse-supervisor")
         // A root supervisor runs its workers as `--user` (default sse-hub, which test machines lack).
         var arguments = arguments
-        if geteuid() == 0, !arguments.contains("--user") { arguments += ["--user", "nobody"] }
+        if choosingWorkerUser, geteuid() == 0, !arguments.contains("--user") { arguments += ["--user", "nobody"] }
         if let activationPort {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
             process.arguments =
