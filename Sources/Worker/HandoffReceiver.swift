@@ -25,25 +25,42 @@ struct HandoffReceiver: Sendable {
         thread.start()
     }
 
+    /// Waits for a connection, then takes whatever else is queued, and has the event loop adopt the batch in
+    /// one task: under a burst of connects that is one wake-up of the loop for many connections.
     private func receiveLoop() {
+        let loop = group.next()
+        var batch: [(CInt, Handoff)] = []
         while true {
             let received: DescriptorPassing.Received?
             do {
-                received = try DescriptorPassing.receive(from: socket)
+                received = try DescriptorPassing.receive(from: socket, waiting: batch.isEmpty)
+            } catch .wouldBlock {
+                let ready = batch
+                batch = []
+                loop.execute { for (fd, handoff) in ready { adopt(fd, handoff: handoff) } }
+                continue
             } catch {
                 logger.error("bad hand-off message; dropped", metadata: ["error": "\(error)"])
                 continue
             }
-            guard let received else { return }
+            guard let received else {
+                for (fd, _) in batch { Syscall.close(fd) }
+                return
+            }
             guard let fd = received.descriptor else {
                 logger.error("hand-off message without a descriptor; dropped")
                 continue
             }
             do {
-                adopt(fd, handoff: try Handoff(decoding: received.payload))
+                batch.append((fd, try Handoff(decoding: received.payload)))
             } catch {
                 logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
                 Syscall.close(fd)
+            }
+            if batch.count >= 256 {
+                let ready = batch
+                batch = []
+                loop.execute { for (fd, handoff) in ready { adopt(fd, handoff: handoff) } }
             }
         }
     }

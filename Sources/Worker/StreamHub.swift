@@ -19,6 +19,9 @@ final class StreamHub {
         var retryMilliseconds: Int
         /// How soon after a change the stats are reported.
         var statsDelay: TimeAmount = .milliseconds(100)
+        /// A stream's `--max-pending-bytes`: queued-but-unflushed events count toward it, so a batch is
+        /// flushed before it could make a stream that reads promptly look like a slow consumer.
+        var maximumPendingBytes: Int = 1_048_576
     }
 
     /// One user's state. Topics belong to the user, not the socket: they outlive a closed stream by `topicGrace`.
@@ -237,6 +240,8 @@ final class StreamHub {
         var event = ByteBuffer()
         encodeFrame(command, into: &event)
         let frame = SSEWireFormat.chunk(event)
+        if unflushedBytes + frame.readableBytes > settings.maximumPendingBytes / 4 { flushPublished() }
+        unflushedBytes += frame.readableBytes
         switch command.target {
         case .everyone:
             for stream in liveStreams.values { stream.write(frame, promise: nil) }
@@ -253,6 +258,8 @@ final class StreamHub {
     /// Streams written to since the last flush (besides every stream, after a broadcast).
     private var unflushed: [ObjectIdentifier: any Channel] = [:]
     private var unflushedEveryone = false
+    /// Bytes queued since the last flush: the most any one stream has waiting unflushed.
+    private var unflushedBytes = 0
 
     private func queue(_ frame: ByteBuffer, on stream: any Channel) {
         stream.write(frame, promise: nil)
@@ -268,6 +275,7 @@ final class StreamHub {
         }
         unflushed.removeAll(keepingCapacity: true)
         unflushedEveryone = false
+        unflushedBytes = 0
     }
 
     private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)

@@ -73,7 +73,8 @@ struct WorkerCommand: AsyncParsableCommand {
                     eventLoop: eventLoop,
                     settings: .init(
                         heartbeat: .seconds(Int64(heartbeat)), topicGrace: .seconds(Int64(topicGrace)), epoch: epoch,
-                        historySize: historySize, historyTTL: Int64(historyTtl) * 1000, retryMilliseconds: retryMs),
+                        historySize: historySize, historyTTL: Int64(historyTtl) * 1000, retryMilliseconds: retryMs,
+                        maximumPendingBytes: maxPendingBytes),
                     logger: logger),
                 eventLoop: eventLoop)
         }.get()

@@ -59,8 +59,10 @@ public enum DescriptorPassing {
 
     /// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`. Returns nil at end of stream (the peer closed).
     /// Extra descriptors, or a message cut short, are closed and reported as `Errno.messageTooLong`.
-    public static func receive(from socket: CInt) throws(Errno) -> Received? {
-        var payload = [UInt8](repeating: 0, count: maximumPayload)
+    /// With `waiting: false` (`MSG_DONTWAIT`) it throws `Errno.wouldBlock` when no message is queued.
+    public static func receive(from socket: CInt, waiting: Bool = true) throws(Errno) -> Received? {
+        // Not zero-filled: recvmsg writes what arrives and the rest is cut off below.
+        var payload = [UInt8](unsafeUninitializedCapacity: maximumPayload) { _, count in count = maximumPayload }
         // Room for several descriptors, so that a misbehaving sender's extras are received (and closed), not leaked.
         var control = [UInt8](repeating: 0, count: controlHeaderSize + controlAlign(16 * MemoryLayout<CInt>.size))
         var flags: CInt = 0
@@ -74,7 +76,7 @@ public enum DescriptorPassing {
                     message.msg_iovlen = 1
                     message.msg_control = controlBytes.baseAddress
                     message.msg_controllen = controlBytes.count
-                    let received = recvmsg(socket, &message, Int32(MSG_CMSG_CLOEXEC))
+                    let received = recvmsg(socket, &message, Int32(MSG_CMSG_CLOEXEC) | (waiting ? 0 : Int32(MSG_DONTWAIT)))
                     flags = message.msg_flags
                     return received
                 }
