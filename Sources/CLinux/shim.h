@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <malloc.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>

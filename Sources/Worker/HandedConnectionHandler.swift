@@ -92,7 +92,7 @@ final class HandedConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             requestHead.headers.first(name: "last-event-id") ?? TokenLocation.queryValue("lastEventId", in: requestHead.uri)
 
         let pipeline = context.pipeline.syncOperations
-        let live = LiveStreamHandler(userID: handoff.userID, hub: hub, logger: logger)
+        let live = LiveStreamHandler(userID: handoff.userID, hub: hub)
         do {
             try pipeline.addHandler(live, position: .last)
             _ = pipeline.removeHandler(context: try pipeline.context(handlerType: HTTPResponseEncoder.self))
@@ -143,25 +143,21 @@ final class HandedConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 final class LiveStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    // Kept small: one of these lives as long as each stream (the hub's logger serves them all).
     private let userID: String
     private let hub: NIOLoopBound<StreamHub>
-    private let logger: Logger
-    private var expiry: Scheduled<Void>?
     private var attached = false
 
-    init(userID: String, hub: NIOLoopBound<StreamHub>, logger: Logger) {
+    init(userID: String, hub: NIOLoopBound<StreamHub>) {
         self.userID = userID
         self.hub = hub
-        self.logger = logger
     }
 
     func start(channel: any Channel, lastEventID: String?, tokenExpiry: Int64?) {
         attached = true
         hub.value.attach(userID: userID, channel: channel, lastEventID: lastEventID)
         if let tokenExpiry {
-            let (userID, hub) = (userID, hub)
-            let delay = TimeAmount.milliseconds(max(0, tokenExpiry * 1000 - StreamHub.nowMilliseconds()))
-            expiry = channel.eventLoop.scheduleTask(in: delay) { hub.value.expire(userID: userID, channel: channel) }
+            hub.value.endStream(userID: userID, channel: channel, at: tokenExpiry)
         }
     }
 
@@ -172,14 +168,13 @@ final class LiveStreamHandler: ChannelInboundHandler {
     /// reading. Drop it rather than grow this worker's memory; it reconnects and resumes from its last id.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if !context.channel.isWritable {
-            logger.warning("slow consumer disconnected: too many bytes pending", metadata: ["user": "\(userID)"])
+            hub.value.logger.warning("slow consumer disconnected: too many bytes pending", metadata: ["user": "\(userID)"])
             context.close(promise: nil)
         }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        expiry?.cancel()
         if attached { hub.value.detach(userID: userID, channel: context.channel) }
         context.fireChannelInactive()
     }

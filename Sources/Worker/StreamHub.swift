@@ -30,6 +30,8 @@ final class StreamHub {
         var topics: Set<String> = []
         /// When a user without a stream is forgotten (and their topics with them).
         var forgetAt: NIODeadline?
+        /// When the live stream's token expires (seconds since 1970).
+        var streamExpiresAt: Int64?
     }
 
     let eventLoop: any EventLoop
@@ -69,8 +71,21 @@ final class StreamHub {
         eventLoop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { _ in
             loopBound.value.forgetExpiredUsers()
         }
+        eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            loopBound.value.expireDueStreams()
+        }
+        // After connections come and go, give freed memory back (a burst of set-ups leaves a lot behind).
+        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+            let hub = loopBound.value
+            if hub.changedSinceTrim {
+                hub.changedSinceTrim = false
+                Syscall.releaseFreeMemory()
+            }
+        }
         statsChanged()
     }
+
+    private var changedSinceTrim = false
 
     // MARK: Streams
 
@@ -87,6 +102,7 @@ final class StreamHub {
         var user = users[userID] ?? User()
         let previous = user.stream
         user.stream = channel
+        user.streamExpiresAt = nil
         liveStreams[userID] = channel
         user.forgetAt = nil
         users[userID] = user
@@ -133,9 +149,39 @@ final class StreamHub {
         for stream in waiting { attach(userID: stream.userID, channel: stream.channel, lastEventID: stream.lastEventID) }
     }
 
-    /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
-    func expire(userID: String, channel: any Channel) {
+    /// Users whose stream's token expires, by the second of expiry (checked against `User.streamExpiresAt`,
+    /// so entries left by a closed or replaced stream are ignored). One timer for all of them: a scheduled
+    /// task per stream would cost more memory than the rest of an idle stream's state.
+    private var expiries: [Int64: [String]] = [:]
+    private var expiryCheckedThrough = Int64((Date().timeIntervalSince1970).rounded(.down))
+
+    /// Ends the user's current stream at `expiresAt` (seconds since 1970).
+    func endStream(userID: String, channel: any Channel, at expiresAt: Int64) {
         guard liveStreams[userID] === channel else { return }
+        if expiresAt <= expiryCheckedThrough {
+            expire(userID: userID)
+        } else {
+            users[userID]?.streamExpiresAt = expiresAt
+            expiries[expiresAt, default: []].append(userID)
+        }
+    }
+
+    private func expireDueStreams() {
+        let now = Int64((Date().timeIntervalSince1970).rounded(.down))
+        guard now > expiryCheckedThrough else { return }
+        let due = expiries.keys.filter { $0 <= now }
+        for second in due {
+            for userID in expiries.removeValue(forKey: second) ?? [] where users[userID]?.streamExpiresAt == second {
+                expire(userID: userID)
+            }
+        }
+        expiryCheckedThrough = now
+    }
+
+    /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
+    private func expire(userID: String) {
+        guard let channel = liveStreams[userID] else { return }
+        users[userID]?.streamExpiresAt = nil
         logger.info("stream's token expired", metadata: ["user": "\(userID)"])
         write(SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#)), to: channel)
         Self.end(channel)
@@ -302,6 +348,7 @@ final class StreamHub {
 
     /// Reports stats soon, once for a burst of changes.
     private func statsChanged() {
+        changedSinceTrim = true
         guard !statsScheduled, reportStats != nil else { return }
         statsScheduled = true
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)

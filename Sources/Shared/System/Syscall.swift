@@ -144,6 +144,12 @@ public enum Syscall {
         _ = try retryingEINTR("prctl") { clinux_set_parent_death_signal(signal) }
     }
 
+    /// `malloc_trim(3)`: hands freed heap memory back to the kernel. glibc otherwise keeps it, so a
+    /// worker's resident size would stay at its high-water mark after a burst of connection set-ups.
+    public static func releaseFreeMemory() {
+        _ = malloc_trim(0)
+    }
+
     /// `getpid(2)`.
     public static var processID: pid_t { getpid() }
 }
