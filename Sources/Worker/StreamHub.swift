@@ -24,9 +24,10 @@ final class StreamHub {
         var maximumPendingBytes: Int = 1_048_576
     }
 
-    /// One user's state. Topics belong to the user, not the socket: they outlive a closed stream by `topicGrace`.
+    /// What a user has besides a stream (which is in `liveStreams`): topics, which belong to the user, not the
+    /// socket, and outlive a closed stream by `topicGrace`; and the stream's token expiry. A user with a stream
+    /// and neither has no entry, which keeps an idle stream cheap.
     struct User {
-        var stream: (any Channel)?
         var topics: Set<String> = []
         /// When a user without a stream is forgotten (and their topics with them).
         var forgetAt: NIODeadline?
@@ -99,13 +100,12 @@ final class StreamHub {
             return
         }
         guard channel.isActive else { return }
-        var user = users[userID] ?? User()
-        let previous = user.stream
-        user.stream = channel
-        user.streamExpiresAt = nil
-        liveStreams[userID] = channel
-        user.forgetAt = nil
-        users[userID] = user
+        let previous = liveStreams.updateValue(channel, forKey: userID)
+        if users[userID] != nil {
+            users[userID]!.streamExpiresAt = nil
+            users[userID]!.forgetAt = nil
+            if users[userID]!.topics.isEmpty { users[userID] = nil }
+        }
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
         // which must find the new stream in place.
         if let previous {
@@ -115,7 +115,7 @@ final class StreamHub {
         var greeting = ByteBuffer(string: "retry: \(settings.retryMilliseconds)\n")
         SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID)), into: &greeting)
         history.trim(now: Self.nowMilliseconds())
-        let topics = user.topics
+        let topics = users[userID]?.topics ?? []
         switch history.resumption(after: lastEventID, epoch: settings.epoch, isRecipient: { target in
             switch target {
             case .everyone: true
@@ -161,7 +161,7 @@ final class StreamHub {
         if expiresAt <= expiryCheckedThrough {
             expire(userID: userID)
         } else {
-            users[userID]?.streamExpiresAt = expiresAt
+            users[userID, default: User()].streamExpiresAt = expiresAt
             expiries[expiresAt, default: []].append(userID)
         }
     }
@@ -181,7 +181,10 @@ final class StreamHub {
     /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
     private func expire(userID: String) {
         guard let channel = liveStreams[userID] else { return }
-        users[userID]?.streamExpiresAt = nil
+        if var user = users[userID] {
+            user.streamExpiresAt = nil
+            keepOrForget(userID, user)
+        }
         logger.info("stream's token expired", metadata: ["user": "\(userID)"])
         write(SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#)), to: channel)
         Self.end(channel)
@@ -201,23 +204,23 @@ final class StreamHub {
     /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
     func detach(userID: String, channel: any Channel) {
         eventLoop.preconditionInEventLoop()
-        guard var user = users[userID], let current = user.stream, current === channel else { return }
-        user.stream = nil
+        guard liveStreams[userID] === channel else { return }
         liveStreams[userID] = nil
-        keepOrForget(userID, user)
+        if var user = users[userID] {
+            user.streamExpiresAt = nil
+            keepOrForget(userID, user)
+        }
         statsChanged()
     }
 
+    /// Stores `user`, with a grace period when there is no stream, or drops the entry when it holds nothing.
     private func keepOrForget(_ userID: String, _ user: User) {
         var user = user
-        if user.stream == nil {
-            if user.topics.isEmpty {
-                users[userID] = nil
-                return
-            }
-            user.forgetAt = .now() + settings.topicGrace
+        if liveStreams[userID] == nil {
+            user.forgetAt = user.topics.isEmpty ? nil : .now() + settings.topicGrace
         }
-        users[userID] = user
+        let empty = user.topics.isEmpty && user.streamExpiresAt == nil
+        users[userID] = empty ? nil : user
     }
 
     /// Closes every stream cleanly (on shutdown).
@@ -240,7 +243,7 @@ final class StreamHub {
         for topic in topics where user.topics.insert(topic).inserted {
             subscribers[topic, default: []].insert(userID)
         }
-        if user.stream == nil { user.forgetAt = .now() + settings.topicGrace }
+        if liveStreams[userID] == nil { user.forgetAt = .now() + settings.topicGrace }
         users[userID] = user
         statsChanged()
     }
@@ -263,7 +266,7 @@ final class StreamHub {
     private func forgetExpiredUsers() {
         let now = NIODeadline.now()
         var forgotten = 0
-        for (userID, user) in users where user.stream == nil && (user.forgetAt ?? now) <= now {
+        for (userID, user) in users where liveStreams[userID] == nil && (user.forgetAt ?? now) <= now {
             for topic in user.topics { removeSubscriber(userID, from: topic) }
             users[userID] = nil
             forgotten += 1
