@@ -75,7 +75,8 @@ struct HealthBody: Codable, Sendable {
 
     init(slots: [WorkerPool.Slot]) {
         let merged = Self.merged(slots.map(\.stats))
-        status = slots.allSatisfy { $0.status == .up } ? "healthy" : "degraded"
+        // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams).
+        status = slots.allSatisfy { $0.status == .up || $0.retiring != nil } ? "healthy" : "degraded"
         services = Services(sse: Totals(totalClients: merged.clients, totalTopics: merged.topics.count))
         workers = slots.map {
             Worker(

@@ -158,6 +158,7 @@ struct Serve: AsyncParsableCommand {
                     .init(service: pool, successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: liveness, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: ReloadOnHangup(pool: pool), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(
                         service: ServiceManagerLink(pool: pool, liveness: liveness.policy, logger: logger),
                         successTerminationBehavior: .gracefullyShutdownGroup),

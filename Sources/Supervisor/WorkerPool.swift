@@ -43,6 +43,17 @@ final class WorkerPool: Service, Sendable {
         /// When the worker last showed its event loop runs: its start, then each `.pong`. Nil once it was
         /// killed for not answering (until it is reaped).
         var lastAnswer: ContinuousClock.Instant?
+        /// The worker a reload is replacing, while it passes its streams on (see `WorkerReload.swift`).
+        var retiring: Retiring?
+    }
+
+    /// A worker being replaced by a reload: no new connections or publishes reach it.
+    struct Retiring: Sendable {
+        var generation: Int
+        var pid: pid_t
+        var control: any Channel
+        var handoffSocket: CInt
+        var passedEverything = false
     }
 
     struct State: Sendable {
@@ -66,8 +77,8 @@ final class WorkerPool: Service, Sendable {
 
     let settings: Settings
     private let group: any EventLoopGroup
-    private let logger: Logger
-    private let state: Mutex<State>
+    let logger: Logger
+    let state: Mutex<State>
 
     init(settings: Settings, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
@@ -92,7 +103,7 @@ final class WorkerPool: Service, Sendable {
 
     // MARK: Lifecycle of one worker
 
-    private func start(shard: Int) {
+    func start(shard: Int) {
         let (generation, shuttingDown) = state.withLock { state in
             state.slots[shard].generation += 1
             return (state.slots[shard].generation, state.shuttingDown)
@@ -182,6 +193,7 @@ final class WorkerPool: Service, Sendable {
     }
 
     private func workerExited(shard: Int, generation: Int, pid: pid_t, waitStatus: CInt) {
+        if retiredWorkerExited(shard: shard, generation: generation, pid: pid) { return }
         let (control, handoff, shuttingDown, ranFor) = state.withLock { state in
             var slot = state.slots[shard]
             let taken = (slot.control, slot.handoffSocket, state.shuttingDown, slot.startedAt.map { $0.duration(to: .now) })
@@ -426,7 +438,11 @@ final class WorkerControlHandler: ChannelInboundHandler, Sendable {
             pool.updateStats(shard: shard, generation: generation, stats: stats)
         case .pong:
             pool.workerAnswered(shard: shard, generation: generation)
-        case .publish, .historyEntry, .historyEnd, .ping, .shutdown:
+        case .migratedUser(let user):
+            pool.forwardMigratedUser(user, shard: shard)
+        case .migrationDone:
+            pool.retiringWorkerPassedEverything(shard: shard, generation: generation)
+        case .publish, .historyEntry, .historyEnd, .ping, .shutdown, .migrate:
             logger.error("worker sent a supervisor-only message; closing its control channel")
             context.close(promise: nil)
         }

@@ -16,6 +16,8 @@ final class HandedConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     typealias OutboundOut = HTTPServerResponsePart
 
     private let handoff: Handoff
+    /// The connection's descriptor, kept so a reload can pass the live stream on to a new worker.
+    private let descriptor: CInt
     private let hub: NIOLoopBound<StreamHub>
     private let responses: HTTPResponses
     private let logger: Logger
@@ -27,19 +29,22 @@ final class HandedConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case awaitingRequest, done
     }
 
-    init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger) {
+    init(handoff: Handoff, descriptor: CInt, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger) {
         self.handoff = handoff
+        self.descriptor = descriptor
         self.hub = hub
         self.responses = responses
         self.logger = logger
     }
 
     /// The handlers of a handed-over connection, in pipeline order.
-    static func handlers(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger) -> [any ChannelHandler] {
+    static func handlers(
+        handoff: Handoff, descriptor: CInt, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, logger: Logger
+    ) -> [any ChannelHandler] {
         [
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
             HTTPResponseEncoder(),
-            HandedConnectionHandler(handoff: handoff, hub: hub, responses: responses, logger: logger),
+            HandedConnectionHandler(handoff: handoff, descriptor: descriptor, hub: hub, responses: responses, logger: logger),
         ]
     }
 
@@ -103,7 +108,7 @@ final class HandedConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             context.close(promise: nil)
             return
         }
-        live.start(channel: context.channel, lastEventID: lastEventID, tokenExpiry: handoff.tokenExpiry)
+        live.start(channel: context.channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: handoff.tokenExpiry)
     }
 
     private func changeTopics(context: ChannelHandlerContext) {
@@ -153,12 +158,16 @@ final class LiveStreamHandler: ChannelInboundHandler {
         self.hub = hub
     }
 
-    func start(channel: any Channel, lastEventID: String?, tokenExpiry: Int64?) {
+    func start(channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?) {
         attached = true
-        hub.value.attach(userID: userID, channel: channel, lastEventID: lastEventID)
-        if let tokenExpiry {
-            hub.value.endStream(userID: userID, channel: channel, at: tokenExpiry)
-        }
+        hub.value.attach(
+            userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry)
+    }
+
+    /// Continues a stream migrated from a retiring worker.
+    func resume(channel: any Channel, descriptor: CInt, handoff: Handoff) {
+        attached = true
+        hub.value.attachMigrated(channel: channel, descriptor: descriptor, handoff: handoff)
     }
 
     /// A stream's client has nothing more to say; whatever it sends is dropped unread.

@@ -77,13 +77,29 @@ struct HandoffReceiver: Sendable {
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        HandedConnectionHandler.handlers(handoff: handoff, hub: hub, responses: responses, logger: logger))
+                    if handoff.route == .migrated {
+                        // A live stream from a retiring worker: its HTTP exchange is long over.
+                        try channel.pipeline.syncOperations.addHandler(LiveStreamHandler(userID: handoff.userID, hub: hub))
+                    } else {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            HandedConnectionHandler.handlers(
+                                handoff: handoff, descriptor: fd, hub: hub, responses: responses, logger: logger))
+                    }
                 }
             }
             .withConnectedSocket(fd)
-            .whenFailure { error in
-                logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    if handoff.route == .migrated {
+                        channel.eventLoop.execute {
+                            try? channel.pipeline.syncOperations.handler(type: LiveStreamHandler.self)
+                                .resume(channel: channel, descriptor: fd, handoff: handoff)
+                        }
+                    }
+                case .failure(let error):
+                    logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])
+                }
             }
     }
 }

@@ -44,6 +44,8 @@ final class StreamHub {
     /// The live stream of each user that has one: what a publish walks, kept apart from `users` so a
     /// broadcast touches only channels (no copies of users' topic sets).
     private var liveStreams: [String: any Channel] = [:]
+    /// Each live stream's socket descriptor, so a reload can pass the connection on.
+    private var liveDescriptors: [String: CInt] = [:]
     private var statsScheduled = false
     private var reportStats: ((WorkerStats) -> Void)?
     /// What this worker's users could have received lately, for Last-Event-ID replay.
@@ -51,7 +53,7 @@ final class StreamHub {
     /// False until the supervisor has sent the history from before this worker started: streams that
     /// arrive before then wait in `waitingStreams`, so none resumes from a history with a hole in it.
     private var hasHistory = false
-    private var waitingStreams: [(userID: String, channel: any Channel, lastEventID: String?)] = []
+    private var waitingStreams: [() -> Void] = []
 
     init(eventLoop: any EventLoop, settings: Settings, logger: Logger) {
         self.eventLoop = eventLoop
@@ -93,14 +95,71 @@ final class StreamHub {
     /// Makes `channel` the user's one live stream, closing any earlier one, sends `connected` (with `retry:`),
     /// then what the user missed since `lastEventID` (or `reset` when that is unknowable), then live events.
     /// All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
-    func attach(userID: String, channel: any Channel, lastEventID: String?) {
+    func attach(userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?) {
         eventLoop.preconditionInEventLoop()
         guard hasHistory else {
-            waitingStreams.append((userID, channel, lastEventID))
+            waitingStreams.append { [unowned self] in
+                self.attach(userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry)
+            }
             return
         }
         guard channel.isActive else { return }
+        makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        var greeting = ByteBuffer(string: "retry: \(settings.retryMilliseconds)\n")
+        SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID)), into: &greeting)
+        history.trim(now: Self.nowMilliseconds())
+        switch history.resumption(after: lastEventID, epoch: settings.epoch, isRecipient: recipientTest(for: userID)) {
+        case .live:
+            break
+        case .reset:
+            logger.info("stream resumes from an id outside the history: reset", metadata: ["user": "\(userID)"])
+            SSEWireFormat.event("reset", data: HubJSON.encode(ResetEventData(lastEventId: lastEventID ?? "")), into: &greeting)
+        case .replay(let missed):
+            for command in missed { encodeFrame(command, into: &greeting) }
+        }
+        write(SSEWireFormat.chunk(greeting), to: channel)
+        if let tokenExpiry { endStream(userID: userID, channel: channel, at: tokenExpiry) }
+        statsChanged()
+    }
+
+    /// Continues a stream a retiring worker passed on (reload): no greeting, only the events after the last one
+    /// its old worker wrote, then live ones; the client sees one unbroken stream.
+    func attachMigrated(channel: any Channel, descriptor: CInt, handoff: Handoff) {
+        eventLoop.preconditionInEventLoop()
+        guard hasHistory else {
+            waitingStreams.append { [unowned self] in self.attachMigrated(channel: channel, descriptor: descriptor, handoff: handoff) }
+            return
+        }
+        guard channel.isActive else { return }
+        let userID = handoff.userID
+        if !handoff.topics.isEmpty { subscribe(userID: userID, topics: handoff.topics) }
+        makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        var missed = ByteBuffer()
+        let isRecipient = recipientTest(for: userID)
+        for command in history.entries(after: handoff.resumeAfter ?? history.latestSequence) where isRecipient(command.target) {
+            encodeFrame(command, into: &missed)
+        }
+        if missed.readableBytes > 0 { write(SSEWireFormat.chunk(missed), to: channel) }
+        if let expiry = handoff.tokenExpiry { endStream(userID: userID, channel: channel, at: expiry) }
+        statsChanged()
+    }
+
+    /// Whether an event for `target` reaches `userID` (with the user's topics as they are now).
+    private func recipientTest(for userID: String) -> (PublishTarget) -> Bool {
+        let topics = users[userID]?.topics ?? []
+        return { target in
+            switch target {
+            case .everyone: true
+            case .topic(let topic): topics.contains(topic)
+            case .user(let recipient): recipient == userID
+            }
+        }
+    }
+
+    /// Makes `channel` the user's one live stream, ending (cleanly) any earlier one.
+    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) {
         let previous = liveStreams.updateValue(channel, forKey: userID)
+        liveDescriptors[userID] = descriptor
         if users[userID] != nil {
             users[userID]!.streamExpiresAt = nil
             users[userID]!.forgetAt = nil
@@ -112,27 +171,6 @@ final class StreamHub {
             logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
             Self.end(previous)
         }
-        var greeting = ByteBuffer(string: "retry: \(settings.retryMilliseconds)\n")
-        SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID)), into: &greeting)
-        history.trim(now: Self.nowMilliseconds())
-        let topics = users[userID]?.topics ?? []
-        switch history.resumption(after: lastEventID, epoch: settings.epoch, isRecipient: { target in
-            switch target {
-            case .everyone: true
-            case .topic(let topic): topics.contains(topic)
-            case .user(let recipient): recipient == userID
-            }
-        }) {
-        case .live:
-            break
-        case .reset:
-            logger.info("stream resumes from an id outside the history: reset", metadata: ["user": "\(userID)"])
-            SSEWireFormat.event("reset", data: HubJSON.encode(ResetEventData(lastEventId: lastEventID ?? "")), into: &greeting)
-        case .replay(let missed):
-            for command in missed { encodeFrame(command, into: &greeting) }
-        }
-        write(SSEWireFormat.chunk(greeting), to: channel)
-        statsChanged()
     }
 
     /// The supervisor's history from before this worker started.
@@ -146,7 +184,7 @@ final class StreamHub {
         hasHistory = true
         let waiting = waitingStreams
         waitingStreams = []
-        for stream in waiting { attach(userID: stream.userID, channel: stream.channel, lastEventID: stream.lastEventID) }
+        for attachStream in waiting { attachStream() }
     }
 
     /// Users whose stream's token expires, by the second of expiry (checked against `User.streamExpiresAt`,
@@ -206,6 +244,7 @@ final class StreamHub {
         eventLoop.preconditionInEventLoop()
         guard liveStreams[userID] === channel else { return }
         liveStreams[userID] = nil
+        liveDescriptors[userID] = nil
         if var user = users[userID] {
             user.streamExpiresAt = nil
             keepOrForget(userID, user)
@@ -221,6 +260,58 @@ final class StreamHub {
         }
         let empty = user.topics.isEmpty && user.streamExpiresAt == nil
         users[userID] = empty ? nil : user
+    }
+
+    // MARK: Reload
+
+    /// Passes every live stream on to the worker replacing this one: for each, once its queued frames are
+    /// written, a duplicate of its descriptor goes to `send` with the user, the topics, the token expiry and the
+    /// last event sequence written (the new worker continues after it), and this worker's copy is closed
+    /// without ending the HTTP body, so the connection lives on. A stream whose frames are still stuck after
+    /// `patience` is closed (its client reconnects and resumes). Then users with topics and no stream go to
+    /// `sendUser`, and `done` runs.
+    func migrateAll(
+        send: @escaping (CInt, Handoff) -> Bool, sendUser: @escaping (MigratedUser) -> Void, done: @escaping () -> Void,
+        patience: TimeAmount = .seconds(3)
+    ) {
+        eventLoop.preconditionInEventLoop()
+        let lastWritten = history.latestSequence
+        var remaining = liveStreams.count
+        var finished = false
+        let finish = { [unowned self] in
+            guard !finished else { return }
+            finished = true
+            for (userID, user) in users where liveStreams[userID] == nil && !user.topics.isEmpty {
+                sendUser(MigratedUser(userID: userID, topics: Array(user.topics)))
+            }
+            done()
+        }
+        let streams = liveStreams
+        for (userID, channel) in streams {
+            let handoff = Handoff(
+                route: .migrated, userID: userID, tokenExpiry: users[userID]?.streamExpiresAt, resumeAfter: lastWritten,
+                topics: Array(users[userID]?.topics ?? []))
+            let descriptor = liveDescriptors[userID]
+            channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { [unowned self] result in
+                if case .success = result, let descriptor, let copy = try? Syscall.duplicate(descriptor) {
+                    let passed = send(copy, handoff)
+                    Syscall.close(copy)
+                    if !passed { logger.warning("a stream could not be passed on; it reconnects", metadata: ["user": "\(userID)"]) }
+                }
+                channel.close(promise: nil)
+                remaining -= 1
+                if remaining == 0 { finish() }
+            }
+        }
+        if streams.isEmpty { finish() }
+        eventLoop.scheduleTask(in: patience) {
+            for channel in streams.values where channel.isActive { channel.close(promise: nil) }
+        }
+    }
+
+    /// A user with topics and no stream, passed on by a retiring worker.
+    func adoptUser(_ user: MigratedUser) {
+        subscribe(userID: user.userID, topics: user.topics)
     }
 
     /// Closes every stream cleanly (on shutdown).

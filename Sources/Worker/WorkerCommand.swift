@@ -81,7 +81,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
         let stopped = eventLoop.makePromise(of: Void.self)
         let control = try await WorkerControl.connect(
-            fd: controlFd, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
+            fd: controlFd, handoffSocket: handoffFd, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
         let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: corsOrigins))
         HandoffReceiver(
             socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger, maximumPendingBytes: maxPendingBytes)

@@ -6,7 +6,7 @@ import Shared
 /// The worker's end of its control channel.
 enum WorkerControl {
     static func connect(
-        fd: CInt, shard: Int, group: any EventLoopGroup, hub: NIOLoopBound<StreamHub>, logger: Logger,
+        fd: CInt, handoffSocket: CInt, shard: Int, group: any EventLoopGroup, hub: NIOLoopBound<StreamHub>, logger: Logger,
         stopped: EventLoopPromise<Void>
     ) async throws -> any Channel {
         try await ClientBootstrap(group: group)
@@ -15,7 +15,7 @@ enum WorkerControl {
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(ControlFrameDecoder()),
                         MessageToByteHandler(ControlFrameEncoder()),
-                        ControlHandler(hub: hub, logger: logger, stopped: stopped),
+                        ControlHandler(hub: hub, handoffSocket: handoffSocket, logger: logger, stopped: stopped),
                     ])
                 }
             }
@@ -28,11 +28,14 @@ enum WorkerControl {
         typealias OutboundOut = ControlMessage
 
         let hub: NIOLoopBound<StreamHub>
+        /// The hand-off socket: connections arrive on it, and on reload live streams leave through it.
+        let handoffSocket: CInt
         let logger: Logger
         let stopped: EventLoopPromise<Void>
 
-        init(hub: NIOLoopBound<StreamHub>, logger: Logger, stopped: EventLoopPromise<Void>) {
+        init(hub: NIOLoopBound<StreamHub>, handoffSocket: CInt, logger: Logger, stopped: EventLoopPromise<Void>) {
             self.hub = hub
+            self.handoffSocket = handoffSocket
             self.logger = logger
             self.stopped = stopped
         }
@@ -50,9 +53,35 @@ enum WorkerControl {
             case .shutdown:
                 logger.info("supervisor asked this worker to stop")
                 stopped.succeed()
-            case .hello, .stats, .pong:
+            case .migrate:
+                migrate(channel: context.channel)
+            case .migratedUser(let user):
+                hub.value.adoptUser(user)
+            case .hello, .stats, .pong, .migrationDone:
                 logger.error("supervisor sent a worker-only message; ignored")
             }
+        }
+
+        /// A reload replaces this worker: pass every stream and user on, then say so.
+        private func migrate(channel: any Channel) {
+            let (socket, logger) = (handoffSocket, logger)
+            logger.info("passing live streams to the new worker", metadata: ["event": "migration-begin"])
+            var passed = 0
+            hub.value.migrateAll(
+                send: { fd, handoff in
+                    do {
+                        try DescriptorPassing.send(descriptor: fd, payload: handoff.encoded(), over: socket)
+                        passed += 1
+                        return true
+                    } catch {
+                        return false
+                    }
+                },
+                sendUser: { user in channel.write(ControlMessage.migratedUser(user), promise: nil) },
+                done: {
+                    logger.info("live streams passed on", metadata: ["event": "migration-done", "streams": "\(passed)"])
+                    channel.writeAndFlush(ControlMessage.migrationDone, promise: nil)
+                })
         }
 
         /// The end of one read from the supervisor: send the events it carried.

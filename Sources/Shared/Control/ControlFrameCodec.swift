@@ -11,7 +11,8 @@ public enum ControlFrame {
     public static let maximumLength = 32 * 1024 * 1024
 
     enum Kind: UInt8 {
-        case hello = 1, stats = 2, pong = 3, publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20
+        case hello = 1, stats = 2, pong = 3, migratedUser = 4, migrationDone = 5
+        case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -38,6 +39,15 @@ public enum ControlFrame {
         case .pong(let nonce):
             buffer.writeInteger(Kind.pong.rawValue)
             buffer.writeInteger(nonce)
+        case .migratedUser(let user):
+            buffer.writeInteger(Kind.migratedUser.rawValue)
+            writeString(user.userID, into: &buffer)
+            buffer.writeInteger(UInt32(user.topics.count))
+            for topic in user.topics { writeString(topic, into: &buffer) }
+        case .migrationDone:
+            buffer.writeInteger(Kind.migrationDone.rawValue)
+        case .migrate:
+            buffer.writeInteger(Kind.migrate.rawValue)
         case .publish(let command):
             buffer.writeInteger(Kind.publish.rawValue)
             writeCommand(command, into: &buffer)
@@ -115,6 +125,17 @@ public enum ControlFrame {
             return .stats(WorkerStats(clients: clients, topics: topics))
         case .pong:
             return .pong(try read(UInt64.self, &frame))
+        case .migratedUser:
+            let userID = try readString(&frame)
+            let count = Int(try read(UInt32.self, &frame))
+            guard count <= frame.readableBytes / 4 else { throw ControlProtocolError(.malformed, "topic count \(count)") }
+            var topics: [String] = []
+            for _ in 0..<count { topics.append(try readString(&frame)) }
+            return .migratedUser(MigratedUser(userID: userID, topics: topics))
+        case .migrationDone:
+            return .migrationDone
+        case .migrate:
+            return .migrate
         case .publish:
             return .publish(try readCommand(&frame))
         case .historyEntry:

@@ -50,6 +50,17 @@ public struct WorkerStats: Sendable, Hashable {
     }
 }
 
+/// A user without a live stream, moving to a new worker on reload: topics outlive streams for a grace period.
+public struct MigratedUser: Sendable, Hashable {
+    public var userID: String
+    public var topics: [String]
+
+    public init(userID: String, topics: [String]) {
+        self.userID = userID
+        self.topics = topics
+    }
+}
+
 /// The first message a worker sends once it serves.
 public struct WorkerHello: Sendable, Hashable {
     public var shard: Int
@@ -67,6 +78,10 @@ public enum ControlMessage: Sendable, Hashable {
     case hello(WorkerHello)
     case stats(WorkerStats)
     case pong(UInt64)
+    /// A retiring worker passes on a user without a stream (forwarded by the supervisor to the new worker).
+    case migratedUser(MigratedUser)
+    /// A retiring worker has passed on every stream and user.
+    case migrationDone
     // supervisor → worker
     case publish(PublishCommand)
     /// An event from before the worker started, for its replay history only (not delivered live).
@@ -76,4 +91,7 @@ public enum ControlMessage: Sendable, Hashable {
     case ping(UInt64)
     /// Stop taking work and exit once the streams are closed.
     case shutdown
+    /// Pass every live stream (descriptor and state) back over the hand-off socket, then every user with
+    /// topics over the control channel, then report `migrationDone`: a reload is replacing this worker.
+    case migrate
 }

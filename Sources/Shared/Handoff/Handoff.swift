@@ -5,6 +5,9 @@ public enum HandoffRoute: UInt8, Sendable, CaseIterable {
     case stream = 1
     case subscribe = 2
     case unsubscribe = 3
+    /// A live stream moving from a retiring worker (reload): its response head is long sent, so the new
+    /// worker reads no request and continues the event stream after `resumeAfter`.
+    case migrated = 4
 }
 
 /// What the supervisor learned about a connection before handing it to a worker, sent with its descriptor.
@@ -18,19 +21,32 @@ public struct Handoff: Sendable, Hashable {
     public var userID: String
     /// The token's `exp` (seconds since 1970), if it has one.
     public var tokenExpiry: Int64?
+    /// A migrated stream: the last event sequence its old worker had written to it.
+    public var resumeAfter: UInt64?
+    /// A migrated stream: its user's topics.
+    public var topics: [String]
 
-    public init(route: HandoffRoute, userID: String, tokenExpiry: Int64?) {
+    public init(route: HandoffRoute, userID: String, tokenExpiry: Int64?, resumeAfter: UInt64? = nil, topics: [String] = []) {
         self.route = route
         self.userID = userID
         self.tokenExpiry = tokenExpiry
+        self.resumeAfter = resumeAfter
+        self.topics = topics
     }
 
-    /// `version: u8` · `route: u8` · `expiry: i64 BE` (−1: none) · `userID` (UTF-8, the rest).
+    /// `version: u8` · `route: u8` · `expiry: i64 BE` (−1: none) · `resumeAfter: u64 BE` (0: none) ·
+    /// `topics: u16 count, then u16 length + UTF-8 each` · `userID` (UTF-8, the rest).
     public func encoded() -> [UInt8] {
         var buffer = ByteBuffer()
         buffer.writeInteger(Self.version)
         buffer.writeInteger(route.rawValue)
         buffer.writeInteger(tokenExpiry ?? -1)
+        buffer.writeInteger(resumeAfter ?? 0)
+        buffer.writeInteger(UInt16(topics.count))
+        for topic in topics {
+            buffer.writeInteger(UInt16(topic.utf8.count))
+            buffer.writeString(topic)
+        }
         buffer.writeString(userID)
         return Array(buffer.readableBytesView)
     }
@@ -41,11 +57,23 @@ public struct Handoff: Sendable, Hashable {
             throw ControlProtocolError(.unsupportedVersion, "hand-off of version \(bytes.first.map(String.init) ?? "none")")
         }
         guard let rawRoute = buffer.readInteger(as: UInt8.self), let route = HandoffRoute(rawValue: rawRoute),
-            let expiry = buffer.readInteger(as: Int64.self),
-            let userID = buffer.readString(length: buffer.readableBytes), !userID.isEmpty
+            let expiry = buffer.readInteger(as: Int64.self), let resumeAfter = buffer.readInteger(as: UInt64.self),
+            let topicCount = buffer.readInteger(as: UInt16.self)
         else {
             throw ControlProtocolError(.malformed, "hand-off of \(bytes.count) bytes")
         }
-        self.init(route: route, userID: userID, tokenExpiry: expiry < 0 ? nil : expiry)
+        var topics: [String] = []
+        for _ in 0..<topicCount {
+            guard let length = buffer.readInteger(as: UInt16.self), let topic = buffer.readString(length: Int(length)) else {
+                throw ControlProtocolError(.malformed, "hand-off topics cut short")
+            }
+            topics.append(topic)
+        }
+        guard let userID = buffer.readString(length: buffer.readableBytes), !userID.isEmpty else {
+            throw ControlProtocolError(.malformed, "hand-off without a user")
+        }
+        self.init(
+            route: route, userID: userID, tokenExpiry: expiry < 0 ? nil : expiry, resumeAfter: resumeAfter == 0 ? nil : resumeAfter,
+            topics: topics)
     }
 }

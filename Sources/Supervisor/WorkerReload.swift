@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Shared
+import UnixSignals
+
+/// `systemctl reload` (SIGHUP): every worker is replaced by a freshly started `sse-worker` (a new binary, if
+/// one was installed), one shard at a time, and its live streams move to the new worker on the same TCP
+/// connections. Clients see nothing: no reconnect, no lost, repeated or reordered event.
+///
+/// For one shard:
+/// 1. the current worker is set aside as *retiring*: connections and publishes stop reaching it, and the
+///    new worker is started (connections wait for it, publishes are kept in the history);
+/// 2. the new worker says hello and gets the history (`workerReady`), so it has every event;
+/// 3. the retiring worker is told to `migrate`: for each stream it writes out what it queued, then sends a
+///    duplicate of the descriptor back over its hand-off socket with the user, topics, token expiry and the
+///    last event sequence it wrote; a thread here forwards each to the new worker, which continues the
+///    stream after that sequence from its history; users with topics and no stream follow on the control
+///    channel, then `migrationDone`;
+/// 4. the retiring worker is told to shut down and is reaped.
+/// A retiring worker that dies midway takes its streams with it: those clients reconnect and resume, and
+/// nothing else is affected.
+extension WorkerPool {
+    func reload() async {
+        logger.notice("reload: replacing every worker", metadata: ["event": "reload-begin"])
+        SystemdNotifier.notify(.reloading)
+        for shard in 0..<settings.shardCount {
+            await replace(shard: shard)
+        }
+        SystemdNotifier.notify(.ready)
+        logger.notice("reload done", metadata: ["event": "reload-done"])
+    }
+
+    private func replace(shard: Int) async {
+        var log = logger
+        log[metadataKey: "worker"] = "\(shard)"
+        let retiring: Retiring? = state.withLock { state in
+            var slot = state.slots[shard]
+            guard !state.shuttingDown, slot.retiring == nil, slot.status == .up, let pid = slot.pid, let control = slot.control,
+                let socket = slot.handoffSocket
+            else { return nil }
+            let retiring = Retiring(generation: slot.generation, pid: pid, control: control, handoffSocket: socket)
+            slot.retiring = retiring
+            slot.status = .starting
+            slot.pid = nil
+            slot.control = nil
+            slot.handoffSocket = nil
+            state.slots[shard] = slot
+            return retiring
+        }
+        guard let retiring else {
+            log.warning("reload skipped a worker that is not up (it is being restarted anyway)")
+            return
+        }
+        start(shard: shard)
+        let newWorkerUp = await waitUntil(.seconds(30)) { $0.slots[shard].status == .up }
+        if !newWorkerUp {
+            log.error("the new worker did not come up; the retiring one passes its streams on when it does")
+            _ = await waitUntil(.seconds(300)) { $0.slots[shard].status == .up || $0.shuttingDown }
+        }
+        forwardMigratedStreams(from: retiring.handoffSocket, shard: shard, logger: log)
+        retiring.control.writeAndFlush(ControlMessage.migrate, promise: nil)
+        let passed = await waitUntil(.seconds(30)) { state in
+            guard let current = state.slots[shard].retiring, current.generation == retiring.generation else { return true }
+            return current.passedEverything
+        }
+        if !passed { log.warning("the retiring worker did not finish passing its streams on in time") }
+        retiring.control.writeAndFlush(ControlMessage.shutdown, promise: nil)
+        let exited = await waitUntil(.seconds(10)) { $0.slots[shard].retiring?.generation != retiring.generation }
+        if !exited {
+            log.warning("the retiring worker did not exit; killing it", metadata: ["pid": "\(retiring.pid)"])
+            try? Syscall.kill(retiring.pid, SIGKILL)
+            _ = await waitUntil(.seconds(10)) { $0.slots[shard].retiring?.generation != retiring.generation }
+        }
+        log.info("worker replaced", metadata: ["event": "worker-replaced", "retired-pid": "\(retiring.pid)"])
+    }
+
+    /// Polls the state until `condition` holds or `timeout` passes; true when it held.
+    private func waitUntil(_ timeout: Duration, _ condition: (State) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !state.withLock({ condition($0) }) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    /// Reads the streams a retiring worker sends back and hands each to the shard's current worker. Owns the
+    /// socket from now on, and closes it when the retiring worker has gone (end of stream).
+    private func forwardMigratedStreams(from socket: CInt, shard: Int, logger: Logger) {
+        let thread = Thread {
+            try? Syscall.setNonBlocking(socket, false)
+            var moved = 0
+            while true {
+                let received: DescriptorPassing.Received?
+                do {
+                    received = try DescriptorPassing.receive(from: socket)
+                } catch {
+                    logger.error("bad message from a retiring worker; dropped", metadata: ["error": "\(error)"])
+                    continue
+                }
+                guard let received else { break }
+                guard let fd = received.descriptor else { continue }
+                defer { Syscall.close(fd) }
+                guard let handoff = try? Handoff(decoding: received.payload), handoff.route == .migrated else {
+                    logger.error("a retiring worker sent something other than a stream; closed")
+                    continue
+                }
+                if self.handOffWaiting(fd, handoff, shard: shard) {
+                    moved += 1
+                } else {
+                    logger.warning("a migrating stream found no worker; its client reconnects", metadata: ["user": "\(handoff.userID)"])
+                }
+            }
+            Syscall.close(socket)
+            logger.info("streams moved to the new worker", metadata: ["event": "connection-migrated", "streams": "\(moved)"])
+        }
+        thread.name = "sse-migrate-\(shard)"
+        thread.start()
+    }
+
+    /// `handOff`, retried for a few seconds while the worker is busy or starting. Blocks: for the forwarding thread.
+    private func handOffWaiting(_ fd: CInt, _ handoff: Handoff, shard: Int) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if handOff(fd, handoff, shard: shard) == .sent { return true }
+            usleep(2000)
+        }
+        return false
+    }
+
+    /// A user with topics and no stream, from the retiring worker, goes to the shard's current worker.
+    func forwardMigratedUser(_ user: MigratedUser, shard: Int) {
+        let control = state.withLock { $0.slots[shard].control }
+        control?.writeAndFlush(ControlMessage.migratedUser(user), promise: nil)
+    }
+
+    func retiringWorkerPassedEverything(shard: Int, generation: Int) {
+        state.withLock { state in
+            if state.slots[shard].retiring?.generation == generation { state.slots[shard].retiring?.passedEverything = true }
+        }
+    }
+
+    /// A worker of an older generation exited: a retired one (expected), or a stale one. True when handled here.
+    func retiredWorkerExited(shard: Int, generation: Int, pid: pid_t) -> Bool {
+        let (isCurrent, retired) = state.withLock { state -> (Bool, Retiring?) in
+            guard state.slots[shard].generation != generation else { return (true, nil) }
+            guard let retiring = state.slots[shard].retiring, retiring.generation == generation else { return (false, nil) }
+            state.slots[shard].retiring = nil
+            return (false, retiring)
+        }
+        guard !isCurrent else { return false }
+        retired?.control.close(promise: nil)
+        logger.info("retired worker exited", metadata: ["worker": "\(shard)", "pid": "\(pid)", "event": "worker-retired"])
+        return true
+    }
+}
+
+/// Runs a reload for every SIGHUP (`systemctl reload`), one at a time.
+struct ReloadOnHangup: Service {
+    let pool: WorkerPool
+
+    func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        try? await cancelWhenGracefulShutdown {
+            for await _ in hangups {
+                await pool.reload()
+            }
+        }
+    }
+}
