@@ -101,6 +101,30 @@ struct SystemdTests {
             try sandbox.run(["systemctl", "show", "-p", "MainPID", "--value", "sse-hub.service"]).text
                 .trimmingCharacters(in: .whitespacesAndNewlines) == mainPID, "the watchdog did not restart the service")
 
+        // systemctl reload replaces every worker; alice's stream stays open on the same connection and goes on.
+        let beforeReload = Set(try workers())
+        #expect(try sandbox.run(["systemctl", "reload", "sse-hub.service"], timeout: 40).status == 0)
+        // systemd 252 may return from reload before READY=1: wait for the supervisor's own word.
+        try await waitUntil("the reload to finish", timeout: .seconds(30)) {
+            try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=reload-done", "-o", "cat", "--no-pager"]).text
+                .contains("reload done")
+        }
+        let afterReload = Set(try workers())
+        #expect(afterReload.count == 2 && afterReload.isDisjoint(with: beforeReload), "workers before \(beforeReload), after \(afterReload)")
+        #expect(stream.process.isRunning, "the stream survived the reload")
+        let publisher = try await TokenSigner(secret: Self.secret).sign(userID: "backend", publisher: true)
+        let published = try sandbox.run([
+            "curl", "-sS", "-H", "Authorization: Bearer \(publisher)", "-H", "Content-Type: application/json",
+            "-d", #"{"event":"after-reload","userId":"alice","data":1}"#, "http://127.0.0.1:8080/api/sse/publish",
+        ])
+        #expect(published.text.contains(#""success":true"#), "publish: \(published.text)")
+        try await waitUntil("the event after the reload on the same stream", timeout: .seconds(10)) {
+            stream.text.contains("event: after-reload")
+        }
+        #expect(stream.text.components(separatedBy: "event: connected").count - 1 == 1, "one connection all along")
+        let migrated = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=connection-migrated", "-o", "cat", "--no-pager"])
+        #expect(migrated.text.contains("streams moved to the new worker"))
+
         // Stop ends every process, and the stream ends cleanly.
         #expect(try sandbox.run(["systemctl", "stop", "sse-hub.service"], timeout: 40).status == 0)
         try await waitUntil("the stream to end", timeout: .seconds(10)) { !stream.process.isRunning }
