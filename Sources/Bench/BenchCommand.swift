@@ -76,6 +76,9 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "File with the HS256 secret for minting tokens (else $SSE_JWT_SECRET).")
     var jwtSecretFile: String?
 
+    @Option(help: "Send SIGHUP (sse-hub: reload, replacing every worker) to --server-pid before every Nth event.")
+    var reloadEvery: Int?
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -131,7 +134,15 @@ struct RunBench: AsyncParsableCommand {
         let publisher = Publisher(target: target, group: group, publisherToken: publisherToken)
         let cpuBefore = server?.cpuSeconds()
         let publishStart = MonotonicClock.nanoseconds()
-        try await publisher.run(count: events, rate: rate, channels: channels)
+        let reloadEvery = self.reloadEvery
+        let serverPid = self.serverPid
+        var reloads = 0
+        try await publisher.run(count: events, rate: rate, channels: channels) { index in
+            if let reloadEvery, let serverPid, index > 0, index % reloadEvery == 0 {
+                kill(serverPid, SIGHUP)
+                reloads += 1
+            }
+        }
         let expected = Self.expectedDeliveries(events: events, channels: channels, streams: fleet.latest.map(\.established))
         try? await fleet.waitUntil(timeout: .seconds(drain)) { all in
             all.reduce(0) { $0 + $1.received } >= expected
@@ -147,7 +158,8 @@ struct RunBench: AsyncParsableCommand {
             results: results, connectSeconds: connectSeconds, publishStartNanoseconds: publishStart,
             publishesSucceeded: publisher.succeeded, publishesFailed: publisher.failed, expectedDeliveries: expected,
             serverBaselineKilobytes: baselineKilobytes, serverIdleKilobytes: idleKilobytes,
-            serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 }, rootCPUSecondsForConnects: rootCPUForConnects)
+            serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 }, rootCPUSecondsForConnects: rootCPUForConnects,
+            reloads: reloads)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -48,6 +48,8 @@ struct BenchReport: Codable {
     var serverCPUMicrosecondsPerEvent: Double?
     var loadToolCPUSeconds: Double
     var loadToolCPUMicrosecondsPerEvent: Double
+    /// SIGHUPs sent while publishing (`--reload-every`).
+    var reloads: Int
     /// CPU of the server's root process (sse-hub: the supervisor) per connection established, over the connect phase.
     var rootCPUMicrosecondsPerConnection: Double?
 
@@ -55,8 +57,9 @@ struct BenchReport: Codable {
         target: String, streams: Int, processes: Int, channels: Int, events: Int, rate: Double, results: [LoadResult],
         connectSeconds: Double, publishStartNanoseconds: UInt64, publishesSucceeded: Int, publishesFailed: Int,
         expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?, serverCPUSeconds: Double?,
-        rootCPUSecondsForConnects: Double?
+        rootCPUSecondsForConnects: Double?, reloads: Int
     ) {
+        self.reloads = reloads
         self.target = target
         self.streams = streams
         self.processes = processes
@@ -113,7 +116,8 @@ struct BenchReport: Codable {
             "target            \(target), \(streams) streams, \(processes) load process(es), \(channels == 0 ? "broadcast" : "\(channels) channels")",
             "connections       \(established) established, \(failed) failed, \(closedEarly) closed early; \(f(connectsPerSecond, 0))/s",
             "time to open      p50 \(f(timeToOpenMilliseconds.p50, 2)) ms, p99 \(f(timeToOpenMilliseconds.p99, 2)) ms, max \(f(timeToOpenMilliseconds.max, 2)) ms",
-            "publishes         \(publishesSucceeded) accepted, \(publishesFailed) failed, \(f(publishRate))/s",
+            "publishes         \(publishesSucceeded) accepted, \(publishesFailed) failed, \(f(publishRate))/s"
+                + (reloads > 0 ? "; \(reloads) reloads (SIGHUP) meanwhile" : ""),
             "deliveries        \(delivered) of \(expectedDeliveries); lost \(lost), duplicated \(duplicated), reordered \(reordered)",
             "latency           p50 \(f(latencyMilliseconds.p50, 2)) ms, p99 \(f(latencyMilliseconds.p99, 2)) ms, p99.9 \(f(latencyMilliseconds.p999, 2)) ms, max \(f(latencyMilliseconds.max, 2)) ms",
             "throughput        \(f(deliveredPerSecond, 0)) events/s delivered",

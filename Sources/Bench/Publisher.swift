@@ -21,9 +21,10 @@ final class Publisher: Sendable {
 
     /// Publishes `count` events at `rate` per second, spread round-robin over `channels` (0: broadcast);
     /// event `i` carries the sequence number `i / channels` of its channel.
-    func run(count: Int, rate: Double, channels: Int) async throws {
+    func run(count: Int, rate: Double, channels: Int, before: (Int) -> Void = { _ in }) async throws {
         let start = ContinuousClock.now
         for index in 0..<count {
+            before(index)
             let due = start + .nanoseconds(Int64(Double(index) * 1_000_000_000 / rate))
             if due > .now { try await Task.sleep(until: due, clock: .continuous) }
             let channel = channels > 0 ? "bench-\(index % channels)" : nil
