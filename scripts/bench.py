@@ -30,13 +30,15 @@ BIN = os.path.join(SCRATCH, "release")
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 HUB_PORT = 18990
 
-# name, streams, events, publishes/s, workers, full-only
+# name, streams, events, publishes/s, workers, full-only, extra sse-bench arguments for sse-hub
 SCENARIOS = [
-    ("idle-20k", 20000, 1, 1, 2, False),
-    ("broadcast-20k-10/s", 20000, 100, 10, 2, False),
-    ("broadcast-20k-50/s", 20000, 250, 50, 2, False),
-    ("broadcast-50k-50/s", 50000, 250, 50, 6, True),
-    ("idle-100k", 100000, 1, 1, 6, True),
+    ("idle-20k", 20000, 1, 1, 2, False, []),
+    ("broadcast-20k-10/s", 20000, 100, 10, 2, False, []),
+    ("broadcast-20k-50/s", 20000, 250, 50, 2, False, []),
+    # sse-hub reloading (SIGHUP: every worker replaced, streams moved) every 50 events, against nchan not reloading.
+    ("reload-20k-10/s", 20000, 200, 10, 2, False, ["--reload-every", "50"]),
+    ("broadcast-50k-50/s", 50000, 250, 50, 6, True, []),
+    ("idle-100k", 100000, 1, 1, 6, True, []),
 ]
 
 
@@ -125,13 +127,13 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run_once(server, streams, events, rate):
+def run_once(server, streams, events, rate, extra):
     pid = server.start()
     try:
         time.sleep(0.5)
         args = [os.path.join(BIN, "sse-bench"), "run", *server.bench_args(), "--streams", str(streams),
                 "--events", str(events), "--rate", str(rate), "--ramp", "5000", "--server-pid", str(pid), "--json",
-                "--settle", "3", "--drain", "30"]
+                "--settle", "3", "--drain", "30"] + (extra if server.name == "sse-hub" else [])
         result = subprocess.run(args, env=dict(os.environ, SSE_JWT_SECRET=SECRET), capture_output=True, text=True,
                                 timeout=900, preexec_fn=raise_nofile)
         if result.returncode != 0:
@@ -148,6 +150,8 @@ METRICS = [
     ("timeToOpenMilliseconds.p99", "time to open p99 (ms)", "{:.1f}"),
     ("serverIdleKilobytesPerStream", "idle memory per stream (KiB)", "{:.2f}"),
     ("rootCPUMicrosecondsPerConnection", "root process CPU per connection (µs)", "{:.1f}"),
+    ("reloads", "reloads while publishing", "{:.0f}"),
+    ("closedEarly", "streams closed by the server", "{:.0f}"),
     ("deliveredPerSecond", "events delivered/s", "{:.0f}"),
     ("latencyMilliseconds.p50", "latency p50 (ms)", "{:.1f}"),
     ("latencyMilliseconds.p99", "latency p99 (ms)", "{:.1f}"),
@@ -187,7 +191,7 @@ def main():
     scenarios = [s for s in SCENARIOS if (options.full or not s[5]) and (not options.only or s[0] in options.only)]
     sections = []
     raw = {}
-    for name, streams, events, rate, workers, full_only in scenarios:
+    for name, streams, events, rate, workers, full_only, extra in scenarios:
         reports = {"sse-hub": [], "nchan": []}
         runs = options.full_runs if (full_only and options.full_runs) else options.runs
         for run in range(runs):
@@ -195,7 +199,7 @@ def main():
             servers = [Hub(workers), Nchan(workers)] if run % 2 == 0 else [Nchan(workers), Hub(workers)]
             for server in servers:
                 log(f"{name}: {server.name} run {run + 1}/{runs}")
-                reports[server.name].append(run_once(server, streams, events, rate))
+                reports[server.name].append(run_once(server, streams, events, rate, extra))
         raw[name] = reports
         rows = []
         for path, label, fmt in METRICS:
@@ -206,7 +210,8 @@ def main():
             rows.append(f"| {label} | {fmt.format(hub) if hub is not None else '–'} | "
                         f"{fmt.format(nchan) if nchan is not None else '–'} | {ratio} |")
         command = (f"sse-bench run --target sse-hub|nchan --streams {streams} --events {events} --rate {rate} "
-                   f"--ramp 5000 --server-pid PID --json  (both servers with {workers} worker processes)")
+                   f"--ramp 5000 --server-pid PID --json  (both servers with {workers} worker processes)"
+                   + (f"; sse-hub also {' '.join(extra)}" if extra else ""))
         sections.append(f"### {name}\n\n`{command}`\n\n| metric (median of {runs}) | sse-hub | nchan | sse-hub / nchan |\n"
                         f"| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}"
