@@ -55,8 +55,24 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "Load processes (default: enough to keep each under 18000 sockets).")
     var processes: Int?
 
-    @Option(help: "Topics/channels the streams are spread over; 0 broadcasts to all.")
+    @Option(help: "broadcast (every stream gets every event), topics (streams spread over --channels topics), or users (each event to one user, round-robin).")
+    var mode: PublishMode = .broadcast
+
+    @Option(help: "Topics/channels the streams are spread over (topics mode; implies it when given).")
     var channels = 0
+
+    enum PublishMode: String, ExpressibleByArgument, Sendable {
+        case broadcast, topics, users
+    }
+
+    /// The channels events are spread over: none for broadcast, one per user in users mode.
+    var effectiveChannels: Int {
+        switch mode {
+        case .broadcast: channels
+        case .topics: max(channels, 1)
+        case .users: streams
+        }
+    }
 
     @Option(help: "Events to publish.")
     var events = 20
@@ -87,8 +103,9 @@ struct RunBench: AsyncParsableCommand {
 
     func validate() throws {
         guard streams > 0, events > 0, rate > 0, ramp > 0 else { throw ValidationError("--streams, --events, --rate and --ramp must be positive") }
-        guard channels >= 0, channels == 0 || events % channels == 0 else {
-            throw ValidationError("--events must be a multiple of --channels, so every channel gets the same number of events")
+        guard channels >= 0, effectiveChannels == 0 || events % effectiveChannels == 0 else {
+            throw ValidationError(
+                "--events must be a multiple of the channels (--channels, or --streams in users mode), so every channel gets as many")
         }
     }
 
@@ -108,8 +125,8 @@ struct RunBench: AsyncParsableCommand {
                 let share = streams / processCount + (index < streams % processCount ? 1 : 0)
                 let first = (0..<index).reduce(0) { $0 + streams / processCount + ($1 < streams % processCount ? 1 : 0) }
                 return LoadPlan(
-                    target: target, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: channels,
-                    secret: secret)
+                    target: target, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: effectiveChannels,
+                    subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret)
             })
         defer { fleet.stop() }
 
@@ -137,13 +154,13 @@ struct RunBench: AsyncParsableCommand {
         let reloadEvery = self.reloadEvery
         let serverPid = self.serverPid
         var reloads = 0
-        try await publisher.run(count: events, rate: rate, channels: channels) { index in
+        try await publisher.run(count: events, rate: rate, channels: effectiveChannels, toUsers: mode == .users) { index in
             if let reloadEvery, let serverPid, index > 0, index % reloadEvery == 0 {
                 kill(serverPid, SIGHUP)
                 reloads += 1
             }
         }
-        let expected = Self.expectedDeliveries(events: events, channels: channels, streams: fleet.latest.map(\.established))
+        let expected = Self.expectedDeliveries(events: events, channels: effectiveChannels, streams: fleet.latest.map(\.established))
         try? await fleet.waitUntil(timeout: .seconds(drain)) { all in
             all.reduce(0) { $0 + $1.received } >= expected
         } progress: { all in
@@ -154,7 +171,7 @@ struct RunBench: AsyncParsableCommand {
         try await group.shutdownGracefully()
 
         let report = BenchReport(
-            target: target.kind.rawValue, streams: streams, processes: processCount, channels: channels, events: events, rate: rate,
+            target: target.kind.rawValue, streams: streams, processes: processCount, channels: effectiveChannels, events: events, rate: rate,
             results: results, connectSeconds: connectSeconds, publishStartNanoseconds: publishStart,
             publishesSucceeded: publisher.succeeded, publishesFailed: publisher.failed, expectedDeliveries: expected,
             serverBaselineKilobytes: baselineKilobytes, serverIdleKilobytes: idleKilobytes,

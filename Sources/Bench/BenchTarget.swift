@@ -59,7 +59,9 @@ struct BenchTarget: Codable, Sendable {
     }
 
     /// One publish request: `sequence` and the send time travel in the event's data.
-    func publishRequest(channel: String?, sequence: Int, sentAt: UInt64, publisherToken: String?) -> ByteBuffer {
+    /// With `toUser`, `channel` names a user (sse-hub and the Node service publish with `userId`; nchan and
+    /// Pushpin have a channel per user).
+    func publishRequest(channel: String?, toUser: Bool = false, sequence: Int, sentAt: UInt64, publisherToken: String?) -> ByteBuffer {
         let data = #"{"seq":\#(sequence),"t":\#(sentAt)}"#
         let path: String
         var headers = "Host: \(host):\(publishPort)\r\nConnection: close\r\n"
@@ -68,7 +70,7 @@ struct BenchTarget: Codable, Sendable {
         case .sseHub, .node:
             path = publishTemplate
             headers += "Content-Type: application/json\r\nAuthorization: Bearer \(publisherToken ?? "")\r\n"
-            let topic = channel.map { #","topic":"\#($0)""# } ?? ""
+            let topic = channel.map { toUser ? #","userId":"\#($0)""# : #","topic":"\#($0)""# } ?? ""
             body = #"{"event":"bench","data":\#(data)\#(topic)}"#
         case .nchan:
             path = publishTemplate.replacingOccurrences(of: "{channel}", with: channel ?? "all")

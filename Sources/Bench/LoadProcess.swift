@@ -14,6 +14,8 @@ struct LoadPlan: Codable, Sendable {
     var rampRate: Double
     /// Channels (topics) the subscribers are spread over; 0 means one broadcast channel.
     var channels: Int
+    /// Topic mode: each user subscribes to its channel before streaming (sse-hub, Node). Not in user mode.
+    var subscribesToTopics: Bool
     var secret: String?
     /// Events each subscriber should receive, known only once publishing is planned: lost = expected − unique.
     var sourceAddresses: Int = 200
@@ -233,7 +235,7 @@ enum LoadProcess {
                 }
             }
         }
-        if state.plan.channels > 0, let subscribe = target.subscribeRequest(channel: subscriber.channel, token: tokens[offset]) {
+        if state.plan.subscribesToTopics, let subscribe = target.subscribeRequest(channel: subscriber.channel, token: tokens[offset]) {
             OneShotRequest.send(subscribe, host: target.host, port: target.port, group: group).hop(to: state.loop)
                 .assumeIsolated().whenSuccess { status in
                     if status == 200 { openStream() } else { generator.value.progress.failed += 1 }

@@ -21,7 +21,7 @@ final class Publisher: Sendable {
 
     /// Publishes `count` events at `rate` per second, spread round-robin over `channels` (0: broadcast);
     /// event `i` carries the sequence number `i / channels` of its channel.
-    func run(count: Int, rate: Double, channels: Int, before: (Int) -> Void = { _ in }) async throws {
+    func run(count: Int, rate: Double, channels: Int, toUsers: Bool = false, before: (Int) -> Void = { _ in }) async throws {
         let start = ContinuousClock.now
         for index in 0..<count {
             before(index)
@@ -30,7 +30,7 @@ final class Publisher: Sendable {
             let channel = channels > 0 ? "bench-\(index % channels)" : nil
             let sequence = channels > 0 ? index / channels : index
             publish(target.publishRequest(
-                channel: channel, sequence: sequence, sentAt: MonotonicClock.nanoseconds(), publisherToken: publisherToken))
+                channel: channel, toUser: toUsers, sequence: sequence, sentAt: MonotonicClock.nanoseconds(), publisherToken: publisherToken))
         }
         // Wait for the answers still in flight.
         let deadline = ContinuousClock.now + .seconds(30)

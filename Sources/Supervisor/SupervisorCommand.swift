@@ -16,44 +16,6 @@ struct SupervisorCommand: AsyncParsableCommand {
     )
 }
 
-/// Options the supervisor passes on to every worker.
-struct StreamOptions: ParsableArguments {
-    @Option(help: "Seconds between :heartbeat comments on every stream.")
-    var heartbeat: Int = 30
-
-    @Option(help: "Seconds a user's topics are kept after their last stream closes.")
-    var topicGrace: Int = 300
-
-    @Option(name: .customLong("cors-origin"), help: "Allow browsers from this origin (repeatable; * allows any). Without it no CORS header is sent.")
-    var corsOrigins: [String] = []
-
-    @Option(help: "Events kept for Last-Event-ID replay (count).")
-    var historySize: Int = 10_000
-
-    @Option(help: "Seconds events are kept for Last-Event-ID replay.")
-    var historyTtl: Int = 600
-
-    @Option(help: "Reconnection delay sent to clients (retry:, milliseconds).")
-    var retryMs: Int = 3000
-
-    @Option(help: "A stream whose unsent bytes exceed this is disconnected (slow consumer).")
-    var maxPendingBytes: Int = 1_048_576
-
-    var workerArguments: [String] {
-        [
-            "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
-            "--history-ttl", String(historyTtl), "--retry-ms", String(retryMs), "--max-pending-bytes", String(maxPendingBytes),
-        ] + corsOrigins.flatMap { ["--cors-origin", $0] }
-    }
-
-    func validate() throws {
-        guard heartbeat > 0, topicGrace >= 0 else { throw ValidationError("--heartbeat must be positive and --topic-grace not negative") }
-        guard historySize > 0, historyTtl > 0 else { throw ValidationError("--history-size and --history-ttl must be positive") }
-        guard retryMs > 0 else { throw ValidationError("--retry-ms must be positive") }
-        guard maxPendingBytes >= 4096 else { throw ValidationError("--max-pending-bytes must be at least 4096") }
-    }
-}
-
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
 

@@ -155,17 +155,9 @@ final class WorkerPool: Service, Sendable {
     }
 
     private func connectControl(fd: CInt, shard: Int, generation: Int, logger: Logger) {
-        ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(ControlFrameDecoder()),
-                        MessageToByteHandler(ControlFrameEncoder()),
-                        WorkerControlHandler(pool: self, shard: shard, generation: generation, logger: logger),
-                    ])
-                }
-            }
-            .withConnectedSocket(fd)
+        ControlChannel.adopt(fd, group: group) {
+            WorkerControlHandler(pool: self, shard: shard, generation: generation, logger: logger)
+        }
             .whenComplete { result in
                 switch result {
                 case .success(let channel):

@@ -21,29 +21,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Descriptor of the hand-off socket (SOCK_SEQPACKET, SCM_RIGHTS).")
     var handoffFd: CInt
 
-    @Option(help: "Seconds between :heartbeat comments.")
-    var heartbeat: Int = 30
-
-    @Option(help: "Seconds a user's topics are kept after their last stream closes.")
-    var topicGrace: Int = 300
-
-    @Option(name: .customLong("cors-origin"), help: "Allowed browser origin (repeatable).")
-    var corsOrigins: [String] = []
-
     @Option(help: "The supervisor's epoch (first part of every event id).")
     var epoch: UInt64
 
-    @Option(help: "Events kept for Last-Event-ID replay.")
-    var historySize: Int = 10_000
-
-    @Option(help: "Seconds events are kept for replay.")
-    var historyTtl: Int = 600
-
-    @Option(help: "retry: sent to clients, in milliseconds.")
-    var retryMs: Int = 3000
-
-    @Option(help: "Unsent bytes after which a stream is dropped as a slow consumer.")
-    var maxPendingBytes: Int = 1_048_576
+    @OptionGroup var stream: StreamOptions
 
     @Option(help: "Log level.")
     var logLevel: Logger.Level = .info
@@ -72,9 +53,9 @@ struct WorkerCommand: AsyncParsableCommand {
                 StreamHub(
                     eventLoop: eventLoop,
                     settings: .init(
-                        heartbeat: .seconds(Int64(heartbeat)), topicGrace: .seconds(Int64(topicGrace)), epoch: epoch,
-                        historySize: historySize, historyTTL: Int64(historyTtl) * 1000, retryMilliseconds: retryMs,
-                        maximumPendingBytes: maxPendingBytes),
+                        heartbeat: .seconds(Int64(stream.heartbeat)), topicGrace: .seconds(Int64(stream.topicGrace)), epoch: epoch,
+                        historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, retryMilliseconds: stream.retryMs,
+                        maximumPendingBytes: stream.maxPendingBytes),
                     logger: logger),
                 eventLoop: eventLoop)
         }.get()
@@ -82,9 +63,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let stopped = eventLoop.makePromise(of: Void.self)
         let control = try await WorkerControl.connect(
             fd: controlFd, handoffSocket: handoffFd, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
-        let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: corsOrigins))
+        let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins))
         HandoffReceiver(
-            socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger, maximumPendingBytes: maxPendingBytes)
+            socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger, maximumPendingBytes: stream.maxPendingBytes)
             .start { stopped.succeed() }
 
         try await eventLoop.submit {

@@ -9,18 +9,9 @@ enum WorkerControl {
         fd: CInt, handoffSocket: CInt, shard: Int, group: any EventLoopGroup, hub: NIOLoopBound<StreamHub>, logger: Logger,
         stopped: EventLoopPromise<Void>
     ) async throws -> any Channel {
-        try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(ControlFrameDecoder()),
-                        MessageToByteHandler(ControlFrameEncoder()),
-                        ControlHandler(hub: hub, handoffSocket: handoffSocket, logger: logger, stopped: stopped),
-                    ])
-                }
-            }
-            .withConnectedSocket(fd)
-            .get()
+        try await ControlChannel.adopt(fd, group: group) {
+            ControlHandler(hub: hub, handoffSocket: handoffSocket, logger: logger, stopped: stopped)
+        }.get()
     }
 
     final class ControlHandler: ChannelInboundHandler {

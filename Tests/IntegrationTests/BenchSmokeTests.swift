@@ -40,4 +40,16 @@ struct BenchSmokeTests {
         #expect(report["lost"] as? Int == 0)
         #expect(report["duplicated"] as? Int == 0)
     }
+
+    @Test func eventsToSingleUsersReachOnlyThem() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        defer { Task { try await hub.stop() } }
+        // 100 users, 200 events round-robin: each stream must get exactly its own 2.
+        let report = try await runBench(hub, ["--streams", "100", "--mode", "users", "--events", "200", "--rate", "100"])
+        #expect(report["established"] as? Int == 100)
+        #expect(report["expectedDeliveries"] as? Int == 200)
+        #expect(report["delivered"] as? Int == 200)
+        #expect(report["lost"] as? Int == 0)
+        #expect(report["duplicated"] as? Int == 0)
+    }
 }

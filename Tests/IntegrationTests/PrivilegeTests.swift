@@ -71,30 +71,20 @@ struct PrivilegeTests {
         try await hub.stop()
     }
 
-    @Test func aWorkerStartedAsRootWithoutAUserRefusesToRun() throws {
-        let process = Process()
-        process.executableURL = HubProcess.buildDirectory.appendingPathComponent("sse-worker")
-        process.arguments = ["--shard", "0", "--control-fd", "3", "--handoff-fd", "4", "--epoch", "1"]
-        let output = Pipe()
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 78)
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(text.contains("refusing to run as root"))
+    @Test func aWorkerStartedAsRootWithoutAUserRefusesToRun() async throws {
+        let outcome = try await ChildProcess.run(
+            HubProcess.buildDirectory.appendingPathComponent("sse-worker"),
+            ["--shard", "0", "--control-fd", "3", "--handoff-fd", "4", "--epoch", "1"])
+        #expect(outcome.status == 78)
+        #expect(outcome.errors.contains("refusing to run as root"))
     }
 
     @Test func aRootSupervisorRefusesAnUnknownUser() async throws {
-        let process = Process()
-        process.executableURL = HubProcess.buildDirectory.appendingPathComponent("sse-supervisor")
-        process.arguments = ["--listen", "127.0.0.1:0", "--workers", "1", "--user", "no-such-user-sse-hub"]
-        process.environment = ["SSE_JWT_SECRET": HubProcess.secret]
-        let output = Pipe()
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 78)
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(text.contains("there is no user no-such-user-sse-hub"))
+        let outcome = try await ChildProcess.run(
+            HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"),
+            ["--listen", "127.0.0.1:0", "--workers", "1", "--user", "no-such-user-sse-hub"],
+            environment: ["SSE_JWT_SECRET": HubProcess.secret])
+        #expect(outcome.status == 78)
+        #expect(outcome.errors.contains("there is no user no-such-user-sse-hub"))
     }
 }

@@ -47,4 +47,37 @@ struct ReloadTests {
         if ProcessInfo.processInfo.environment["SSE_TEST_PRINT_LOG"] != nil { print(hub.log) }
         for client in clients { await client.stop() }
     }
+
+    @Test func aWorkerDyingDuringAReloadCostsOnlyItsOwnClientsAReconnect() async throws {
+        let hub = try await HubProcess.start(workers: 3)
+        defer { Task { try await hub.stop() } }
+        let users = (0..<12).map { "dying-\($0)" }
+        let clients = users.map { ResumingClient(hub: hub, userID: $0) }
+        for client in clients { try await client.start() }
+        try await waitUntil("all connected") { try await hub.health().services.sse.totalClients == 12 }
+        // Shard 0 is replaced first: kill its worker right as the reload begins (before or while it hands over).
+        let victim = try #require(try await hub.health().workers.first { $0.shard == 0 }?.pid)
+
+        let total = 120
+        for n in 0..<total {
+            #expect(try await hub.publish(#"{"event":"seq","data":{"n":\#(n)}}"#).status == 200)
+            if n == 40 {
+                kill(hub.process.processIdentifier, SIGHUP)
+                kill(victim, SIGKILL)
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await waitUntil("the reload to finish", timeout: .seconds(60)) { hub.log.contains("reload done") }
+        for client in clients {
+            try await waitUntil("\(client.userID) has every event", timeout: .seconds(30)) { client.numbers(of: "seq").count >= total }
+        }
+        for client in clients {
+            #expect(client.numbers(of: "seq") == Array(0..<total), "\(client.userID): complete, ordered, no duplicates")
+            let onVictim = ShardFunction.shard(for: client.userID, shardCount: 3) == 0
+            if !onVictim { #expect(client.reconnects == 0, "\(client.userID) on a healthy worker never noticed") }
+        }
+        try await waitUntil("every worker up again") { try await hub.health().status == "healthy" }
+        try await waitUntil("every stream counted") { try await hub.health().services.sse.totalClients == 12 }
+        for client in clients { await client.stop() }
+    }
 }

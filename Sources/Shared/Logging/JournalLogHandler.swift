@@ -25,9 +25,7 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
-        if let explicit = event.metadata { merged.merge(explicit) { $1 } }
+        let merged = mergedMetadata(event.metadata)
         let fields = JournalFields.fields(
             level: event.level, message: event.message.description, metadata: merged, identifier: identifier,
             file: event.file, function: event.function, line: event.line)

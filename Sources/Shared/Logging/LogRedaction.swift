@@ -117,12 +117,20 @@ public struct RedactingLogHandler<Inner: LogHandler>: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
-        if let explicit = event.metadata { merged.merge(explicit) { $1 } }
+        let merged = mergedMetadata(event.metadata)
         var redacted = event
         redacted.message = "\(LogRedaction.redact(event.message.description))"
         redacted.metadata = merged.isEmpty ? nil : LogRedaction.redact(merged)
         inner.log(event: redacted)
+    }
+}
+
+extension LogHandler {
+    /// The handler's metadata, then its provider's, then the entry's own: later ones win.
+    func mergedMetadata(_ explicit: Logger.Metadata?) -> Logger.Metadata {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let explicit { merged.merge(explicit) { $1 } }
+        return merged
     }
 }
