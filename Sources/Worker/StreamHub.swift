@@ -25,14 +25,12 @@ final class StreamHub {
     }
 
     /// What a user has besides a stream (which is in `liveStreams`): topics, which belong to the user, not the
-    /// socket, and outlive a closed stream by `topicGrace`; and the stream's token expiry. A user with a stream
-    /// and neither has no entry, which keeps an idle stream cheap.
+    /// socket, and outlive a closed stream by `topicGrace`. A user without topics has no entry, which keeps an
+    /// idle stream cheap.
     struct User {
         var topics: Set<String> = []
         /// When a user without a stream is forgotten (and their topics with them).
         var forgetAt: NIODeadline?
-        /// When the live stream's token expires (seconds since 1970).
-        var streamExpiresAt: Int64?
     }
 
     let eventLoop: any EventLoop
@@ -43,9 +41,15 @@ final class StreamHub {
     private var subscribers: [String: Set<String>] = [:]
     /// The live stream of each user that has one: what a publish walks, kept apart from `users` so a
     /// broadcast touches only channels (no copies of users' topic sets).
-    private var liveStreams: [String: any Channel] = [:]
-    /// Each live stream's socket descriptor, so a reload can pass the connection on.
-    private var liveDescriptors: [String: CInt] = [:]
+    private var liveStreams: [String: LiveStream] = [:]
+
+    /// A user's one live stream: its channel, its socket descriptor (so a reload can pass the connection on),
+    /// and when its token expires. Everything an idle stream costs the hub is this one entry.
+    struct LiveStream {
+        var channel: any Channel
+        var descriptor: CInt
+        var expiresAt: Int64?
+    }
     private var statsScheduled = false
     private var reportStats: ((WorkerStats) -> Void)?
     /// What this worker's users could have received lately, for Last-Event-ID replay.
@@ -158,13 +162,8 @@ final class StreamHub {
 
     /// Makes `channel` the user's one live stream, ending (cleanly) any earlier one.
     private func makeLive(userID: String, channel: any Channel, descriptor: CInt) {
-        let previous = liveStreams.updateValue(channel, forKey: userID)
-        liveDescriptors[userID] = descriptor
-        if users[userID] != nil {
-            users[userID]!.streamExpiresAt = nil
-            users[userID]!.forgetAt = nil
-            if users[userID]!.topics.isEmpty { users[userID] = nil }
-        }
+        let previous = liveStreams.updateValue(LiveStream(channel: channel, descriptor: descriptor), forKey: userID)?.channel
+        users[userID]?.forgetAt = nil
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
         // which must find the new stream in place.
         if let previous {
@@ -187,7 +186,7 @@ final class StreamHub {
         for attachStream in waiting { attachStream() }
     }
 
-    /// Users whose stream's token expires, by the second of expiry (checked against `User.streamExpiresAt`,
+    /// Users whose stream's token expires, by the second of expiry (checked against `LiveStream.expiresAt`,
     /// so entries left by a closed or replaced stream are ignored). One timer for all of them: a scheduled
     /// task per stream would cost more memory than the rest of an idle stream's state.
     private var expiries: [Int64: [String]] = [:]
@@ -195,11 +194,11 @@ final class StreamHub {
 
     /// Ends the user's current stream at `expiresAt` (seconds since 1970).
     func endStream(userID: String, channel: any Channel, at expiresAt: Int64) {
-        guard liveStreams[userID] === channel else { return }
+        guard liveStreams[userID]?.channel === channel else { return }
         if expiresAt <= expiryCheckedThrough {
             expire(userID: userID)
         } else {
-            users[userID, default: User()].streamExpiresAt = expiresAt
+            liveStreams[userID]?.expiresAt = expiresAt
             expiries[expiresAt, default: []].append(userID)
         }
     }
@@ -209,7 +208,7 @@ final class StreamHub {
         guard now > expiryCheckedThrough else { return }
         let due = expiries.keys.filter { $0 <= now }
         for second in due {
-            for userID in expiries.removeValue(forKey: second) ?? [] where users[userID]?.streamExpiresAt == second {
+            for userID in expiries.removeValue(forKey: second) ?? [] where liveStreams[userID]?.expiresAt == second {
                 expire(userID: userID)
             }
         }
@@ -218,11 +217,8 @@ final class StreamHub {
 
     /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
     private func expire(userID: String) {
-        guard let channel = liveStreams[userID] else { return }
-        if var user = users[userID] {
-            user.streamExpiresAt = nil
-            keepOrForget(userID, user)
-        }
+        guard let channel = liveStreams[userID]?.channel else { return }
+        liveStreams[userID]?.expiresAt = nil
         logger.info("stream's token expired", metadata: ["user": "\(userID)"])
         write(SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#)), to: channel)
         Self.end(channel)
@@ -242,13 +238,9 @@ final class StreamHub {
     /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
     func detach(userID: String, channel: any Channel) {
         eventLoop.preconditionInEventLoop()
-        guard liveStreams[userID] === channel else { return }
+        guard liveStreams[userID]?.channel === channel else { return }
         liveStreams[userID] = nil
-        liveDescriptors[userID] = nil
-        if var user = users[userID] {
-            user.streamExpiresAt = nil
-            keepOrForget(userID, user)
-        }
+        if let user = users[userID] { keepOrForget(userID, user) }
         statsChanged()
     }
 
@@ -258,8 +250,7 @@ final class StreamHub {
         if liveStreams[userID] == nil {
             user.forgetAt = user.topics.isEmpty ? nil : .now() + settings.topicGrace
         }
-        let empty = user.topics.isEmpty && user.streamExpiresAt == nil
-        users[userID] = empty ? nil : user
+        users[userID] = user.topics.isEmpty ? nil : user
     }
 
     // MARK: Reload
@@ -287,11 +278,12 @@ final class StreamHub {
             done()
         }
         let streams = liveStreams
-        for (userID, channel) in streams {
+        for (userID, stream) in streams {
+            let channel = stream.channel
             let handoff = Handoff(
-                route: .migrated, userID: userID, tokenExpiry: users[userID]?.streamExpiresAt, resumeAfter: lastWritten,
+                route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten,
                 topics: Array(users[userID]?.topics ?? []))
-            let descriptor = liveDescriptors[userID]
+            let descriptor: CInt? = stream.descriptor
             channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { [unowned self] result in
                 if case .success = result, let descriptor, let copy = try? Syscall.duplicate(descriptor) {
                     let passed = send(copy, handoff)
@@ -305,7 +297,7 @@ final class StreamHub {
         }
         if streams.isEmpty { finish() }
         eventLoop.scheduleTask(in: patience) {
-            for channel in streams.values where channel.isActive { channel.close(promise: nil) }
+            for stream in streams.values where stream.channel.isActive { stream.channel.close(promise: nil) }
         }
     }
 
@@ -316,7 +308,7 @@ final class StreamHub {
 
     /// Closes every stream cleanly (on shutdown).
     func endAllStreams() {
-        for stream in liveStreams.values { Self.end(stream) }
+        for stream in liveStreams.values { Self.end(stream.channel) }
     }
 
     /// Ends a stream's chunked body and closes the connection.
@@ -384,14 +376,14 @@ final class StreamHub {
         unflushedBytes += frame.readableBytes
         switch command.target {
         case .everyone:
-            for stream in liveStreams.values { stream.write(frame, promise: nil) }
+            for stream in liveStreams.values { stream.channel.write(frame, promise: nil) }
             unflushedEveryone = true
         case .topic(let topic):
             for userID in subscribers[topic] ?? [] {
-                if let stream = liveStreams[userID] { queue(frame, on: stream) }
+                if let stream = liveStreams[userID] { queue(frame, on: stream.channel) }
             }
         case .user(let userID):
-            if let stream = liveStreams[userID] { queue(frame, on: stream) }
+            if let stream = liveStreams[userID] { queue(frame, on: stream.channel) }
         }
     }
 
@@ -409,7 +401,7 @@ final class StreamHub {
     /// Sends what `publish` queued.
     func flushPublished() {
         if unflushedEveryone {
-            for stream in liveStreams.values { stream.flush() }
+            for stream in liveStreams.values { stream.channel.flush() }
         } else {
             for stream in unflushed.values { stream.flush() }
         }
@@ -421,7 +413,7 @@ final class StreamHub {
     private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)
 
     private func sendHeartbeats() {
-        for stream in liveStreams.values { write(Self.heartbeatChunk, to: stream) }
+        for stream in liveStreams.values { write(Self.heartbeatChunk, to: stream.channel) }
     }
 
     /// Writes an already chunk-encoded frame.
