@@ -7,8 +7,19 @@ enum Listeners {
     /// Descriptors named `control` are the CLI's socket, not HTTP.
     static let controlSocketName = "control"
 
-    static func open(addresses: [String], logger: Logger) throws -> [CInt] {
-        let passed = SystemdSockets.take().filter { $0.name != controlSocketName }
+    /// The HTTP listeners, and the control socket (systemd's socket named `control`, else `controlPath` bound
+    /// here, else none).
+    static func open(addresses: [String], controlPath: String?, logger: Logger) throws -> (http: [CInt], control: CInt?) {
+        let sockets = SystemdSockets.take()
+        var control = sockets.first { $0.name == controlSocketName }?.descriptor
+        if control == nil, let controlPath {
+            control = try ListeningSocket.bindUnix(path: controlPath, mode: 0o660)
+            logger.notice("control socket at \(controlPath)")
+        }
+        return (try openHTTP(sockets.filter { $0.name != controlSocketName }, addresses: addresses, logger: logger), control)
+    }
+
+    private static func openHTTP(_ passed: [SystemdSockets.Passed], addresses: [String], logger: Logger) throws -> [CInt] {
         if !passed.isEmpty {
             for socket in passed {
                 try Syscall.setNonBlocking(socket.descriptor, true)

@@ -11,7 +11,7 @@ struct SupervisorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-supervisor",
         abstract: "sse-hub: a Server-Sent Events hub. The supervisor owns the listening sockets and hands each connection to a worker process.",
-        subcommands: [Serve.self, MintToken.self],
+        subcommands: [Serve.self, MintToken.self, Control.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -21,6 +21,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("listen"), help: "HOST:PORT to listen on when systemd passes no socket (repeatable).")
     var listenAddresses: [String] = ["127.0.0.1:8080"]
+
+    @Option(help: "Unix socket for the operator's API (`sse-supervisor ctl`) when systemd passes none; mode 0660.")
+    var controlSocket: String?
 
     @Option(help: "Worker processes (default: the number of cores).")
     var workers: Int = System.coreCount
@@ -90,7 +93,7 @@ struct Serve: AsyncParsableCommand {
             workerUser = ["--user", user]
             logger.info("workers run as \(user)")
         }
-        let listeners = try Listeners.open(addresses: listenAddresses, logger: logger)
+        let (listeners, controlSocket) = try Listeners.open(addresses: listenAddresses, controlPath: controlSocket, logger: logger)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let verifier = TokenVerifier(secret: secret)
@@ -114,13 +117,22 @@ struct Serve: AsyncParsableCommand {
             onRejected: { fd, reason in router.headRejected(fd: fd, reason: reason) }
         )
         let liveness = WorkerLiveness(pool: pool, policy: .init())
+        let reloads = ReloadCoordinator(pool: pool)
+        var controlService: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let controlSocket {
+            controlService = [
+                .init(
+                    service: ControlSocketServer(socket: controlSocket, group: group, pool: pool, reloads: reloads, logger: logger),
+                    successTerminationBehavior: .gracefullyShutdownGroup)
+            ]
+        }
         let services = ServiceGroup(
             configuration: .init(
-                services: [
+                services: controlService + [
                     .init(service: pool, successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: liveness, successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: ReloadOnHangup(pool: pool), successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: ReloadOnHangup(reloads: reloads), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(
                         service: ServiceManagerLink(pool: pool, liveness: liveness.policy, logger: logger),
                         successTerminationBehavior: .gracefullyShutdownGroup),
@@ -162,5 +174,28 @@ struct MintToken: AsyncParsableCommand {
     func run() async throws {
         let signer = await TokenSigner(secret: try JWTSecret.load(file: jwtSecretFile))
         print(try await signer.sign(userID: userID, publisher: publisher, lifetime: TimeInterval(lifetime)))
+    }
+}
+
+/// The operator's client for the control socket: `sse-supervisor ctl status`, `sse-supervisor ctl reload`.
+struct Control: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl", abstract: "Ask a running server over its control socket: status, or reload.")
+
+    enum Action: String, ExpressibleByArgument, CaseIterable {
+        case status, reload
+    }
+
+    @Argument(help: "status (the health report with topic counts) or reload (replace every worker; streams stay open).")
+    var action: Action
+
+    @Option(help: "The control socket.")
+    var socket = "/run/sse-hub/control"
+
+    func run() async throws {
+        let (status, body) = try await ControlClient.request(
+            socket: socket, method: action == .status ? .GET : .POST, path: action == .status ? "/status" : "/reload")
+        print(body)
+        if !(200..<300).contains(status) { throw ExitCode(1) }
     }
 }

@@ -159,13 +159,13 @@ extension WorkerPool {
 
 /// Runs a reload for every SIGHUP (`systemctl reload`), one at a time.
 struct ReloadOnHangup: Service {
-    let pool: WorkerPool
+    let reloads: ReloadCoordinator
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         try? await cancelWhenGracefulShutdown {
             for await _ in hangups {
-                await pool.reload()
+                await reloads.reload()
             }
         }
     }

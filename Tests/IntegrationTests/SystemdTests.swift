@@ -67,6 +67,10 @@ struct SystemdTests {
                 .contains(#"Status: "2/2 workers up, 1 clients, 0 topics""#)
         }
 
+        // The operator's API on the control socket systemd passed.
+        let ctlStatus = try sandbox.run(["/usr/local/bin/sse-supervisor", "ctl", "status"])
+        #expect(ctlStatus.status == 0 && ctlStatus.text.contains(#""totalClients":1"#), "ctl status: \(ctlStatus.text)")
+
         // The journal, by field.
         try await waitUntil("worker-started entries in the journal", timeout: .seconds(10)) {
             let entries = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=worker-started", "-o", "cat", "--no-pager"])

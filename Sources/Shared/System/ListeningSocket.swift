@@ -36,6 +36,19 @@ public enum ListeningSocket {
         }
     }
 
+    /// A listening `AF_UNIX` socket at `path` (a stale socket file there is replaced), with `mode` set by
+    /// `chmod(2)`: access to a control socket is decided by the file system.
+    public static func bindUnix(path: String, mode: mode_t) throws -> CInt {
+        _ = unlink(path)
+        let fd = try bind(try SocketAddress(unixDomainSocketPath: path))
+        guard chmod(path, mode) == 0 else {
+            let code = errno
+            Syscall.close(fd)
+            throw Errno(rawValue: code)
+        }
+        return fd
+    }
+
     /// `getsockname(2)`: the address a listening socket is bound to (to learn an ephemeral port).
     public static func localAddress(of fd: CInt) throws -> SocketAddress {
         var storage = sockaddr_storage()
