@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Shared
 import Synchronization
 
 /// Publishes numbered events at a fixed rate, one connection per publish (sse-hub closes after each answer).

@@ -102,7 +102,7 @@ struct Serve: AsyncParsableCommand {
                 shardCount: workers, workerPath: workerExecutable,
                 workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue] + workerUser,
                 historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl),
-                epoch: UInt64(WorkerPool.nowMilliseconds())),
+                epoch: UInt64(WallClock.milliseconds())),
             group: group, logger: logger)
         let api = SupervisorAPI(
             verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),

@@ -249,7 +249,7 @@ final class WorkerPool: Service, Sendable {
     func workerReady(shard: Int, generation: Int, hello: WorkerHello, channel: any Channel) {
         let replayed: Int? = state.withLock { state in
             guard state.slots[shard].generation == generation, state.slots[shard].status == .starting else { return nil }
-            state.history.trim(now: Self.nowMilliseconds())
+            state.history.trim(now: WallClock.milliseconds())
             let share = state.history.entries(after: 0).filter { isOnShard($0.target, shard) }
             for command in share { channel.write(ControlMessage.historyEntry(command), promise: nil) }
             channel.writeAndFlush(
@@ -273,9 +273,6 @@ final class WorkerPool: Service, Sendable {
         }
     }
 
-    static func nowMilliseconds() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-    }
 
     func updateStats(shard: Int, generation: Int, stats: WorkerStats) {
         state.withLock { state in
@@ -319,7 +316,7 @@ final class WorkerPool: Service, Sendable {
         state.withLock { state in
             let command = PublishCommand(
                 target: target, event: event, data: data, sequence: state.history.latestSequence + 1,
-                publishedAt: Self.nowMilliseconds())
+                publishedAt: WallClock.milliseconds())
             state.history.append(command)
             for slot in state.slots where slot.status == .up && isOnShard(target, slot.shard) {
                 slot.control?.writeAndFlush(ControlMessage.publish(command), promise: nil)

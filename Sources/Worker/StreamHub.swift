@@ -111,7 +111,7 @@ final class StreamHub {
         makeLive(userID: userID, channel: channel, descriptor: descriptor)
         var greeting = ByteBuffer(string: "retry: \(settings.retryMilliseconds)\n")
         SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID)), into: &greeting)
-        history.trim(now: Self.nowMilliseconds())
+        history.trim(now: WallClock.milliseconds())
         switch history.resumption(after: lastEventID, epoch: settings.epoch, isRecipient: recipientTest(for: userID)) {
         case .live:
             break
@@ -224,10 +224,6 @@ final class StreamHub {
         Self.end(channel)
     }
 
-    /// Wall-clock milliseconds, the clock the supervisor stamps events with.
-    static func nowMilliseconds() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-    }
 
     private func encodeFrame(_ command: PublishCommand, into buffer: inout ByteBuffer) {
         SSEWireFormat.event(

@@ -77,9 +77,4 @@ public final class EventCounter: Sendable {
         _ = eventfd_write(descriptor, 1)
     }
 
-    /// `eventfd_read`: resets the counter.
-    public func drain() {
-        var value: eventfd_t = 0
-        _ = eventfd_read(descriptor, &value)
-    }
 }

@@ -115,12 +115,6 @@ public enum Syscall {
         try retryingEINTR("fcntl") { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
     }
 
-    /// `shutdown(2)`; a socket that is already disconnected is not an error here.
-    public static func shutdown(_ fd: CInt, _ how: CInt = Int32(SHUT_RDWR)) {
-        if Glibc.shutdown(fd, how) == -1, errno == EBADF {
-            preconditionFailure("shutdown(\(fd)) failed with EBADF")
-        }
-    }
 
     /// `kill(2)`.
     public static func kill(_ pid: pid_t, _ signal: CInt) throws(Errno) {

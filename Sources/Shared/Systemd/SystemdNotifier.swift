@@ -1,7 +1,4 @@
 import CSystemd
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Messages to the service manager (`sd_notify(3)`), for `Type=notify` units. Every call is a no-op
 /// returning false when the process was not started by systemd (`NOTIFY_SOCKET` unset).
@@ -18,13 +15,6 @@ public enum SystemdNotifier {
         /// A reload has begun: `RELOADING=1` with `MONOTONIC_USEC=` (`READY=1` follows when it is done).
         case reloading
 
-        /// `CLOCK_MONOTONIC` in microseconds, as systemd expects with `RELOADING=1`.
-        static func monotonicMicroseconds() -> UInt64 {
-            var time = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &time)
-            return UInt64(time.tv_sec) * 1_000_000 + UInt64(time.tv_nsec) / 1000
-        }
-
         var assignment: String {
             switch self {
             case .ready: "READY=1"
@@ -32,7 +22,7 @@ public enum SystemdNotifier {
             case .watchdog: "WATCHDOG=1"
             // The protocol is newline-separated: a status must stay on its line.
             case .status(let text): "STATUS=" + text.split(whereSeparator: \.isNewline).joined(separator: " ")
-            case .reloading: "RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())"
+            case .reloading: "RELOADING=1\nMONOTONIC_USEC=\(MonotonicClock.nanoseconds() / 1000)"
             }
         }
     }

@@ -1,0 +1,22 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `CLOCK_MONOTONIC` (`clock_gettime(2)`): one clock for every process on the machine, so a publisher's send
+/// time and a subscriber's receive time in another process can be subtracted; systemd wants it for `RELOADING=1`.
+public enum MonotonicClock {
+    public static func nanoseconds() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+}
+
+/// Wall-clock time in milliseconds since 1970: what event timestamps, history ages and epochs are measured in,
+/// by the supervisor and the workers alike.
+public enum WallClock {
+    public static func milliseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    }
+}
