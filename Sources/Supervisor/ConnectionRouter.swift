@@ -33,13 +33,33 @@ struct ConnectionRouter: Sendable {
         }
         let userID = identity.userID ?? ""
         let shard = ShardFunction.shard(for: userID, shardCount: pool.shardCount)
-        let handoff = Handoff(route: handoffRoute, userID: userID, tokenExpiry: identity.expiresAt)
+        var handoff = Handoff(route: handoffRoute, userID: userID, tokenExpiry: identity.expiresAt)
+        if handoffRoute == .stream {
+            // The worker answers a stream from the hand-off alone, so the request leaves the socket here.
+            // Browsers resend the last id they saw as a header; polyfills (and first connections) use the query.
+            handoff.lastEventID = peek.lastEventID ?? TokenLocation.queryValue("lastEventId", in: peek.target)
+            handoff.origin = peek.origin
+            guard consume(head.count, from: fd) else { return }
+        }
         if pool.handOff(fd, handoff, shard: shard) == .sent {
             Syscall.close(fd)
             return
         }
         // The worker is restarting or behind: wait for it off the accept thread.
         Task { await retryHandOff(fd: fd, handoff: handoff, shard: shard) }
+    }
+
+    /// Reads the `count` bytes of the request head (peeked before, so they are there) off the socket.
+    private func consume(_ count: Int, from fd: CInt) -> Bool {
+        let read = withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
+            try? Syscall.receive(fd, into: buffer)
+        }
+        guard read == count else {
+            logger.warning("a request head could not be read after it was peeked; connection closed")
+            Syscall.close(fd)
+            return false
+        }
+        return true
     }
 
     private func retryHandOff(fd: CInt, handoff: Handoff, shard: Int) async {
@@ -55,8 +75,12 @@ struct ConnectionRouter: Sendable {
                 guard ContinuousClock.now < deadline else {
                     logger.warning(
                         "no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(userID)"])
-                    localServer.serve(
-                        fd, disposition: .reject(APIError(status: 503, "The worker for this user is unavailable; retry shortly")))
+                    let message = "The worker for this user is unavailable; retry shortly"
+                    if handoff.route == .stream {
+                        localServer.reject(fd, status: 503, message: message, origin: handoff.origin)  // its request is read
+                    } else {
+                        localServer.serve(fd, disposition: .reject(APIError(status: 503, message)))
+                    }
                     return
                 }
                 try? await Task.sleep(for: pause)

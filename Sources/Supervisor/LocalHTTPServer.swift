@@ -37,13 +37,16 @@ struct LocalHTTPServer: Sendable {
             }
     }
 
-    /// Answers a connection whose head could not be read (too large, too slow) without parsing it,
-    /// reading and dropping what the client still sends, so the answer is not lost to a reset.
-    func reject(_ fd: CInt, status: Int, message: String) {
+    /// Answers a connection without parsing its request (its head could not be read, too large or too slow, or it
+    /// was read already), reading and dropping what the client still sends, so the answer is not lost to a reset.
+    /// `origin`: the request's, when it is known, for the CORS headers.
+    func reject(_ fd: CInt, status: Int, message: String, origin: String? = nil) {
+        let cors = api.responses.cors.responseHeaders(origin: origin)
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawRejectionHandler(status: status, message: message))
+                    try channel.pipeline.syncOperations.addHandler(
+                        RawRejectionHandler(status: status, message: message, extraHeaders: cors))
                 }
             }
             .withConnectedSocket(fd)
@@ -60,12 +63,13 @@ final class RawRejectionHandler: ChannelInboundHandler, Sendable {
 
     let response: String
 
-    init(status: Int, message: String) {
+    init(status: Int, message: String, extraHeaders: [(String, String)] = []) {
         let body = HubJSON.encode(FailureBody(msg: message))
         let reason = HTTPResponseStatus(statusCode: status).reasonPhrase
+        let extra = extraHeaders.map { "\($0.0): \($0.1)\r\n" }.joined()
         response =
             "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json; charset=utf-8\r\n"
-            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\(extra)\r\n\(body)"
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -69,21 +69,22 @@ struct HandoffReceiver: Sendable {
         let hub = self.hub
         let responses = self.responses
         let logger = self.logger
+        let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: maximumPendingBytes / 2, high: maximumPendingBytes)
+        let isStream = handoff.route == .stream || handoff.route == .migrated
         ClientBootstrap(group: group)
-            .channelOption(
-                ChannelOptions.writeBufferWaterMark,
-                value: .init(low: maximumPendingBytes / 2, high: maximumPendingBytes))
-            // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap (a head takes a few reads).
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if handoff.route == .migrated {
-                        // A live stream from a retiring worker: its HTTP exchange is long over.
+                    // Set synchronously: a bootstrap's `channelOption`s are applied through futures, which
+                    // showed in a worker's profile under a burst of connects.
+                    let options = channel.syncOptions
+                    try options?.setOption(ChannelOptions.writeBufferWaterMark, value: waterMark)
+                    // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap.
+                    try options?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
+                    if isStream {
                         try channel.pipeline.syncOperations.addHandler(LiveStreamHandler(userID: handoff.userID, hub: hub))
                     } else {
                         try channel.pipeline.syncOperations.addHandlers(
-                            HandedConnectionHandler.handlers(
-                                handoff: handoff, descriptor: fd, hub: hub, responses: responses, logger: logger))
+                            TopicRequestHandler.handlers(handoff: handoff, hub: hub, responses: responses))
                     }
                 }
             }
@@ -91,11 +92,14 @@ struct HandoffReceiver: Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
+                    // On the channel's event loop (the loop of the future): the stream starts in this turn.
+                    guard isStream, let live = try? channel.pipeline.syncOperations.handler(type: LiveStreamHandler.self) else {
+                        return
+                    }
                     if handoff.route == .migrated {
-                        channel.eventLoop.execute {
-                            try? channel.pipeline.syncOperations.handler(type: LiveStreamHandler.self)
-                                .resume(channel: channel, descriptor: fd, handoff: handoff)
-                        }
+                        live.resume(channel: channel, descriptor: fd, handoff: handoff)
+                    } else {
+                        live.start(channel: channel, descriptor: fd, handoff: handoff, cors: responses.cors)
                     }
                 case .failure(let error):
                     logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])

@@ -96,21 +96,25 @@ final class StreamHub {
 
     // MARK: Streams
 
-    /// Makes `channel` the user's one live stream, closing any earlier one, sends `connected` (with `retry:`),
-    /// then what the user missed since `lastEventID` (or `reset` when that is unknowable), then live events.
-    /// All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
-    func attach(userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?) {
+    /// Makes `channel` the user's one live stream, closing any earlier one, sends the response head, `connected`
+    /// (with `retry:`), then what the user missed since `lastEventID` (or `reset` when that is unknowable), then
+    /// live events. All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
+    func attach(
+        userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?, responseHead: ByteBuffer
+    ) {
         eventLoop.preconditionInEventLoop()
         guard hasHistory else {
             waitingStreams.append { [unowned self] in
-                self.attach(userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry)
+                self.attach(
+                    userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry,
+                    responseHead: responseHead)
             }
             return
         }
         guard channel.isActive else { return }
         makeLive(userID: userID, channel: channel, descriptor: descriptor)
         var greeting = ByteBuffer(string: "retry: \(settings.retryMilliseconds)\n")
-        SSEWireFormat.event("connected", data: HubJSON.encode(ConnectedEventData(userId: userID)), into: &greeting)
+        SSEWireFormat.event("connected", data: ConnectedEventData(userId: userID).json, into: &greeting)
         history.trim(now: WallClock.milliseconds())
         switch history.resumption(after: lastEventID, epoch: settings.epoch, isRecipient: recipientTest(for: userID)) {
         case .live:
@@ -121,7 +125,9 @@ final class StreamHub {
         case .replay(let missed):
             for command in missed { encodeFrame(command, into: &greeting) }
         }
-        write(SSEWireFormat.chunk(greeting), to: channel)
+        var response = responseHead
+        SSEWireFormat.writeChunk(greeting, into: &response)
+        write(response, to: channel)
         if let tokenExpiry { endStream(userID: userID, channel: channel, at: tokenExpiry) }
         statsChanged()
     }

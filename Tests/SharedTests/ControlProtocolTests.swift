@@ -82,9 +82,26 @@ import Testing
         #expect(try Handoff(decoding: handoff.encoded()) == handoff)
         let noExpiry = Handoff(route: .stream, userID: "9", tokenExpiry: nil)
         #expect(try Handoff(decoding: noExpiry.encoded()) == noExpiry)
-        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: []) }
-        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: [2, 1]) }
-        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: [1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 65]) }
-        #expect(throws: ControlProtocolError.self) { try Handoff(decoding: [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]) }  // no user
+        let resuming = Handoff(
+            route: .stream, userID: "user-7", tokenExpiry: 5, lastEventID: "1796034736633-42", origin: "https://app.example")
+        #expect(try Handoff(decoding: resuming.encoded()) == resuming)
+        let emptyID = Handoff(route: .stream, userID: "u", tokenExpiry: 5, lastEventID: "", origin: nil)
+        #expect(try Handoff(decoding: emptyID.encoded()).lastEventID == "", "an empty Last-Event-ID is not an absent one")
+
+        func code(_ bytes: [UInt8]) -> ControlProtocolError.Code? {
+            do {
+                _ = try Handoff(decoding: bytes)
+                return nil
+            } catch {
+                return error.code
+            }
+        }
+        let valid = resuming.encoded()
+        #expect(code([]) == .unsupportedVersion)
+        #expect(code([1] + valid.dropFirst()) == .unsupportedVersion)
+        #expect(code([2, 9] + valid.dropFirst(2)) == .malformed, "unknown route")
+        #expect(code(Array(valid.prefix(25))) == .malformed, "cut inside the optional strings")
+        #expect(code(Array(valid.dropLast(1))) == nil, "a shorter user id is still a user id")
+        #expect(code(Array(Handoff(route: .stream, userID: "x", tokenExpiry: nil).encoded().dropLast())) == .malformed, "no user")
     }
 }

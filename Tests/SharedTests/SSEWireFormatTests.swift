@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Shared
 import Testing
@@ -72,5 +73,18 @@ import Testing
         var numeric = [Int](repeating: 0, count: shards)
         for index in 0..<users { numeric[ShardFunction.shard(for: String(index), shardCount: shards)] += 1 }
         for count in numeric { #expect(abs(count - expected) < expected / 10, "\(numeric)") }
+    }
+}
+
+@Suite struct HubJSONTests {
+    @Test(arguments: [
+        "42", "user \"quoted\" \\ back/slash", "line\nbreak\r\ttab\u{08}\u{0C}", "\u{00}\u{01}\u{1F}\u{7F}", "ü 日本 😀",
+        "\u{2028}\u{2029}", "",
+    ])
+    func quotedMatchesTheEncoder(_ text: String) throws {
+        #expect(HubJSON.quoted(text) == HubJSON.encode([text]).dropFirst().dropLast())
+        #expect(ConnectedEventData(userId: text).json == HubJSON.encode(ConnectedEventData(userId: text)))
+        let decoded = try JSONDecoder().decode(String.self, from: Data(HubJSON.quoted(text).utf8))
+        #expect(decoded == text)
     }
 }

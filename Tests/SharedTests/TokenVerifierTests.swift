@@ -1,3 +1,5 @@
+import Crypto
+import ExtrasBase64
 import Foundation
 import JWTKit
 import Shared
@@ -49,6 +51,32 @@ import Testing
         let identity = try verifier().verifyPublisher(token).get()
         #expect(identity.isPublisher)
         #expect(identity.expiresAt == exp)
+    }
+
+    /// A token signed by hand, with exactly this header text (issuers differ in key order and extra fields).
+    func token(header: String, claims: String, secret: String = secret) -> String {
+        func base64URL(_ bytes: some Collection<UInt8>) -> String {
+            Base64.encodeToString(bytes: bytes, options: [.base64UrlAlphabet, .omitPaddingCharacter])
+        }
+        let signingInput = base64URL(Array(header.utf8)) + "." + base64URL(Array(claims.utf8))
+        let signature = HMAC<SHA256>.authenticationCode(for: Data(signingInput.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return signingInput + "." + base64URL(Array(signature))
+    }
+
+    @Test func anyHS256HeaderVerifiesAndNoOtherDoes() throws {
+        let verifier = verifier()
+        let hs256 = [
+            #"{"alg":"HS256","typ":"JWT"}"#, #"{"typ":"JWT","alg":"HS256"}"#, #"{"alg":"HS256"}"#,
+            #"{"kid":"k1","alg":"HS256","typ":"JWT"}"#, #"{ "alg" : "HS256" }"#,
+        ]
+        for header in hs256 {
+            #expect(try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1"}"#)).get().userID == "n1", "\(header)")
+        }
+        for header in [#"{"alg":"HS384","typ":"JWT"}"#, #"{"alg":"none","typ":"JWT"}"#, #"{"typ":"JWT"}"#, "not json", "{}"] {
+            #expect(throws: AuthFailure(code: .invalidToken), "\(header)") {
+                try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1"}"#)).get()
+            }
+        }
     }
 
     @Test func everyRejection() async throws {

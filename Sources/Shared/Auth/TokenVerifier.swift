@@ -53,6 +53,17 @@ public struct TokenVerifier: Sendable {
         keyedMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
     }
 
+    /// The header segments issuers write for HS256, byte for byte (jwt-kit, jsonwebtoken, PyJWT): a token
+    /// whose header is one of these needs no JSON decoding for it. Any other header is decoded.
+    private static let knownHS256Headers: [[UInt8]] = [
+        #"{"alg":"HS256","typ":"JWT"}"#, #"{"typ":"JWT","alg":"HS256"}"#, #"{"alg":"HS256"}"#,
+    ].map { Base64.encodeToBytes(bytes: Array($0.utf8), options: [.base64UrlAlphabet, .omitPaddingCharacter]) }
+
+    private static func isHS256(header segment: ArraySlice<UInt8>) -> Bool {
+        if knownHS256Headers.contains(where: { $0.elementsEqual(segment) }) { return true }
+        return decode(AlgorithmHeader.self, from: segment)?.alg == algorithm
+    }
+
     private struct AlgorithmHeader: Decodable {
         var alg: String
     }
@@ -62,7 +73,7 @@ public struct TokenVerifier: Sendable {
         let invalid = Result<Identity, AuthFailure>.failure(AuthFailure(code: .invalidToken))
         let bytes = Array(token.utf8)
         let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3, let header = Self.decode(AlgorithmHeader.self, from: parts[0]), header.alg == Self.algorithm,
+        guard parts.count == 3, Self.isHS256(header: parts[0]),
             let signature = try? Base64.decode(bytes: parts[2], options: [.base64UrlAlphabet, .omitPaddingCharacter])
         else { return invalid }
         var mac = keyedMAC

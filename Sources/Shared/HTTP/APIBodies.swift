@@ -31,6 +31,9 @@ public struct ConnectedEventData: Codable, Sendable, Equatable {
     public var userId: String
 
     public init(userId: String) { self.userId = userId }
+
+    /// What `HubJSON.encode(self)` writes, without a `JSONEncoder`: sent on every new stream.
+    public var json: String { #"{"message":"# + HubJSON.quoted(message) + #","userId":"# + HubJSON.quoted(userId) + "}" }
 }
 
 /// The data of `event: reset`: the stream could not resume from `lastEventId`; refetch state.

@@ -46,12 +46,17 @@ public enum SSEWireFormat {
     /// chunk-encoded once, so every stream shares the same bytes and needs no HTTP encoder of its own.
     public static func chunk(_ bytes: ByteBuffer) -> ByteBuffer {
         var chunk = ByteBuffer()
-        chunk.reserveCapacity(bytes.readableBytes + 12)
-        chunk.writeString(String(bytes.readableBytes, radix: 16))
-        chunk.writeStaticString("\r\n")
-        chunk.writeImmutableBuffer(bytes)
-        chunk.writeStaticString("\r\n")
+        writeChunk(bytes, into: &chunk)
         return chunk
+    }
+
+    /// Appends `bytes` to `buffer` as one chunk of a chunked HTTP body.
+    public static func writeChunk(_ bytes: ByteBuffer, into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: bytes.readableBytes + 12)
+        buffer.writeString(String(bytes.readableBytes, radix: 16))
+        buffer.writeStaticString("\r\n")
+        buffer.writeImmutableBuffer(bytes)
+        buffer.writeStaticString("\r\n")
     }
 
     /// The last chunk: ends a chunked body.

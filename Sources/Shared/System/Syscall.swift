@@ -53,9 +53,19 @@ public enum Syscall {
     /// `recv(2)` with `MSG_PEEK | MSG_DONTWAIT`: copies what the socket holds without consuming it.
     /// Returns nil when nothing is there yet, 0 at end of stream.
     public static func peek(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        try receive(fd, into: buffer, flags: MSG_PEEK | MSG_DONTWAIT)
+    }
+
+    /// `recv(2)` with `MSG_DONTWAIT`: consumes what the socket holds, up to the buffer's size.
+    /// Returns nil when nothing is there yet, 0 at end of stream.
+    public static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        try receive(fd, into: buffer, flags: MSG_DONTWAIT)
+    }
+
+    private static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, flags: Int) throws(Errno) -> Int? {
         do {
             return try retryingEINTR("recv") {
-                recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_PEEK | MSG_DONTWAIT))
+                recv(fd, buffer.baseAddress, buffer.count, Int32(flags))
             }
         } catch where error == .wouldBlock {
             return nil

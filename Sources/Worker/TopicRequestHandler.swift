@@ -1,0 +1,102 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Shared
+
+/// Serves the one request of a subscribe or unsubscribe connection the supervisor handed over, after which
+/// the connection closes (a later request may be another user's). The request is still in the socket: the
+/// supervisor only peeked at it, and SwiftNIO's parser reads it here, body and all. (Streams take another
+/// path: see `LiveStreamHandler`.)
+final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let handoff: Handoff
+    private let hub: NIOLoopBound<StreamHub>
+    private let responses: HTTPResponses
+    private var head: HTTPRequestHead?
+    private var body = BodyCollector()
+    private var state = State.awaitingRequest
+
+    private enum State {
+        case awaitingRequest, done
+    }
+
+    init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses) {
+        self.handoff = handoff
+        self.hub = hub
+        self.responses = responses
+    }
+
+    /// The handlers of a handed-over connection, in pipeline order.
+    static func handlers(
+        handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses
+    ) -> [any ChannelHandler] {
+        [
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+            HTTPResponseEncoder(),
+            TopicRequestHandler(handoff: handoff, hub: hub, responses: responses),
+        ]
+    }
+
+    private var origin: String? { head?.headers.first(name: "origin") }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard state == .awaitingRequest else { return }
+        switch Self.unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            guard case .route(let route) = APIRoute.resolve(method: requestHead.method, target: requestHead.uri),
+                route.handoffRoute == handoff.route
+            else {
+                // The supervisor's reading of the head and SwiftNIO's disagree: serve nothing on a guess.
+                return fail(APIError(status: 400, "Malformed request head"), context: context)
+            }
+            if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > body.limit {
+                fail(.bodyTooLarge, context: context)
+            }
+        case .body(let chunk):
+            body.append(chunk)
+            if body.overflowed { fail(.bodyTooLarge, context: context) }
+        case .end:
+            guard head != nil else { return }
+            changeTopics(context: context)
+        }
+    }
+
+    private func fail(_ error: APIError, context: ChannelHandlerContext) {
+        state = .done
+        responses.error(error, origin: origin, context: context)
+    }
+
+    private func changeTopics(context: ChannelHandlerContext) {
+        guard let request = try? JSONDecoder().decode(JSONValue.self, from: Data(body.body.readableBytesView)) else {
+            return fail(.malformedJSON, context: context)
+        }
+        guard case .object(let fields) = request, case .array(let values)? = fields["topics"], values.count <= 100 else {
+            return fail(.invalidTopics, context: context)
+        }
+        var topics: [String] = []
+        for value in values {
+            guard case .string(let topic) = value, HubName.isValidTopic(topic) else { return fail(.invalidTopics, context: context) }
+            topics.append(topic)
+        }
+        let message: String
+        if handoff.route == .subscribe {
+            hub.value.subscribe(userID: handoff.userID, topics: topics)
+            message = "Subscribed to topics"
+        } else {
+            hub.value.unsubscribe(userID: handoff.userID, topics: topics)
+            message = "Unsubscribed from topics"
+        }
+        state = .done
+        responses.json(TopicsResponse(msg: message, topics: topics), origin: origin, context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if state == .awaitingRequest, error is HTTPParserError {
+            return fail(APIError(status: 400, "Malformed request"), context: context)
+        }
+        context.close(promise: nil)
+    }
+}
