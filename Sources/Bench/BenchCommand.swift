@@ -52,6 +52,9 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "New connections per second, over all load processes.")
     var ramp = 2000.0
 
+    @Option(help: "At most this many connections being set up at once, over all load processes (default: no limit).")
+    var maxConnecting: Int?
+
     @Option(help: "Load processes (default: enough to keep each under 18000 sockets).")
     var processes: Int?
 
@@ -103,6 +106,9 @@ struct RunBench: AsyncParsableCommand {
 
     func validate() throws {
         guard streams > 0, events > 0, rate > 0, ramp > 0 else { throw ValidationError("--streams, --events, --rate and --ramp must be positive") }
+        if let maxConnecting, maxConnecting < (processes ?? 1) {
+            throw ValidationError("--max-connecting must allow at least one connection per load process")
+        }
         guard channels >= 0, effectiveChannels == 0 || events % effectiveChannels == 0 else {
             throw ValidationError(
                 "--events must be a multiple of the channels (--channels, or --streams in users mode), so every channel gets as many")
@@ -118,6 +124,7 @@ struct RunBench: AsyncParsableCommand {
         let server = serverPid.map(ServerProcesses.init(root:))
         let baselineKilobytes = server?.residentKilobytes()
         let rootCPUBeforeConnect = serverPid.map { ProcessCPU.seconds(pid: String($0)) }
+        let serverCPUBeforeConnect = server?.cpuSeconds()
         progress("sse-bench: \(streams) streams to \(target.kind.rawValue) at \(host):\(target.port) from \(processCount) process(es)")
 
         let fleet = try LoadFleet.start(
@@ -126,7 +133,8 @@ struct RunBench: AsyncParsableCommand {
                 let first = (0..<index).reduce(0) { $0 + streams / processCount + ($1 < streams % processCount ? 1 : 0) }
                 return LoadPlan(
                     target: target, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: effectiveChannels,
-                    subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret)
+                    subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret,
+                    maximumConnecting: maxConnecting.map { $0 / processCount })
             })
         defer { fleet.stop() }
 
@@ -136,12 +144,13 @@ struct RunBench: AsyncParsableCommand {
         } progress: { all in
             "connecting: \(all.reduce(0) { $0 + $1.established }) established, \(all.reduce(0) { $0 + $1.failed }) failed"
         }
-        let connectSeconds = connectStart.duration(to: .now).seconds
         let rootCPUForConnects = zip(rootCPUBeforeConnect, serverPid.map { ProcessCPU.seconds(pid: String($0)) }).map { $1 - $0 }
+        let serverCPUForConnects = zip(serverCPUBeforeConnect, server?.cpuSeconds()).map { $1 - $0 }
+        let connectPhase = Self.connectPhase(fleet.latest, fallback: connectStart.duration(to: .now).seconds)
         try await Task.sleep(for: .seconds(settle))
         let idleKilobytes = server?.residentKilobytes()
         let connected = fleet.latest.reduce(0) { $0 + $1.established }
-        progress("connected \(connected) in \(String(format: "%.1f", connectSeconds)) s; publishing \(events) events at \(rate)/s")
+        progress("connected \(connected) in \(String(format: "%.1f", connectPhase.seconds)) s; publishing \(events) events at \(rate)/s")
 
         var publisherToken: String?
         if let secret {
@@ -172,10 +181,13 @@ struct RunBench: AsyncParsableCommand {
 
         let report = BenchReport(
             target: target.kind.rawValue, streams: streams, processes: processCount, channels: effectiveChannels, events: events, rate: rate,
-            results: results, connectSeconds: connectSeconds, publishStartNanoseconds: publishStart,
+            results: results, connectSeconds: connectPhase.seconds, loadToolConnectCPUSeconds: connectPhase.toolCPUSeconds,
+            loadToolSettledCPUSeconds: connectPhase.toolSettledCPUSeconds,
+            publishStartNanoseconds: publishStart,
             publishesSucceeded: publisher.succeeded, publishesFailed: publisher.failed, expectedDeliveries: expected,
             serverBaselineKilobytes: baselineKilobytes, serverIdleKilobytes: idleKilobytes,
             serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 }, rootCPUSecondsForConnects: rootCPUForConnects,
+            serverCPUSecondsForConnects: serverCPUForConnects,
             reloads: reloads)
         if json {
             let encoder = JSONEncoder()
@@ -185,6 +197,20 @@ struct RunBench: AsyncParsableCommand {
             print(report.text)
         }
         if strict, !report.isClean { throw ExitCode(1) }
+    }
+
+    /// From the first connection attempted to the last one established, over every load process (they share
+    /// one monotonic clock), and the load processes' CPU over that phase.
+    static func connectPhase(
+        _ progress: [LoadProgress], fallback: Double
+    ) -> (seconds: Double, toolCPUSeconds: Double?, toolSettledCPUSeconds: Double?) {
+        func sum(_ field: KeyPath<LoadProgress, Double?>) -> Double? {
+            progress.allSatisfy { $0[keyPath: field] != nil } ? progress.reduce(0) { $0 + ($1[keyPath: field] ?? 0) } : nil
+        }
+        let firsts = progress.map(\.firstAttemptAt).filter { $0 > 0 }
+        let lasts = progress.map(\.lastEstablishedAt).filter { $0 > 0 }
+        let seconds = if let first = firsts.min(), let last = lasts.max(), last > first { Double(last - first) / 1e9 } else { fallback }
+        return (seconds, sum(\.connectCPUSeconds), sum(\.settledCPUSeconds))
     }
 
     /// Broadcast: every stream gets every event. Channels: event `i` goes to channel `i % channels`.

@@ -47,17 +47,22 @@ struct BenchReport: Codable {
     var serverCPUSeconds: Double?
     var serverCPUMicrosecondsPerEvent: Double?
     var loadToolCPUSeconds: Double
+    /// The load tool's CPU after the connect phase, per delivered event.
     var loadToolCPUMicrosecondsPerEvent: Double
+    /// The load tool's CPU over the connect phase, per connection established.
+    var loadToolCPUMicrosecondsPerConnection: Double?
     /// SIGHUPs sent while publishing (`--reload-every`).
     var reloads: Int
     /// CPU of the server's root process (sse-hub: the supervisor) per connection established, over the connect phase.
     var rootCPUMicrosecondsPerConnection: Double?
+    /// CPU of all the server's processes per connection established, over the connect phase.
+    var serverCPUMicrosecondsPerConnection: Double?
 
     init(
         target: String, streams: Int, processes: Int, channels: Int, events: Int, rate: Double, results: [LoadResult],
-        connectSeconds: Double, publishStartNanoseconds: UInt64, publishesSucceeded: Int, publishesFailed: Int,
-        expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?, serverCPUSeconds: Double?,
-        rootCPUSecondsForConnects: Double?, reloads: Int
+        connectSeconds: Double, loadToolConnectCPUSeconds: Double?, loadToolSettledCPUSeconds: Double?, publishStartNanoseconds: UInt64, publishesSucceeded: Int,
+        publishesFailed: Int, expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?,
+        serverCPUSeconds: Double?, rootCPUSecondsForConnects: Double?, serverCPUSecondsForConnects: Double?, reloads: Int
     ) {
         self.reloads = reloads
         self.target = target
@@ -99,9 +104,13 @@ struct BenchReport: Codable {
         serverCPUMicrosecondsPerEvent = serverCPUSeconds.map { deliveredCount > 0 ? $0 * 1e6 / Double(deliveredCount) : 0 }
         let toolCPU = results.reduce(0) { $0 + $1.cpuSeconds }
         loadToolCPUSeconds = toolCPU
-        loadToolCPUMicrosecondsPerEvent = deliveredCount > 0 ? toolCPU * 1e6 / Double(deliveredCount) : 0
+        let toolCPUPublishing = toolCPU - (loadToolSettledCPUSeconds ?? 0)
+        loadToolCPUMicrosecondsPerEvent = deliveredCount > 0 ? toolCPUPublishing * 1e6 / Double(deliveredCount) : 0
         let connections = established
-        rootCPUMicrosecondsPerConnection = rootCPUSecondsForConnects.map { connections > 0 ? $0 * 1e6 / Double(connections) : 0 }
+        func perConnection(_ seconds: Double?) -> Double? { seconds.map { connections > 0 ? $0 * 1e6 / Double(connections) : 0 } }
+        rootCPUMicrosecondsPerConnection = perConnection(rootCPUSecondsForConnects)
+        serverCPUMicrosecondsPerConnection = perConnection(serverCPUSecondsForConnects)
+        loadToolCPUMicrosecondsPerConnection = perConnection(loadToolConnectCPUSeconds)
     }
 
     /// Everything connected, every event arrived exactly once and in order, every publish was accepted.
@@ -128,10 +137,14 @@ struct BenchReport: Codable {
         if let cpu = serverCPUSeconds, let perEvent = serverCPUMicrosecondsPerEvent {
             lines.append("server CPU        \(f(cpu, 2)) s while publishing: \(f(perEvent, 2)) µs per delivered event")
         }
-        if let perConnection = rootCPUMicrosecondsPerConnection {
-            lines.append("root process CPU \(f(perConnection, 1)) µs per connection established (sse-hub: the supervisor's hand-off cost)")
+        if let server = serverCPUMicrosecondsPerConnection, let root = rootCPUMicrosecondsPerConnection {
+            lines.append(
+                "set-up CPU        server \(f(server, 1)) µs per connection established, of which its root process \(f(root, 1)) µs"
+                    + " (sse-hub: the supervisor's hand-off)")
         }
-        lines.append("load tool CPU     \(f(loadToolCPUSeconds, 2)) s: \(f(loadToolCPUMicrosecondsPerEvent, 2)) µs per delivered event")
+        lines.append(
+            "load tool CPU     \(f(loadToolCPUSeconds, 2)) s: \(f(loadToolCPUMicrosecondsPerEvent, 2)) µs per delivered event"
+                + (loadToolCPUMicrosecondsPerConnection.map { ", \(f($0, 1)) µs per connection" } ?? ""))
         return lines.joined(separator: "\n")
     }
 }

@@ -17,8 +17,9 @@ struct LoadPlan: Codable, Sendable {
     /// Topic mode: each user subscribes to its channel before streaming (sse-hub, Node). Not in user mode.
     var subscribesToTopics: Bool
     var secret: String?
-    /// Events each subscriber should receive, known only once publishing is planned: lost = expected − unique.
-    var sourceAddresses: Int = 200
+    /// At most this many of this process's connections may be set up at once (connecting, or waiting for the
+    /// response head); nil: no limit. Some servers ask for it (Pushpin's README: at most 50 connects in flight).
+    var maximumConnecting: Int?
 }
 
 /// Messages a load process writes to stdout, one JSON object a line.
@@ -34,6 +35,15 @@ struct LoadProgress: Codable, Sendable {
     var closed: Int
     var received: Int
     var done: Bool
+    /// `MonotonicClock` times (one clock for every process) of the first attempt and the latest established
+    /// connection: the connect rate is measured between them, not between progress reports a second apart.
+    var firstAttemptAt: UInt64 = 0
+    var lastEstablishedAt: UInt64 = 0
+    /// This process's CPU seconds (since it started, tokens minted included) when its last connection was set
+    /// up or failed: what the publishing phase's CPU is measured from.
+    var settledCPUSeconds: Double?
+    /// Its CPU from the first connection attempted to then: its cost of connecting.
+    var connectCPUSeconds: Double?
 }
 
 struct LoadResult: Codable, Sendable {
@@ -60,6 +70,8 @@ final class LoadGenerator {
     var timeToOpen = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
     var subscribers: [Subscriber] = []
     var lastReceivedAt: UInt64 = 0
+    /// CPU seconds when the first connection was attempted.
+    var rampStartCPUSeconds: Double = 0
 
     final class Subscriber {
         let channel: String
@@ -70,6 +82,27 @@ final class LoadGenerator {
     init(plan: LoadPlan, loop: any EventLoop) {
         self.plan = plan
         self.loop = loop
+    }
+
+    func connectionEstablished() {
+        progress.established += 1
+        progress.lastEstablishedAt = MonotonicClock.nanoseconds()
+        reportIfSettled()
+    }
+
+    func connectionFailed() {
+        progress.failed += 1
+        reportIfSettled()
+    }
+
+    /// Once every connection is attempted and has an outcome, reports at once (with the CPU spent so far),
+    /// rather than at the next once-a-second progress report.
+    func reportIfSettled() {
+        guard progress.done, progress.settledCPUSeconds == nil, progress.established + progress.failed >= plan.count else { return }
+        let cpu = ProcessCPU.seconds()
+        progress.settledCPUSeconds = cpu
+        progress.connectCPUSeconds = cpu - rampStartCPUSeconds
+        LoadProcess.emit(.progress(progress))
     }
 
     func channelName(forIndex index: Int) -> String {
@@ -131,7 +164,7 @@ final class SubscriberHandler: ChannelInboundHandler {
             guard statusLine.starts(with: Array("HTTP/1.1 200".utf8)) || statusLine.starts(with: Array("HTTP/1.0 200".utf8)) else {
                 return fail(context)
             }
-            generator.progress.established += 1
+            generator.connectionEstablished()
             let body = pending[end.upperBound...]
             guard !body.isEmpty else { return }
             buffer = ByteBuffer(bytes: body)
@@ -153,7 +186,7 @@ final class SubscriberHandler: ChannelInboundHandler {
 
     private func fail(_ context: ChannelHandlerContext) {
         head = nil
-        generator.progress.failed += 1
+        generator.connectionFailed()
         context.close(promise: nil)
     }
 
@@ -179,11 +212,11 @@ enum LoadProcess {
             tokens.append(try await signer?.sign(userID: "bench-\(index)", lifetime: 86_400))
         }
         let generator = try await loop.submit { NIOLoopBound(LoadGenerator(plan: plan, loop: loop), eventLoop: loop) }.get()
+        let server = try SocketAddress.makeAddressResolvingHost(plan.target.host, port: plan.target.port)
 
-        let interval = TimeAmount.nanoseconds(Int64(1_000_000_000 / max(plan.rampRate, 1)))
         let allTokens = tokens
         try await loop.submit {
-            connect(0, tokens: allTokens, generator: generator, group: group, interval: interval)
+            ramp(tokens: allTokens, server: server, generator: generator, group: group)
             loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
                 emit(.progress(generator.value.progress))
             }
@@ -198,53 +231,77 @@ enum LoadProcess {
         try await group.shutdownGracefully()
     }
 
+    /// Opens connections on a fixed timeline, `rampRate` a second from the first, catching up after a late
+    /// tick: the rate offered does not sag when the machine is busy (a loop that waits a fixed interval after
+    /// each connect slows down with the server, and then measures itself).
+    private static func ramp(tokens: [String?], server: SocketAddress, generator: NIOLoopBound<LoadGenerator>, group: any EventLoopGroup) {
+        let state = generator.value
+        let start = MonotonicClock.nanoseconds()
+        state.progress.firstAttemptAt = start
+        state.rampStartCPUSeconds = ProcessCPU.seconds()
+        state.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
+            let state = generator.value
+            let elapsed = Double(MonotonicClock.nanoseconds() - start) / 1e9
+            var due = min(state.plan.count, Int(elapsed * state.plan.rampRate) + 1)
+            if let limit = state.plan.maximumConnecting {
+                due = min(due, state.progress.established + state.progress.failed + limit)
+            }
+            while state.progress.attempted < due {
+                connect(state.progress.attempted, tokens: tokens, server: server, generator: generator, group: group)
+            }
+            if state.progress.attempted == state.plan.count {
+                task.cancel()
+                state.progress.done = true
+                emit(.progress(state.progress))
+                state.reportIfSettled()
+            }
+        }
+    }
+
     private static func connect(
-        _ offset: Int, tokens: [String?], generator: NIOLoopBound<LoadGenerator>, group: any EventLoopGroup, interval: TimeAmount
+        _ offset: Int, tokens: [String?], server: SocketAddress, generator: NIOLoopBound<LoadGenerator>, group: any EventLoopGroup
     ) {
         let state = generator.value
-        guard offset < state.plan.count else {
-            state.progress.done = true
-            emit(.progress(state.progress))
-            return
-        }
         let index = state.plan.firstIndex + offset
         let subscriber = LoadGenerator.Subscriber(channel: state.channelName(forIndex: index))
         state.subscribers.append(subscriber)
         state.progress.attempted += 1
         let request = state.plan.target.streamRequest(channel: subscriber.channel, token: tokens[offset])
         let startedAt = MonotonicClock.nanoseconds()
+        // The group has one loop, so the channel is set up on the loop that owns the subscriber.
+        let boundSubscriber = NIOLoopBound(subscriber, eventLoop: state.loop)
         // Spread over many loopback source addresses, so ephemeral ports never run out.
         let source = try? SocketAddress(ipAddress: "127.0.\(1 + index / 250 % 250).\(1 + index % 250)", port: 0)
         var bootstrap = ClientBootstrap(group: group)
+            // The port is picked at connect(), for the whole 4-tuple: bind()'s own search for a free port
+            // was the largest part of the tool's cost per connection.
+            .channelOption(ChannelOptions.ipOption(.init(rawValue: IP_BIND_ADDRESS_NO_PORT)), value: 1)
             .channelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 1024, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        SubscriberHandler(generator: generator.value, subscriber: subscriber, startedAt: startedAt))
+                        SubscriberHandler(generator: generator.value, subscriber: boundSubscriber.value, startedAt: startedAt))
                 }
             }
         if let source { bootstrap = bootstrap.bind(to: source) }
         let target = state.plan.target
         let openStream = { [bootstrap] in
-            bootstrap.connect(host: target.host, port: target.port).whenComplete { result in
+            bootstrap.connect(to: server).whenComplete { result in
                 switch result {
                 case .success(let channel):
                     channel.writeAndFlush(request, promise: nil)
                 case .failure:
-                    generator.value.progress.failed += 1
+                    generator.value.connectionFailed()
                 }
             }
         }
         if state.plan.subscribesToTopics, let subscribe = target.subscribeRequest(channel: subscriber.channel, token: tokens[offset]) {
             OneShotRequest.send(subscribe, host: target.host, port: target.port, group: group).hop(to: state.loop)
                 .assumeIsolated().whenSuccess { status in
-                    if status == 200 { openStream() } else { generator.value.progress.failed += 1 }
+                    if status == 200 { openStream() } else { generator.value.connectionFailed() }
                 }
         } else {
             openStream()
-        }
-        group.next().scheduleTask(in: interval) {
-            connect(offset + 1, tokens: tokens, generator: generator, group: group, interval: interval)
         }
     }
 

@@ -63,30 +63,21 @@ struct ConnectionRouter: Sendable {
     }
 
     private func retryHandOff(fd: CInt, handoff: Handoff, shard: Int) async {
-        let userID = handoff.userID
-        let deadline = ContinuousClock.now + workerWait
-        var pause = Duration.milliseconds(1)
-        while true {
-            switch pool.handOff(fd, handoff, shard: shard) {
-            case .sent:
-                Syscall.close(fd)
-                return
-            case .busy, .unavailable:
-                guard ContinuousClock.now < deadline else {
-                    logger.warning(
-                        "no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(userID)"])
-                    let message = "The worker for this user is unavailable; retry shortly"
-                    if handoff.route == .stream {
-                        localServer.reject(fd, status: 503, message: message, origin: handoff.origin)  // its request is read
-                    } else {
-                        localServer.serve(fd, disposition: .reject(APIError(status: 503, message)))
-                    }
-                    return
+        var retry = WorkerPool.HandoffRetry(for: workerWait)
+        while pool.handOff(fd, handoff, shard: shard) != .sent {
+            guard let pause = retry.nextPause() else {
+                logger.warning("no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(handoff.userID)"])
+                let message = "The worker for this user is unavailable; retry shortly"
+                if handoff.route == .stream {
+                    localServer.reject(fd, status: 503, message: message, origin: handoff.origin)  // its request is read
+                } else {
+                    localServer.serve(fd, disposition: .reject(APIError(status: 503, message)))
                 }
-                try? await Task.sleep(for: pause)
-                pause = min(pause * 2, .milliseconds(50))
+                return
             }
+            try? await Task.sleep(for: pause)
         }
+        Syscall.close(fd)
     }
 
     func headRejected(fd: CInt, reason: AcceptReactor.Rejection) {

@@ -71,6 +71,23 @@ final class WorkerPool: Service, Sendable {
         case unavailable
     }
 
+    /// How a hand-off that found its worker busy or starting is retried: pauses growing from 1 ms to 50 ms,
+    /// until a deadline. One policy for the accept path (which waits asynchronously, off the accept thread)
+    /// and for reload's migration (which blocks its own thread).
+    struct HandoffRetry {
+        private let deadline: ContinuousClock.Instant
+        private var pause = Duration.milliseconds(1)
+
+        init(for wait: Duration) { deadline = .now + wait }
+
+        /// The pause before the next attempt; nil once the deadline has passed.
+        mutating func nextPause() -> Duration? {
+            guard ContinuousClock.now < deadline else { return nil }
+            defer { pause = min(pause * 2, .milliseconds(50)) }
+            return pause
+        }
+    }
+
     /// Descriptor numbers a worker finds its two sockets at.
     static let workerControlDescriptor: CInt = 3
     static let workerHandoffDescriptor: CInt = 4

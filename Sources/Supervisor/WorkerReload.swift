@@ -122,12 +122,12 @@ extension WorkerPool {
 
     /// `handOff`, retried for a few seconds while the worker is busy or starting. Blocks: for the forwarding thread.
     private func handOffWaiting(_ fd: CInt, _ handoff: Handoff, shard: Int) -> Bool {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
-            if handOff(fd, handoff, shard: shard) == .sent { return true }
-            usleep(2000)
+        var retry = HandoffRetry(for: .seconds(5))
+        while handOff(fd, handoff, shard: shard) != .sent {
+            guard let pause = retry.nextPause() else { return false }
+            usleep(useconds_t(pause / .microseconds(1)))
         }
-        return false
+        return true
     }
 
     /// A user with topics and no stream, from the retiring worker, goes to the shard's current worker.
@@ -163,7 +163,7 @@ struct ReloadOnHangup: Service {
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for await _ in hangups {
                 await reloads.reload()
             }
