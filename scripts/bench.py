@@ -38,8 +38,9 @@ Scenario = collections.namedtuple(
 # max_connecting: connections being set up at once (Pushpin's README asks for at most 50).
 SCENARIOS = [
     Scenario("idle-20k", 20000, 1, 1, 2, False),
-    # Connections offered faster than any server here takes them: the set-up rate at saturation.
-    Scenario("connect-storm-20k", 20000, 1, 1, 2, False, ramp=20000),
+    # Connections as fast as the server takes them, 512 in flight at any time (a flood would measure SYN
+    # retransmission timers once the listen queue overflows, not the server): the set-up rate at saturation.
+    Scenario("connect-storm-20k", 20000, 1, 1, 2, False, ramp=50000, max_connecting=512),
     Scenario("broadcast-20k-10/s", 20000, 100, 10, 2, False),
     Scenario("broadcast-20k-50/s", 20000, 250, 50, 2, False),
     # sse-hub reloading (SIGHUP: every worker replaced, streams moved) every 50 events, against nchan not reloading.
@@ -364,7 +365,7 @@ def targets_summary(raw):
         cpu, cpu_n = get(storm, "sse-hub", "serverCPUMicrosecondsPerConnection"), get(storm, "nchan", "serverCPUMicrosecondsPerConnection")
         lines.append(f"3. **Connection set-up at least as fast as nchan's**: offered 5,000 connections/s, sse-hub sets them up at "
                      f"{statistics.median(ratios):.2f}× nchan's rate (median over the scenarios, range {ratios[0]:.2f}–{ratios[-1]:.2f}); "
-                     f"offered 20,000/s, more than either takes on this machine, {hub_storm:,.0f} vs {nchan_storm:,.0f} per second "
+                     f"offered as fast as it takes them (512 in flight), {hub_storm:,.0f} vs {nchan_storm:,.0f} per second "
                      f"({storm_ratio:.2f}×): {verdict}. The server's CPU per connection there is {cpu:.0f} µs against nginx's {cpu_n:.0f}: "
                      "every sse-hub connection is accepted, peeked and verified by the supervisor, then received and adopted by a "
                      "worker, two processes' work (and a descriptor passed between them) where nginx does one.")
