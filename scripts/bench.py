@@ -107,82 +107,53 @@ class Hub:
         self.process.wait(timeout=30)
 
 
-class Node:
-    """The Node/Express service sse-hub replaces (../shared/peers/node), one process."""
-    name = "node"
-
-    def __init__(self, workers):
-        self.run_dir = tempfile.mkdtemp(prefix="sse-peers-")
-
-    def env(self):
-        return dict(os.environ, PEERS_RUN=self.run_dir, JWT_SECRET=SECRET)
-
-    def start(self):
-        subprocess.run([os.path.join(PEERS, "start-all.sh"), "node"], env=self.env(), check=True, stdout=subprocess.DEVNULL)
-        wait_http("http://127.0.0.1:18083/api/health")
-        with open(os.path.join(self.run_dir, "node.pid")) as f:
-            return int(f.read().strip())
-
-    def bench_args(self):
-        return ["--target", "node"]
-
-    def stop(self):
-        subprocess.run([os.path.join(PEERS, "stop-all.sh"), "node"], env=self.env(), check=False, stdout=subprocess.DEVNULL)
-
-
-class Nchan:
-    name = "nchan"
+class Peer:
+    """A peer from ../shared/peers, started and stopped by its scripts, with a run folder of its own."""
+    name = None
+    ready_url = None
 
     def __init__(self, workers):
         self.workers = workers
         self.run_dir = tempfile.mkdtemp(prefix="sse-peers-")
 
     def env(self):
-        return dict(os.environ, NCHAN_WORKERS=str(self.workers), PEERS_RUN=self.run_dir,
-                    NCHAN_REUSEPORT="1" if self.workers > 2 else "0")
-
-    def start(self):
-        subprocess.run([os.path.join(PEERS, "start-all.sh"), "nchan"], env=self.env(), check=True, stdout=subprocess.DEVNULL)
-        wait_http("http://127.0.0.1:18081/health")
-        with open(os.path.join(self.run_dir, "nchan.pid")) as f:
-            return int(f.read().strip())
-
-    def bench_args(self):
-        return ["--target", "nchan"]
-
-    def stop(self):
-        subprocess.run([os.path.join(PEERS, "stop-all.sh"), "nchan"], env=self.env(), check=False, stdout=subprocess.DEVNULL)
-
-
-class Pushpin:
-    """Pushpin 1.36 with its GRIP origin (../shared/peers/pushpin); its runner's process tree is measured."""
-    name = "pushpin"
-
-    def __init__(self, workers):
-        self.run_dir = tempfile.mkdtemp(prefix="sse-peers-")
-
-    def env(self):
         return dict(os.environ, PEERS_RUN=self.run_dir)
 
     def start(self):
-        subprocess.run([os.path.join(PEERS, "start-all.sh"), "pushpin"], env=self.env(), check=True, stdout=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                request = urllib.request.Request("http://127.0.0.1:18082/sub/probe")
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except Exception:
-                time.sleep(0.2)
-        with open(os.path.join(self.run_dir, "pushpin.pid")) as f:
+        subprocess.run([os.path.join(PEERS, "start-all.sh"), self.name], env=self.env(), check=True, stdout=subprocess.DEVNULL)
+        wait_http(self.ready_url, seconds=30)
+        with open(os.path.join(self.run_dir, f"{self.name}.pid")) as f:
             return int(f.read().strip())
 
     def bench_args(self):
-        return ["--target", "pushpin"]
+        return ["--target", self.name]
 
     def stop(self):
-        subprocess.run([os.path.join(PEERS, "stop-all.sh"), "pushpin"], env=self.env(), check=False, stdout=subprocess.DEVNULL)
+        subprocess.run([os.path.join(PEERS, "stop-all.sh"), self.name], env=self.env(), check=False, stdout=subprocess.DEVNULL)
+
+
+class Node(Peer):
+    """The Node/Express service sse-hub replaces (one process)."""
+    name = "node"
+    ready_url = "http://127.0.0.1:18083/api/health"
+
+    def env(self):
+        return dict(super().env(), JWT_SECRET=SECRET)
+
+
+class Nchan(Peer):
+    """nginx 1.22 + nchan 1.3.6 with as many worker processes as sse-hub has workers."""
+    name = "nchan"
+    ready_url = "http://127.0.0.1:18081/health"
+
+    def env(self):
+        return dict(super().env(), NCHAN_WORKERS=str(self.workers), NCHAN_REUSEPORT="1" if self.workers > 2 else "0")
+
+
+class Pushpin(Peer):
+    """Pushpin 1.36 in front of its GRIP origin; the runner's process tree is measured."""
+    name = "pushpin"
+    ready_url = "http://127.0.0.1:18082/sub/probe"  # a stream: ready once its head arrives
 
 
 SERVERS = {"nchan": Nchan, "node": Node, "pushpin": Pushpin}

@@ -12,6 +12,8 @@
 
 // Declared by <sys/socket.h> only under _GNU_SOURCE, which a module header cannot rely on.
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+// Declared by <unistd.h> only under _GNU_SOURCE, likewise.
+extern int pipe2(int pipefd[2], int flags);
 
 #include <spawn.h>
 // glibc 2.34+, declared by <spawn.h> only under __USE_MISC.

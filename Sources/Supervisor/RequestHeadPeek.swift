@@ -63,7 +63,7 @@ struct RequestHeadPeek: Sendable, Equatable {
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
             let name = line[..<colon]
             let value = { String(decoding: trimmed(line[(colon + 1)...]), as: UTF8.self) }
-            // The first of each wins, as the worker's parser used to read them.
+            // The first of each wins, as SwiftNIO's `HTTPHeaders.first(name:)` reads them on the worker's side.
             if name.equalsIgnoringASCIICase("authorization") {
                 if peek.authorization == nil { peek.authorization = value() }
             } else if name.equalsIgnoringASCIICase("x-auth-token") {

@@ -34,8 +34,8 @@ final class WorkerPool: Service, Sendable {
         var status = WorkerStatus.down
         var pid: pid_t?
         var control: (any Channel)?
-        /// The supervisor's end of the `SOCK_SEQPACKET` pair that carries connections (`SCM_RIGHTS`).
-        var handoffSocket: CInt?
+        /// The supervisor's end of the link that carries connections.
+        var handoff: HandoffLink?
         var stats = WorkerStats()
         var startedAt: ContinuousClock.Instant?
         var restarts = 0
@@ -52,7 +52,7 @@ final class WorkerPool: Service, Sendable {
         var generation: Int
         var pid: pid_t
         var control: any Channel
-        var handoffSocket: CInt
+        var handoff: HandoffLink
         var passedEverything = false
     }
 
@@ -88,9 +88,8 @@ final class WorkerPool: Service, Sendable {
         }
     }
 
-    /// Descriptor numbers a worker finds its two sockets at.
+    /// The descriptor number a worker finds its control socket at (its hand-off link's: see `HandoffLink`).
     static let workerControlDescriptor: CInt = 3
-    static let workerHandoffDescriptor: CInt = 4
 
     let settings: Settings
     private let group: any EventLoopGroup
@@ -130,10 +129,18 @@ final class WorkerPool: Service, Sendable {
         log[metadataKey: "worker"] = "\(shard)"
         do {
             let (controlOurs, controlTheirs) = try Syscall.socketPair(type: .stream)
-            let (handoffOurs, handoffTheirs) = try Syscall.socketPair(type: .seqpacket)
+            let handoff: (ours: HandoffLink, theirs: (socket: CInt, doorbell: CInt))
+            do {
+                handoff = try HandoffLink.make()
+            } catch {
+                Syscall.close(controlOurs)
+                Syscall.close(controlTheirs)
+                throw error
+            }
             defer {
                 Syscall.close(controlTheirs)
-                Syscall.close(handoffTheirs)
+                Syscall.close(handoff.theirs.socket)
+                Syscall.close(handoff.theirs.doorbell)
             }
             let pid: pid_t
             do {
@@ -141,23 +148,24 @@ final class WorkerPool: Service, Sendable {
                     path: settings.workerPath,
                     arguments: [
                         "--shard", String(shard), "--control-fd", String(Self.workerControlDescriptor),
-                        "--handoff-fd", String(Self.workerHandoffDescriptor), "--epoch", String(settings.epoch),
+                        "--handoff-fd", String(HandoffLink.workerSocketDescriptor),
+                        "--doorbell-fd", String(HandoffLink.workerDoorbellDescriptor), "--epoch", String(settings.epoch),
                     ] + settings.workerArguments,
                     descriptors: [
-                        (controlTheirs, Self.workerControlDescriptor), (handoffTheirs, Self.workerHandoffDescriptor),
+                        (controlTheirs, Self.workerControlDescriptor), (handoff.theirs.socket, HandoffLink.workerSocketDescriptor),
+                        (handoff.theirs.doorbell, HandoffLink.workerDoorbellDescriptor),
                     ],
                     environment: ProcessSpawn.currentEnvironment
                 )
             } catch {
                 Syscall.close(controlOurs)
-                Syscall.close(handoffOurs)
+                handoff.ours.close()
                 throw error
             }
-            try Syscall.setNonBlocking(handoffOurs, true)
             state.withLock { state in
                 state.slots[shard].status = .starting
                 state.slots[shard].pid = pid
-                state.slots[shard].handoffSocket = handoffOurs
+                state.slots[shard].handoff = handoff.ours
                 state.slots[shard].startedAt = .now
                 state.slots[shard].lastAnswer = .now
                 state.slots[shard].stats = WorkerStats()
@@ -205,17 +213,17 @@ final class WorkerPool: Service, Sendable {
         if retiredWorkerExited(shard: shard, generation: generation, pid: pid) { return }
         let (control, handoff, shuttingDown, ranFor) = state.withLock { state in
             var slot = state.slots[shard]
-            let taken = (slot.control, slot.handoffSocket, state.shuttingDown, slot.startedAt.map { $0.duration(to: .now) })
+            let taken = (slot.control, slot.handoff, state.shuttingDown, slot.startedAt.map { $0.duration(to: .now) })
             slot.status = .down
             slot.pid = nil
             slot.control = nil
-            slot.handoffSocket = nil
+            slot.handoff = nil
             slot.stats = WorkerStats()
             state.slots[shard] = slot
             return taken
         }
         control?.close(promise: nil)
-        if let handoff { Syscall.close(handoff) }
+        handoff?.close()
         let signal = waitStatus & 0x7f
         let how = signal == 0 ? "exit code \((waitStatus >> 8) & 0xff)" : "signal \(signal)"
         var metadata: Logger.Metadata = [
@@ -313,9 +321,9 @@ final class WorkerPool: Service, Sendable {
         // Under the lock, so that the socket cannot be closed (and its number reused) while in use.
         return state.withLock { state in
             let slot = state.slots[shard]
-            guard slot.status == .up, let socket = slot.handoffSocket else { return .unavailable }
+            guard slot.status == .up, let link = slot.handoff else { return .unavailable }
             do {
-                try DescriptorPassing.send(descriptor: fd, payload: payload, over: socket)
+                try link.send(descriptor: fd, payload: payload)
                 return .sent
             } catch .wouldBlock {
                 return .busy

@@ -38,14 +38,14 @@ extension WorkerPool {
         let retiring: Retiring? = state.withLock { state in
             var slot = state.slots[shard]
             guard !state.shuttingDown, slot.retiring == nil, slot.status == .up, let pid = slot.pid, let control = slot.control,
-                let socket = slot.handoffSocket
+                let handoff = slot.handoff
             else { return nil }
-            let retiring = Retiring(generation: slot.generation, pid: pid, control: control, handoffSocket: socket)
+            let retiring = Retiring(generation: slot.generation, pid: pid, control: control, handoff: handoff)
             slot.retiring = retiring
             slot.status = .starting
             slot.pid = nil
             slot.control = nil
-            slot.handoffSocket = nil
+            slot.handoff = nil
             state.slots[shard] = slot
             return retiring
         }
@@ -59,7 +59,7 @@ extension WorkerPool {
             log.error("the new worker did not come up; the retiring one passes its streams on when it does")
             _ = await waitUntil(.seconds(300)) { $0.slots[shard].status == .up || $0.shuttingDown }
         }
-        forwardMigratedStreams(from: retiring.handoffSocket, shard: shard, logger: log)
+        forwardMigratedStreams(from: retiring.handoff, shard: shard, logger: log)
         retiring.control.writeAndFlush(ControlMessage.migrate, promise: nil)
         let passed = await waitUntil(.seconds(30)) { state in
             guard let current = state.slots[shard].retiring, current.generation == retiring.generation else { return true }
@@ -86,16 +86,19 @@ extension WorkerPool {
         return true
     }
 
-    /// Reads the streams a retiring worker sends back and hands each to the shard's current worker. Owns the
-    /// socket from now on, and closes it when the retiring worker has gone (end of stream).
-    private func forwardMigratedStreams(from socket: CInt, shard: Int, logger: Logger) {
+    /// Reads the streams a retiring worker sends back over its hand-off socket and hands each to the shard's
+    /// current worker. Owns the link from now on, and closes it when the retiring worker has gone (end of
+    /// stream): not before, since a worker takes its doorbell's end as the signal to stop.
+    private func forwardMigratedStreams(from link: HandoffLink, shard: Int, logger: Logger) {
         let thread = Thread {
+            let socket = link.socket
             try? Syscall.setNonBlocking(socket, false)
+            let buffers = DescriptorPassing.ReceiveBuffers()
             var moved = 0
             while true {
                 let received: DescriptorPassing.Received?
                 do {
-                    received = try DescriptorPassing.receive(from: socket)
+                    received = try DescriptorPassing.receive(from: socket, using: buffers)
                 } catch {
                     logger.error("bad message from a retiring worker; dropped", metadata: ["error": "\(error)"])
                     continue
@@ -113,7 +116,7 @@ extension WorkerPool {
                     logger.warning("a migrating stream found no worker; its client reconnects", metadata: ["user": "\(handoff.userID)"])
                 }
             }
-            Syscall.close(socket)
+            link.close()
             logger.info("streams moved to the new worker", metadata: ["event": "connection-migrated", "streams": "\(moved)"])
         }
         thread.name = "sse-migrate-\(shard)"

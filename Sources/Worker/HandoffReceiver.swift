@@ -1,66 +1,58 @@
-import Foundation
 import Logging
 import NIOCore
 import NIOPosix
 import Shared
 
 /// Takes connections off the hand-off socket (`SCM_RIGHTS`) and adopts each into SwiftNIO.
-/// `recvmsg` blocks, so it runs on a thread of its own; everything after the adoption runs on the event loop.
+///
+/// SwiftNIO can neither receive descriptors nor watch a socket it does not read, so the supervisor rings a
+/// doorbell (a pipe, which a `PipeChannel` reads) after every connection it sends: the event loop wakes, drains
+/// the socket with non-blocking `recvmsg`, and adopts each connection in the same turn, with no thread between.
+/// The doorbell's end (the supervisor closed it, or died) ends the worker.
 struct HandoffReceiver: Sendable {
     let socket: CInt
-    let group: any EventLoopGroup
+    let doorbell: CInt
+    let eventLoop: any EventLoop
     let hub: NIOLoopBound<StreamHub>
     let responses: HTTPResponses
     let logger: Logger
     /// Bytes a stream may have waiting to be sent before it counts as a slow consumer.
     let maximumPendingBytes: Int
 
-    /// Receives until the supervisor closes its end, then calls `finished`.
-    func start(finished: @escaping @Sendable () -> Void) {
-        let thread = Thread {
-            receiveLoop()
-            finished()
-        }
-        thread.name = "sse-handoff"
-        thread.start()
+    /// Starts listening for the doorbell; `finished` is called once it has ended.
+    func start(finished: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
+        NIOPipeBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DoorbellHandler(receiver: self, finished: finished))
+                }
+            }
+            .takingOwnershipOfDescriptor(input: doorbell)
+            .map { _ in }
     }
 
-    /// Waits for a connection, then takes whatever else is queued, and has the event loop adopt the batch in
-    /// one task: under a burst of connects that is one wake-up of the loop for many connections.
-    private func receiveLoop() {
-        let loop = group.next()
-        var batch: [(CInt, Handoff)] = []
+    /// Adopts every connection waiting on the socket. On the event loop.
+    fileprivate func adoptWaiting(using buffers: DescriptorPassing.ReceiveBuffers) {
         while true {
             let received: DescriptorPassing.Received?
             do {
-                received = try DescriptorPassing.receive(from: socket, waiting: batch.isEmpty)
+                received = try DescriptorPassing.receive(from: socket, waiting: false, using: buffers)
             } catch .wouldBlock {
-                let ready = batch
-                batch = []
-                loop.execute { for (fd, handoff) in ready { adopt(fd, handoff: handoff) } }
-                continue
+                return
             } catch {
                 logger.error("bad hand-off message; dropped", metadata: ["error": "\(error)"])
                 continue
             }
-            guard let received else {
-                for (fd, _) in batch { Syscall.close(fd) }
-                return
-            }
+            guard let received else { return }  // the supervisor's end is closed; the doorbell's end follows
             guard let fd = received.descriptor else {
                 logger.error("hand-off message without a descriptor; dropped")
                 continue
             }
             do {
-                batch.append((fd, try Handoff(decoding: received.payload)))
+                adopt(fd, handoff: try Handoff(decoding: received.payload))
             } catch {
                 logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
                 Syscall.close(fd)
-            }
-            if batch.count >= 256 {
-                let ready = batch
-                batch = []
-                loop.execute { for (fd, handoff) in ready { adopt(fd, handoff: handoff) } }
             }
         }
     }
@@ -71,7 +63,7 @@ struct HandoffReceiver: Sendable {
         let logger = self.logger
         let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: maximumPendingBytes / 2, high: maximumPendingBytes)
         let isStream = handoff.route == .stream || handoff.route == .migrated
-        ClientBootstrap(group: group)
+        ClientBootstrap(group: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Set synchronously: a bootstrap's `channelOption`s are applied through futures, which
@@ -105,5 +97,33 @@ struct HandoffReceiver: Sendable {
                     logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])
                 }
             }
+    }
+}
+
+/// Reads the doorbell: each read (of however many rings) drains the hand-off socket.
+private final class DoorbellHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let receiver: HandoffReceiver
+    private let finished: @Sendable () -> Void
+    private let buffers = DescriptorPassing.ReceiveBuffers()
+
+    init(receiver: HandoffReceiver, finished: @escaping @Sendable () -> Void) {
+        self.receiver = receiver
+        self.finished = finished
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        receiver.adoptWaiting(using: buffers)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        receiver.adoptWaiting(using: buffers)
+        finished()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        receiver.logger.error("the hand-off doorbell failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
     }
 }

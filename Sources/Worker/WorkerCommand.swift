@@ -21,6 +21,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Descriptor of the hand-off socket (SOCK_SEQPACKET, SCM_RIGHTS).")
     var handoffFd: CInt
 
+    @Option(help: "Descriptor of the hand-off doorbell (a pipe's read end: a byte after every connection sent).")
+    var doorbellFd: CInt
+
     @Option(help: "The supervisor's epoch (first part of every event id).")
     var epoch: UInt64
 
@@ -64,9 +67,11 @@ struct WorkerCommand: AsyncParsableCommand {
         let control = try await WorkerControl.connect(
             fd: controlFd, handoffSocket: handoffFd, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
         let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins))
-        HandoffReceiver(
-            socket: handoffFd, group: group, hub: hub, responses: responses, logger: logger, maximumPendingBytes: stream.maxPendingBytes)
-            .start { stopped.succeed() }
+        try await HandoffReceiver(
+            socket: handoffFd, doorbell: doorbellFd, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
+            maximumPendingBytes: stream.maxPendingBytes
+        )
+        .start { stopped.succeed() }.get()
 
         try await eventLoop.submit {
             hub.value.start { stats in control.writeAndFlush(ControlMessage.stats(stats), promise: nil) }

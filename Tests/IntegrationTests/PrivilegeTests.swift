@@ -74,7 +74,7 @@ struct PrivilegeTests {
     @Test func aWorkerStartedAsRootWithoutAUserRefusesToRun() async throws {
         let outcome = try await ChildProcess.run(
             HubProcess.buildDirectory.appendingPathComponent("sse-worker"),
-            ["--shard", "0", "--control-fd", "3", "--handoff-fd", "4", "--epoch", "1"])
+            ["--shard", "0", "--control-fd", "3", "--handoff-fd", "4", "--doorbell-fd", "5", "--epoch", "1"])
         #expect(outcome.status == 78)
         #expect(outcome.errors.contains("refusing to run as root"))
     }

@@ -89,6 +89,32 @@ struct StreamingTests {
         }
     }
 
+    /// The supervisor reads a stream's head itself (the worker gets the answer's inputs with the descriptor):
+    /// header names in any case, values with spaces around them, the first of repeated headers, and bytes the
+    /// client sends after the head (a pipelined request, a body) are ignored rather than parsed as a request.
+    @Test func aStreamsHeadIsReadByTheSupervisorWhateverFollowsIt() async throws {
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--cors-origin", "https://app.example"])
+        defer { Task { try await hub.stop() } }
+        let token = try await hub.token("dora")
+        let head =
+            "GET /api/sse/stream HTTP/1.1\r\nHost: x\r\nAUTHORIZATION:  Bearer \(token) \r\nauthorization: Bearer not-a-token\r\n"
+            + "ORIGIN: https://app.example\r\nLast-Event-Id:\t\tnot-an-id\t\r\nAccept: text/event-stream\r\n\r\n"
+        let connection = try await TestConnection.open(port: hub.port)
+        try await connection.send(Array((head + "GET /api/health HTTP/1.1\r\nHost: x\r\n\r\nstray bytes").utf8))
+        let stream = SSETestStream(connection: connection)
+        let connected = try await stream.waitForEvent("connected")
+        #expect(connected.first?.data.contains(#""userId":"dora""#) == true)
+        let reset = try await stream.waitForEvent("reset")
+        #expect(reset.first?.data.contains(#""lastEventId":"not-an-id""#) == true, "Last-Event-ID read, trimmed")
+        #expect(connection.snapshot.headers["access-control-allow-origin"] == "https://app.example")
+        try await connection.send(Array("more stray bytes".utf8))
+        #expect(try await hub.publish(#"{"event":"after","userId":"dora","data":1}"#).status == 200)
+        try await stream.waitForEvent("after")
+        #expect(connection.snapshot.status == 200)
+        #expect(!stream.isClosed)
+        #expect(try await hub.health().status == "healthy")
+    }
+
     @Test func topicsBelongToTheUserAndSurviveAReconnect() async throws {
         let hub = try await HubProcess.start(workers: 2)
         defer { Task { try await hub.stop() } }

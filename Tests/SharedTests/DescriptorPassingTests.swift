@@ -71,6 +71,36 @@ import Glibc
         #expect(try DescriptorPassing.receive(from: ours) == nil)
     }
 
+    @Test func oneSetOfBuffersServesMessageAfterMessage() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer { Syscall.close(ours) }
+        let process = try runPython(
+            """
+            import socket; s = socket.socket(fileno=3)
+            r, w = os.pipe()
+            socket.send_fds(s, [b'a longer payload first'], [r])
+            socket.send_fds(s, [b'short'], [w])
+            s.send(b'no descriptor')
+            """, passing: theirs)
+        Syscall.close(theirs)
+        let buffers = DescriptorPassing.ReceiveBuffers()
+        let first = try #require(try DescriptorPassing.receive(from: ours, using: buffers))
+        let second = try #require(try DescriptorPassing.receive(from: ours, using: buffers))
+        let third = try #require(try DescriptorPassing.receive(from: ours, using: buffers))
+        #expect(first.payload == Array("a longer payload first".utf8))
+        #expect(second.payload == Array("short".utf8), "nothing of the longer message before it")
+        #expect(third.payload == Array("no descriptor".utf8))
+        #expect(third.descriptor == nil, "no descriptor left over from the messages before")
+        let (read, write) = (try #require(first.descriptor), try #require(second.descriptor))
+        #expect(Glibc.write(write, "x", 1) == 1)
+        var byte: UInt8 = 0
+        #expect(Glibc.read(read, &byte, 1) == 1 && byte == UInt8(ascii: "x"), "the two ends of one pipe, passed apart")
+        Syscall.close(read)
+        Syscall.close(write)
+        #expect(try process.wait() == 0)
+        #expect(try DescriptorPassing.receive(from: ours, waiting: false, using: buffers) == nil, "the peer is gone: end of stream")
+    }
+
     @Test func extraDescriptorsAreClosedAndRefused() throws {
         let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
         defer { Syscall.close(ours) }

@@ -102,6 +102,24 @@ public enum Syscall {
         }
     }
 
+    /// `pipe2(2)` with `O_CLOEXEC`: the read end, then the write end.
+    public static func pipe() throws(Errno) -> (read: CInt, write: CInt) {
+        var fds: [CInt] = [-1, -1]
+        _ = try retryingEINTR("pipe2") { pipe2(&fds, O_CLOEXEC) }
+        return (fds[0], fds[1])
+    }
+
+    /// `write(2)` of a single byte to a non-blocking descriptor; false when it is full (`EAGAIN`).
+    @discardableResult
+    public static func writeByte(_ fd: CInt, _ byte: UInt8 = 1) throws(Errno) -> Bool {
+        var byte = byte
+        do {
+            return try retryingEINTR("write") { Glibc.write(fd, &byte, 1) } == 1
+        } catch where error == .wouldBlock {
+            return false
+        }
+    }
+
     /// `fcntl(F_SETFL)`: sets or clears `O_NONBLOCK`.
     public static func setNonBlocking(_ fd: CInt, _ nonBlocking: Bool) throws(Errno) {
         let flags = try retryingEINTR("fcntl") { fcntl(fd, F_GETFL) }
