@@ -191,7 +191,12 @@ final class SubscriberHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if opened { generator.progress.closed += 1 }
+        if head != nil {
+            head = nil
+            generator.connectionFailed()  // closed before a response head: it never opened
+        } else if opened {
+            generator.progress.closed += 1
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

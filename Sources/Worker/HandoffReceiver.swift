@@ -32,13 +32,16 @@ struct HandoffReceiver: Sendable {
     }
 
     /// Adopts every connection waiting on the socket. On the event loop.
-    fileprivate func adoptWaiting(using buffers: DescriptorPassing.ReceiveBuffers) {
+    fileprivate func adoptWaiting(using buffers: DescriptorPassing.ReceiveBuffers, outOfDescriptors: DroppedConnections) {
         while true {
             let received: DescriptorPassing.Received?
             do {
                 received = try DescriptorPassing.receive(from: socket, waiting: false, using: buffers)
             } catch .wouldBlock {
                 return
+            } catch .tooManyOpenFiles {
+                outOfDescriptors.record()
+                continue
             } catch {
                 logger.error("bad hand-off message; dropped", metadata: ["error": "\(error)"])
                 continue
@@ -107,23 +110,63 @@ private final class DoorbellHandler: ChannelInboundHandler {
     private let receiver: HandoffReceiver
     private let finished: @Sendable () -> Void
     private let buffers = DescriptorPassing.ReceiveBuffers()
+    private let outOfDescriptors: DroppedConnections
 
     init(receiver: HandoffReceiver, finished: @escaping @Sendable () -> Void) {
         self.receiver = receiver
         self.finished = finished
+        outOfDescriptors = DroppedConnections(eventLoop: receiver.eventLoop, logger: receiver.logger)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        receiver.adoptWaiting(using: buffers)
+        receiver.adoptWaiting(using: buffers, outOfDescriptors: outOfDescriptors)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        receiver.adoptWaiting(using: buffers)
+        receiver.adoptWaiting(using: buffers, outOfDescriptors: outOfDescriptors)
         finished()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         receiver.logger.error("the hand-off doorbell failed", metadata: ["error": "\(error)"])
         context.close(promise: nil)
+    }
+}
+
+/// Connections lost because this worker had no descriptor left for them, logged at most once a second (a
+/// full worker loses them by the thousand) with how many, and what to do about it. On the event loop.
+final class DroppedConnections {
+    private let eventLoop: any EventLoop
+    private let logger: Logger
+    private var unlogged = 0
+    private var quietUntil = NIODeadline.uptimeNanoseconds(0)
+    private var flushScheduled = false
+
+    init(eventLoop: any EventLoop, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    func record() {
+        unlogged += 1
+        if NIODeadline.now() >= quietUntil {
+            flush()
+        } else if !flushScheduled {
+            flushScheduled = true
+            let this = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.scheduleTask(deadline: quietUntil) {
+                this.value.flushScheduled = false
+                this.value.flush()
+            }
+        }
+    }
+
+    private func flush() {
+        guard unlogged > 0 else { return }
+        logger.error(
+            "connections lost: this worker has reached its open-files limit (RLIMIT_NOFILE); run more workers (--workers) or raise the limit (LimitNOFILE=)",
+            metadata: ["lost": "\(unlogged)", "event": "worker-out-of-descriptors"])
+        unlogged = 0
+        quietUntil = .now() + .seconds(1)
     }
 }

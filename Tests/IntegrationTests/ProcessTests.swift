@@ -77,6 +77,32 @@ struct ProcessTests {
         #expect(try descriptors() < before + 10)
     }
 
+    /// A worker at its open-files limit cannot take a connection's descriptor: the kernel drops it, and with it
+    /// the connection. The worker must say so (once a second, with a count and what to do), keep serving the
+    /// streams it has, and take new ones once descriptors are free again.
+    @Test func aWorkerOutOfDescriptorsLosesOnlyNewConnectionsAndSaysSo() async throws {
+        let hub = try await HubProcess.start(workers: 1, openFilesLimit: 100)
+        defer { Task { try await hub.stop() } }
+        var streams: [SSETestStream] = []
+        for index in 0..<120 {
+            streams.append(try await SSETestStream.open(port: hub.port, target: "/api/sse/stream?token=\(try await hub.token("full-\(index)"))"))
+        }
+        try await waitUntil("every stream connected or closed") {
+            streams.allSatisfy { !$0.events(named: "connected").isEmpty || $0.isClosed }
+        }
+        let connected = streams.filter { !$0.isClosed }
+        #expect(connected.count > 50 && connected.count < 100, "\(connected.count) of 120 connected under a limit of 100")
+        try await waitUntil("the loss logged") { hub.log.contains("event=worker-out-of-descriptors") }
+        #expect(hub.log.contains("open-files limit (RLIMIT_NOFILE)"))
+        #expect(try await hub.health().status == "healthy")
+        #expect(try await hub.publish(#"{"event":"still","data":1}"#).status == 200)
+        for stream in connected { try await stream.waitForEvent("still") }
+
+        for stream in connected.prefix(20) { await stream.close() }
+        try await waitUntil("closed streams uncounted") { try await hub.health().services.sse.totalClients == connected.count - 20 }
+        _ = try await hub.openStream("after-the-storm")
+    }
+
     @Test func aConnectionServesOneUserRequestOnly() async throws {
         let hub = try await HubProcess.start(workers: 3)
         defer { Task { try await hub.stop() } }

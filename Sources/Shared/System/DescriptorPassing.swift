@@ -75,7 +75,8 @@ public enum DescriptorPassing {
     }
 
     /// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`. Returns nil at end of stream (the peer closed).
-    /// Extra descriptors, or a message cut short, are closed and reported as `Errno.messageTooLong`.
+    /// Extra descriptors, or a message cut short, are closed and reported as `Errno.messageTooLong`; a descriptor
+    /// this process had no room for (its open-files limit) as `Errno.tooManyOpenFiles`.
     /// With `waiting: false` (`MSG_DONTWAIT`) it throws `Errno.wouldBlock` when no message is queued.
     public static func receive(
         from socket: CInt, waiting: Bool = true, using buffers: ReceiveBuffers = ReceiveBuffers()
@@ -99,6 +100,8 @@ public enum DescriptorPassing {
         }
         let descriptors = parseDescriptors(UnsafeRawBufferPointer(rebasing: control[..<min(controlLength, control.count)]))
         if count == 0 && descriptors.isEmpty { return nil }
+        // The kernel could not install the descriptor (RLIMIT_NOFILE reached): it is gone, and its connection with it.
+        if flags & Int32(MSG_CTRUNC) != 0 && descriptors.isEmpty { throw .tooManyOpenFiles }
         if flags & Int32(MSG_TRUNC | MSG_CTRUNC) != 0 || descriptors.count > 1 {
             descriptors.forEach(Syscall.close)
             throw .messageTooLong

@@ -19,10 +19,11 @@ final class HubProcess: Sendable {
     }
 
     /// Starts the supervisor on an ephemeral port; with `socketActivatedOn`, under `systemd-socket-activate`
-    /// listening on that port, so the supervisor gets its socket the way systemd passes it (`LISTEN_FDS`).
+    /// listening on that port, so the supervisor gets its socket the way systemd passes it (`LISTEN_FDS`); with
+    /// `openFilesLimit`, under `prlimit --nofile` (the supervisor and its workers can open no more descriptors).
     static func start(
         workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:], socketActivatedOn activationPort: Int? = nil,
-        choosingWorkerUser: Bool = true
+        choosingWorkerUser: Bool = true, openFilesLimit: Int? = nil
     ) async throws -> HubProcess {
         let process = Process()
         let supervisor = buildDirectory.appendingPathComponent("sse-supervisor")
@@ -33,6 +34,11 @@ final class HubProcess: Sendable {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
             process.arguments =
                 ["--listen", "127.0.0.1:\(activationPort)", "--fdname=http", "-E", "SSE_JWT_SECRET", supervisor.path, "--workers", String(workers)]
+                + arguments
+        } else if let openFilesLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")  // sets the limit, then execs: same pid
+            process.arguments =
+                ["--nofile=\(openFilesLimit):\(openFilesLimit)", "--", supervisor.path, "--listen", "127.0.0.1:0", "--workers", String(workers)]
                 + arguments
         } else {
             process.executableURL = supervisor
