@@ -40,6 +40,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request head accepted, in bytes (larger: 431).")
     var maxHeadBytes: Int = 8192
 
+    @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before a 503.")
+    var workerWaitMs: Int = 5000
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -51,6 +54,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
+        guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
         guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
     }
 
@@ -108,7 +112,8 @@ struct Serve: AsyncParsableCommand {
             verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),
             logger: logger)
         let router = ConnectionRouter(
-            verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger), logger: logger)
+            verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger), logger: logger,
+            workerWait: .milliseconds(workerWaitMs))
         let reactor = try AcceptReactor(
             listeners: listeners,
             limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes),

@@ -99,6 +99,28 @@ struct ErrorTests {
         #expect(!bystander.isClosed)
     }
 
+    /// A connection whose worker is down (between its death and its restart, which waits at least 100 ms) gets
+    /// a 503 once `--worker-wait-ms` has passed, a stream too (whose request the supervisor has already read),
+    /// with its CORS headers; then the restarted worker serves again.
+    @Test func aConnectionWhoseWorkerIsDownGetsA503() async throws {
+        let hub = try await HubProcess.start(
+            workers: 1, arguments: ["--worker-wait-ms", "10", "--cors-origin", "https://app.example"])
+        defer { Task { try await hub.stop() } }
+        let pid = try #require(try await hub.health().workers.first?.pid)
+        kill(pid, SIGKILL)
+        try await waitUntil("the worker seen down", timeout: .seconds(5), poll: .milliseconds(2)) {
+            try await hub.health().workers.first?.status != "up"
+        }
+        let stream = try await TestHTTP.request(
+            port: hub.port, "GET", "/api/sse/stream?token=\(try await hub.token("waiting"))",
+            headers: ["Origin": "https://app.example", "Accept": "text/event-stream"])
+        #expect(stream.status == 503)
+        #expect(stream.message == "The worker for this user is unavailable; retry shortly")
+        #expect(stream.headers["access-control-allow-origin"] == "https://app.example")
+        try await hub.waitForHealthy(workers: 1)
+        _ = try await hub.openStream("waiting")
+    }
+
     @Test func aSlowHeadIsTimedOut() async throws {
         let hub = try await HubProcess.start(workers: 1, arguments: ["--head-timeout", "1"])
         defer { Task { try await hub.stop() } }
