@@ -71,9 +71,14 @@ final class ControlRequestHandler: ChannelInboundHandler {
                     origin: nil, context: context)
             case (.POST, "/reload"):
                 let (reloads, promise) = (reloads, context.eventLoop.makePromise(of: Void.self))
-                promise.completeWithTask { await reloads.reload() }
-                promise.futureResult.assumeIsolated().whenComplete { _ in
-                    self.responses.json(TopicsResponse(msg: "Reload done", topics: []), origin: nil, context: context)
+                promise.completeWithTask { try await reloads.reload() }
+                promise.futureResult.assumeIsolated().whenComplete { result in
+                    switch result {
+                    case .success:
+                        self.responses.json(TopicsResponse(msg: "Reload done", topics: []), origin: nil, context: context)
+                    case .failure(let error):
+                        self.responses.error(APIError(status: 409, "\(error)"), origin: nil, context: context)
+                    }
                 }
             default:
                 responses.error(.notFound, origin: nil, context: context)
@@ -93,14 +98,19 @@ actor ReloadCoordinator {
 
     init(pool: WorkerPool) { self.pool = pool }
 
-    func reload() async {
+    func reload() async throws(ReloadRefused) {
         let earlier = previous
         let pool = self.pool
-        let task = Task {
-            await earlier?.value
-            await pool.reload()
+        let task = Task { () async -> Result<Void, ReloadRefused> in
+            _ = await earlier?.value
+            do throws(ReloadRefused) {
+                try await pool.reload()
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
         }
-        previous = task
-        await task.value
+        previous = Task { _ = await task.value }
+        try await task.value.get()
     }
 }

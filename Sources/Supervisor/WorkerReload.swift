@@ -22,7 +22,19 @@ import UnixSignals
 /// A retiring worker that dies midway takes its streams with it: those clients reconnect and resume, and
 /// nothing else is affected.
 extension WorkerPool {
-    func reload() async {
+    /// Replaces every worker, or refuses (before touching any) when the installed `sse-worker` does not speak
+    /// this supervisor's protocols; the error says why.
+    func reload() async throws(ReloadRefused) {
+        let installed = await Self.protocolVersions(ofWorkerAt: settings.workerPath)
+        guard installed == WireProtocol.versions else {
+            let refusal = ReloadRefused(installed: installed, path: settings.workerPath)
+            logger.error(
+                "\(refusal)",
+                metadata: [
+                    "event": "reload-refused", "installed": "\(installed ?? "unknown")", "supervisor": "\(WireProtocol.versions)",
+                ])
+            throw refusal
+        }
         logger.notice("reload: replacing every worker", metadata: ["event": "reload-begin"])
         SystemdNotifier.notify(.reloading)
         for shard in 0..<settings.shardCount {
@@ -74,6 +86,36 @@ extension WorkerPool {
             _ = await waitUntil(.seconds(10)) { $0.slots[shard].retiring?.generation != retiring.generation }
         }
         log.info("worker replaced", metadata: ["event": "worker-replaced", "retired-pid": "\(retiring.pid)"])
+    }
+
+    /// What `sse-worker --protocol-versions` prints for the binary at `path`; nil if it cannot be run or says nothing.
+    /// On a thread of its own: it spawns, reads and waits.
+    static func protocolVersions(ofWorkerAt path: String) async -> String? {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: protocolVersionsBlocking(ofWorkerAt: path)) }.start()
+        }
+    }
+
+    private static func protocolVersionsBlocking(ofWorkerAt path: String) -> String? {
+        guard let output = try? Syscall.pipe() else { return nil }
+        defer { Syscall.close(output.read) }
+        let pid: pid_t
+        do {
+            defer { Syscall.close(output.write) }
+            pid = try ProcessSpawn.spawn(
+                path: path, arguments: [WireProtocol.askArgument], descriptors: [(output.write, 1)],
+                environment: ProcessSpawn.currentEnvironment)
+        } catch {
+            return nil
+        }
+        var text: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256)
+        while text.count < 4096, let count = try? chunk.withUnsafeMutableBytes({ try Syscall.read(output.read, into: $0) }), count > 0 {
+            text += chunk[..<count]
+        }
+        guard let status = try? Syscall.waitForExit(pid), status == 0 else { return nil }
+        let line = String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return line.isEmpty ? nil : line
     }
 
     /// Polls the state until `condition` holds or `timeout` passes; true when it held.
@@ -160,6 +202,18 @@ extension WorkerPool {
     }
 }
 
+/// A reload refused because the installed worker would not understand this supervisor.
+struct ReloadRefused: Error, CustomStringConvertible {
+    let installed: String?
+    let path: String
+
+    var description: String {
+        "reload refused: the installed sse-worker (\(path)) speaks \(installed ?? "nothing this supervisor understands"), this "
+            + "supervisor \(WireProtocol.versions); the running workers stay. Restart the service to upgrade (the socket "
+            + "keeps waiting clients; streams reconnect and resume)"
+    }
+}
+
 /// Runs a reload for every SIGHUP (`systemctl reload`), one at a time.
 struct ReloadOnHangup: Service {
     let reloads: ReloadCoordinator
@@ -168,7 +222,7 @@ struct ReloadOnHangup: Service {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in hangups {
-                await reloads.reload()
+                try? await reloads.reload()  // a refusal is logged where it is decided
             }
         }
     }

@@ -12,6 +12,11 @@ import Shared
 @main
 enum WorkerMain {
     static func main() {
+        // Asked by a supervisor before a reload starts workers from this binary.
+        if CommandLine.arguments.dropFirst().first == WireProtocol.askArgument {
+            print(WireProtocol.versions)
+            return
+        }
         let command: WorkerCommand
         do {
             command = try WorkerCommand.parse()

@@ -38,6 +38,46 @@ struct ControlSocketTests {
         #expect(missing.status != 0)
     }
 
+    /// A reload starts workers from the installed binary; one that speaks other protocols (an upgrade that changed
+    /// them) is refused before any worker is touched, with the reason, and a restart is the way to upgrade.
+    @Test func aReloadIntoAWorkerOfAnotherProtocolIsRefused() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sse-upgrade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("control.sock").path
+        let otherProtocol = folder.appendingPathComponent("speak-another-protocol")
+        // The "installed" worker: the real one, unless the marker file says it was replaced by another version.
+        let worker = folder.appendingPathComponent("sse-worker")
+        try """
+            #!/bin/sh
+            if [ "$1" = "--protocol-versions" ] && [ -e '\(otherProtocol.path)' ]; then echo 'control=1 handoff=99'; exit 0; fi
+            exec '\(HubProcess.buildDirectory.appendingPathComponent("sse-worker").path)' "$@"
+            """.write(to: worker, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: worker.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.path)
+
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--control-socket", path, "--worker-path", worker.path])
+        defer { Task { try await hub.stop() } }
+        let stream = try await hub.openStream("upgrading")
+        let pidsBefore = Set(try await hub.health().workers.compactMap(\.pid))
+
+        #expect(FileManager.default.createFile(atPath: otherProtocol.path, contents: Data()))
+        let refused = try await ctl(["reload", "--socket", path])
+        #expect(refused.status == 1)
+        #expect(refused.output.contains("reload refused"), "\(refused.output)")
+        #expect(refused.output.contains("control=1 handoff=99"))
+        #expect(hub.log.contains("event=reload-refused"))
+        #expect(Set(try await hub.health().workers.compactMap(\.pid)) == pidsBefore, "no worker replaced")
+
+        try FileManager.default.removeItem(at: otherProtocol)
+        let reload = try await ctl(["reload", "--socket", path])
+        #expect(reload.status == 0, "\(reload.output) \(reload.errors)")
+        #expect(Set(try await hub.health().workers.compactMap(\.pid)).isDisjoint(with: pidsBefore))
+        #expect(try await hub.publish(#"{"event":"after","userId":"upgrading","data":1}"#).status == 200)
+        try await stream.waitForEvent("after")
+        #expect(stream.events(named: "connected").count == 1)
+    }
+
     struct StatusReport: Decodable {
         var health: HealthSnapshot
         var topics: [String: Int]

@@ -3,8 +3,9 @@ import NIOCore
 /// The control protocol's framing: `length: u32 BE` (bytes after it) · `version: u8` · `kind: u8` · payload.
 ///
 /// Strings are `u32 BE` length + UTF-8; integers are big-endian. A frame of an unknown version or kind,
-/// or one that does not parse, is a protocol error and the channel is closed: both ends come from one build,
-/// so garbage means corruption, not an older peer worth talking to.
+/// or one that does not parse, is a protocol error and the channel is closed: both ends come from one build
+/// (a reload checks the installed worker's `WireProtocol.versions` first), so garbage means corruption, not
+/// an older peer worth talking to.
 public enum ControlFrame {
     public static let version: UInt8 = 1
     /// Large enough for the stats of a worker with a few hundred thousand topics.

@@ -109,6 +109,11 @@ public enum Syscall {
         return (fds[0], fds[1])
     }
 
+    /// `read(2)`: what `fd` holds, up to the buffer's size; 0 at end of file.
+    public static func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try retryingEINTR("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
     /// `write(2)` of a single byte to a non-blocking descriptor; false when it is full (`EAGAIN`).
     @discardableResult
     public static func writeByte(_ fd: CInt, _ byte: UInt8 = 1) throws(Errno) -> Bool {
