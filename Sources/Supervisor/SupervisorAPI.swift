@@ -116,12 +116,9 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
         switch Self.unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
-            if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > body.limit {
-                answer(.bodyTooLarge, context: context)
-            }
+            if body.refuses(requestHead) { answer(.bodyTooLarge, context: context) }
         case .body(let chunk):
-            body.append(chunk)
-            if body.overflowed { answer(.bodyTooLarge, context: context) }
+            if !body.append(chunk) { answer(.bodyTooLarge, context: context) }
         case .end:
             if let head { handle(head, context: context) }
         }

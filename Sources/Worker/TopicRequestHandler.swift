@@ -52,12 +52,9 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
                 // The supervisor's reading of the head and SwiftNIO's disagree: serve nothing on a guess.
                 return fail(APIError(status: 400, "Malformed request head"), context: context)
             }
-            if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > body.limit {
-                fail(.bodyTooLarge, context: context)
-            }
+            if body.refuses(requestHead) { fail(.bodyTooLarge, context: context) }
         case .body(let chunk):
-            body.append(chunk)
-            if body.overflowed { fail(.bodyTooLarge, context: context) }
+            if !body.append(chunk) { fail(.bodyTooLarge, context: context) }
         case .end:
             guard head != nil else { return }
             changeTopics(context: context)

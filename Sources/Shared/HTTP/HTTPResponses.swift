@@ -61,7 +61,19 @@ public struct BodyCollector: Sendable {
 
     public init(limit: Int = defaultLimit) { self.limit = limit }
 
-    public mutating func append(_ chunk: ByteBuffer) {
+    /// Whether a request announces (`Content-Length`) a body over the limit: refused before any of it is read.
+    public func refuses(_ head: HTTPRequestHead) -> Bool {
+        head.headers.first(name: "content-length").flatMap(Int.init).map { $0 > limit } ?? false
+    }
+
+    /// Adds `chunk`; false once the body is over the limit (it is then dropped).
+    @discardableResult
+    public mutating func append(_ chunk: ByteBuffer) -> Bool {
+        append0(chunk)
+        return !overflowed
+    }
+
+    private mutating func append0(_ chunk: ByteBuffer) {
         guard !overflowed else { return }
         if body.readableBytes + chunk.readableBytes > limit {
             overflowed = true

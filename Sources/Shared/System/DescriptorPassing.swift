@@ -35,14 +35,8 @@ public enum DescriptorPassing {
                 header.pointee.cmsg_level = SOL_SOCKET
                 header.pointee.cmsg_type = Int32(SCM_RIGHTS)
                 controlBytes.storeBytes(of: descriptor, toByteOffset: controlHeaderSize, as: CInt.self)
-                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlBytes.count
-                    return sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
+                return withMessageHeader(payload: payloadBytes, control: controlBytes) { message in
+                    sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
                 }
             }
             }
@@ -85,13 +79,7 @@ public enum DescriptorPassing {
         var flags: CInt = 0
         var controlLength = 0
         let count = try Syscall.retryingEINTR("recvmsg") {
-            var vector = iovec(iov_base: buffers.payload.baseAddress, iov_len: buffers.payload.count)
-            return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                var message = msghdr()
-                message.msg_iov = vectorPointer
-                message.msg_iovlen = 1
-                message.msg_control = control.baseAddress
-                message.msg_controllen = control.count
+            withMessageHeader(payload: buffers.payload, control: control) { message in
                 let received = recvmsg(socket, &message, Int32(MSG_CMSG_CLOEXEC) | (waiting ? 0 : Int32(MSG_DONTWAIT)))
                 flags = message.msg_flags
                 controlLength = received < 0 ? 0 : Int(message.msg_controllen)  // what the kernel filled in
@@ -107,6 +95,21 @@ public enum DescriptorPassing {
             throw .messageTooLong
         }
         return Received(payload: Array(UnsafeRawBufferPointer(rebasing: buffers.payload[..<count])), descriptor: descriptors.first)
+    }
+
+    /// A `msghdr` over one payload buffer and a control buffer, for `sendmsg` and `recvmsg`.
+    private static func withMessageHeader<Result>(
+        payload: UnsafeMutableRawBufferPointer, control: UnsafeMutableRawBufferPointer, _ body: (inout msghdr) -> Result
+    ) -> Result {
+        var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
+        return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            var message = msghdr()
+            message.msg_iov = vectorPointer
+            message.msg_iovlen = 1
+            message.msg_control = control.baseAddress
+            message.msg_controllen = control.count
+            return body(&message)
+        }
     }
 
     /// Walks the control buffer's `cmsghdr`s (`CMSG_FIRSTHDR`/`CMSG_NXTHDR`) collecting `SCM_RIGHTS` descriptors.
