@@ -72,17 +72,6 @@ public enum Syscall {
         }
     }
 
-    /// `send(2)` with `MSG_NOSIGNAL | MSG_DONTWAIT`; returns how many bytes were written (0 if the buffer was full).
-    public static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        do {
-            return try retryingEINTR("send") {
-                Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-            }
-        } catch where error == .wouldBlock {
-            return 0
-        }
-    }
-
     /// `socketpair(2)` in `AF_UNIX` with `SOCK_CLOEXEC`, so neither end leaks into spawned children by accident.
     public static func socketPair(type: SocketPairType) throws(Errno) -> (CInt, CInt) {
         var fds: [CInt] = [-1, -1]
