@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import Shared
+import Synchronization
 import UnixSignals
 
 /// `systemctl reload` (SIGHUP): every worker is replaced by a freshly started `sse-worker` (a new binary, if
@@ -108,12 +109,19 @@ extension WorkerPool {
         } catch {
             return nil
         }
+        // A binary that does not answer within 5 s (it is not an sse-worker, or hangs) is killed: a reload must not hang.
+        let reaped = Mutex(false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+            reaped.withLock { reaped in if !reaped { try? Syscall.kill(pid, SIGKILL) } }
+        }
         var text: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 256)
         while text.count < 4096, let count = try? chunk.withUnsafeMutableBytes({ try Syscall.read(output.read, into: $0) }), count > 0 {
             text += chunk[..<count]
         }
-        guard let status = try? Syscall.waitForExit(pid), status == 0 else { return nil }
+        let status = try? Syscall.waitForExit(pid)
+        reaped.withLock { $0 = true }
+        guard status == 0 else { return nil }
         let line = String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return line.isEmpty ? nil : line
     }

@@ -46,11 +46,13 @@ struct ControlSocketTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = folder.appendingPathComponent("control.sock").path
         let otherProtocol = folder.appendingPathComponent("speak-another-protocol")
+        let hanging = folder.appendingPathComponent("hang-when-asked")
         // The "installed" worker: the real one, unless the marker file says it was replaced by another version.
         let worker = folder.appendingPathComponent("sse-worker")
         try """
             #!/bin/sh
             if [ "$1" = "--protocol-versions" ] && [ -e '\(otherProtocol.path)' ]; then echo 'control=1 handoff=99'; exit 0; fi
+            if [ "$1" = "--protocol-versions" ] && [ -e '\(hanging.path)' ]; then exec sleep 60; fi
             exec '\(HubProcess.buildDirectory.appendingPathComponent("sse-worker").path)' "$@"
             """.write(to: worker, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: worker.path)
@@ -70,6 +72,14 @@ struct ControlSocketTests {
         #expect(Set(try await hub.health().workers.compactMap(\.pid)) == pidsBefore, "no worker replaced")
 
         try FileManager.default.removeItem(at: otherProtocol)
+        // One that never answers is given 5 s, then killed: the reload is refused, not hung.
+        #expect(FileManager.default.createFile(atPath: hanging.path, contents: Data()))
+        let unanswered = try await ctl(["reload", "--socket", path])
+        #expect(unanswered.status == 1)
+        #expect(unanswered.output.contains("speaks nothing this supervisor understands"), "\(unanswered.output)")
+        #expect(Set(try await hub.health().workers.compactMap(\.pid)) == pidsBefore, "no worker replaced")
+
+        try FileManager.default.removeItem(at: hanging)
         let reload = try await ctl(["reload", "--socket", path])
         #expect(reload.status == 0, "\(reload.output) \(reload.errors)")
         #expect(Set(try await hub.health().workers.compactMap(\.pid)).isDisjoint(with: pidsBefore))
