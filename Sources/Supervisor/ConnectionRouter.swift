@@ -10,8 +10,10 @@ struct ConnectionRouter: Sendable {
     let pool: WorkerPool
     let localServer: LocalHTTPServer
     let logger: Logger
-    /// How long a connection waits for its worker to come back (restart) or catch up, before a 503.
+    /// How long a connection waits for its worker to come back (restart) or catch up, before it is turned away.
     var workerWait: Duration = .seconds(5)
+    /// The `retry:` a stream turned away is given (`--retry-ms`).
+    var retryMilliseconds = 3000
 
     func headArrived(fd: CInt, head: [UInt8]) {
         guard let peek = RequestHeadPeek(head),
@@ -69,7 +71,8 @@ struct ConnectionRouter: Sendable {
                 logger.warning("no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(handoff.userID)"])
                 let message = "The worker for this user is unavailable; retry shortly"
                 if handoff.route == .stream {
-                    localServer.reject(fd, status: 503, message: message, origin: handoff.origin)  // its request is read
+                    // Its request is read; a 503 would make a browser's EventSource give up for good.
+                    localServer.streamUnavailable(fd, message: message, retryMilliseconds: retryMilliseconds, origin: handoff.origin)
                 } else {
                     localServer.serve(fd, disposition: .reject(APIError(status: 503, message)))
                 }

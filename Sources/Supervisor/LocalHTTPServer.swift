@@ -41,12 +41,24 @@ struct LocalHTTPServer: Sendable {
     /// was read already), reading and dropping what the client still sends, so the answer is not lost to a reset.
     /// `origin`: the request's, when it is known, for the CORS headers.
     func reject(_ fd: CInt, status: Int, message: String, origin: String? = nil) {
-        let cors = api.responses.cors.responseHeaders(origin: origin)
+        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: api.responses.cors.responseHeaders(origin: origin)))
+    }
+
+    /// Answers a stream request (already read) whose worker is unavailable the way EventSource understands: a
+    /// short event stream, `retry:` then `event: unavailable`, then its end. A browser reconnects after `retry`
+    /// milliseconds (with its Last-Event-ID) by itself; to a non-200 answer it would give up for good.
+    func streamUnavailable(_ fd: CInt, message: String, retryMilliseconds: Int, origin: String?) {
+        answerRaw(
+            fd,
+            RawAnswerHandler.streamUnavailable(
+                message: message, retryMilliseconds: retryMilliseconds, extraHeaders: api.responses.cors.responseHeaders(origin: origin)))
+    }
+
+    private func answerRaw(_ fd: CInt, _ response: String) {
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        RawRejectionHandler(status: status, message: message, extraHeaders: cors))
+                    try channel.pipeline.syncOperations.addHandler(RawAnswerHandler(response: response))
                 }
             }
             .withConnectedSocket(fd)
@@ -56,20 +68,39 @@ struct LocalHTTPServer: Sendable {
     }
 }
 
-/// Writes a canned JSON error, half-closes, drains the client's input for a moment, then closes.
-final class RawRejectionHandler: ChannelInboundHandler, Sendable {
+/// Writes a canned answer, half-closes, drains the client's input for a moment, then closes.
+final class RawAnswerHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let response: String
 
-    init(status: Int, message: String, extraHeaders: [(String, String)] = []) {
+    init(response: String) { self.response = response }
+
+    private static func head(status: Int, _ fields: [(String, String)]) -> String {
+        "HTTP/1.1 \(status) \(HTTPResponseStatus(statusCode: status).reasonPhrase)\r\n"
+            + fields.map { "\($0.0): \($0.1)\r\n" }.joined() + "Connection: close\r\n\r\n"
+    }
+
+    /// A JSON error, as every other error is answered.
+    static func error(status: Int, message: String, extraHeaders: [(String, String)] = []) -> String {
         let body = HubJSON.encode(FailureBody(msg: message))
-        let reason = HTTPResponseStatus(statusCode: status).reasonPhrase
-        let extra = extraHeaders.map { "\($0.0): \($0.1)\r\n" }.joined()
-        response =
-            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json; charset=utf-8\r\n"
-            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\(extra)\r\n\(body)"
+        return head(
+            status: status,
+            [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", String(body.utf8.count))] + extraHeaders)
+            + body
+    }
+
+    /// An event stream that asks the client to come back: `retry:`, `event: unavailable`, end.
+    static func streamUnavailable(message: String, retryMilliseconds: Int, extraHeaders: [(String, String)] = []) -> String {
+        var frames = ByteBuffer(string: "retry: \(retryMilliseconds)\n")
+        SSEWireFormat.event("unavailable", data: HubJSON.encode(UnavailableEventData(msg: message, retryMs: retryMilliseconds)), into: &frames)
+        var body = SSEWireFormat.chunk(frames)
+        body.writeImmutableBuffer(SSEWireFormat.lastChunk)
+        return head(
+            status: 200,
+            [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")] + extraHeaders)
+            + String(buffer: body)
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -40,7 +40,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request head accepted, in bytes (larger: 431).")
     var maxHeadBytes: Int = 8192
 
-    @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before a 503.")
+    @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
@@ -113,7 +113,7 @@ struct Serve: AsyncParsableCommand {
             logger: logger)
         let router = ConnectionRouter(
             verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger), logger: logger,
-            workerWait: .milliseconds(workerWaitMs))
+            workerWait: .milliseconds(workerWaitMs), retryMilliseconds: stream.retryMs)
         let reactor = try AcceptReactor(
             listeners: listeners,
             limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes),

@@ -99,24 +99,38 @@ struct ErrorTests {
         #expect(!bystander.isClosed)
     }
 
-    /// A connection whose worker is down (between its death and its restart, which waits at least 100 ms) gets
-    /// a 503 once `--worker-wait-ms` has passed, a stream too (whose request the supervisor has already read),
-    /// with its CORS headers; then the restarted worker serves again.
-    @Test func aConnectionWhoseWorkerIsDownGetsA503() async throws {
+    /// A connection whose worker is down (between its death and its restart, which waits at least 100 ms) is
+    /// turned away once `--worker-wait-ms` has passed: a subscribe with a 503; a stream (whose request the
+    /// supervisor has already read) with the answer EventSource retries by itself: `retry:`, `event: unavailable`,
+    /// end of stream (to a 503 a browser would give up for good). Then the restarted worker serves again.
+    @Test func aConnectionWhoseWorkerIsDownIsTurnedAway() async throws {
         let hub = try await HubProcess.start(
-            workers: 1, arguments: ["--worker-wait-ms", "10", "--cors-origin", "https://app.example"])
+            workers: 1, arguments: ["--worker-wait-ms", "10", "--cors-origin", "https://app.example", "--retry-ms", "2500"])
         defer { Task { try await hub.stop() } }
         let pid = try #require(try await hub.health().workers.first?.pid)
         kill(pid, SIGKILL)
         try await waitUntil("the worker seen down", timeout: .seconds(5), poll: .milliseconds(2)) {
             try await hub.health().workers.first?.status != "up"
         }
-        let stream = try await TestHTTP.request(
-            port: hub.port, "GET", "/api/sse/stream?token=\(try await hub.token("waiting"))",
-            headers: ["Origin": "https://app.example", "Accept": "text/event-stream"])
-        #expect(stream.status == 503)
-        #expect(stream.message == "The worker for this user is unavailable; retry shortly")
-        #expect(stream.headers["access-control-allow-origin"] == "https://app.example")
+        let subscribe = try await TestHTTP.request(
+            port: hub.port, "POST", "/api/sse/subscribe", headers: ["x-auth-token": try await hub.token("waiting")],
+            body: #"{"topics":["t"]}"#)
+        #expect(subscribe.status == 503)
+        #expect(subscribe.message == "The worker for this user is unavailable; retry shortly")
+
+        let stream = try await SSETestStream.open(
+            port: hub.port, target: "/api/sse/stream?token=\(try await hub.token("waiting"))", headers: ["Origin": "https://app.example"])
+        let unavailable = try await stream.waitForEvent("unavailable")
+        try await stream.waitForClose()
+        let state = stream.connection.snapshot
+        #expect(state.status == 200)
+        #expect(state.headers["content-type"] == "text/event-stream")
+        #expect(state.headers["access-control-allow-origin"] == "https://app.example")
+        #expect(state.ended, "the chunked body is ended, so the client sees a clean end and reconnects")
+        #expect(String(decoding: state.body, as: UTF8.self).hasPrefix("retry: 2500\n"))
+        let data = try JSONDecoder().decode([String: JSONValue].self, from: Data(try #require(unavailable.first).data.utf8))
+        #expect(data["reason"] == .string("worker-unavailable"))
+        #expect(data["retryMs"] == .integer(2500))
         try await hub.waitForHealthy(workers: 1)
         _ = try await hub.openStream("waiting")
     }

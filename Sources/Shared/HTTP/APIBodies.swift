@@ -36,6 +36,18 @@ public struct ConnectedEventData: Codable, Sendable, Equatable {
     public var json: String { #"{"message":"# + HubJSON.quoted(message) + #","userId":"# + HubJSON.quoted(userId) + "}" }
 }
 
+/// The data of `event: unavailable`: the stream's worker is restarting; the client reconnects after `retryMs`.
+public struct UnavailableEventData: Codable, Sendable, Equatable {
+    public var reason = "worker-unavailable"
+    public var msg: String
+    public var retryMs: Int
+
+    public init(msg: String, retryMs: Int) {
+        self.msg = msg
+        self.retryMs = retryMs
+    }
+}
+
 /// The data of `event: reset`: the stream could not resume from `lastEventId`; refetch state.
 public struct ResetEventData: Codable, Sendable, Equatable {
     public var reason = "history-gap"
