@@ -94,7 +94,7 @@ final class ControlRequestHandler: ChannelInboundHandler {
 /// Runs reloads one after another, whoever asks (SIGHUP or the control socket).
 actor ReloadCoordinator {
     let pool: WorkerPool
-    private var previous: Task<Void, Never>?
+    private var previous: Task<Result<Void, ReloadRefused>, Never>?
 
     init(pool: WorkerPool) { self.pool = pool }
 
@@ -110,7 +110,7 @@ actor ReloadCoordinator {
                 return .failure(error)
             }
         }
-        previous = Task { _ = await task.value }
+        previous = task
         try await task.value.get()
     }
 }

@@ -21,11 +21,15 @@ struct HandoffLink: Sendable {
         let doorbell: (read: CInt, write: CInt)
         do {
             doorbell = try Syscall.pipe()
+        } catch {
+            [socketOurs, socketTheirs].forEach(Syscall.close)
+            throw error
+        }
+        do {
             try Syscall.setNonBlocking(socketOurs, true)
             try Syscall.setNonBlocking(doorbell.write, true)
         } catch {
-            Syscall.close(socketOurs)
-            Syscall.close(socketTheirs)
+            [socketOurs, socketTheirs, doorbell.read, doorbell.write].forEach(Syscall.close)
             throw error
         }
         return (HandoffLink(socket: socketOurs, doorbell: doorbell.write), (socketTheirs, doorbell.read))

@@ -37,11 +37,10 @@ struct LocalHTTPServer: Sendable {
             }
     }
 
-    /// Answers a connection without parsing its request (its head could not be read, too large or too slow, or it
-    /// was read already), reading and dropping what the client still sends, so the answer is not lost to a reset.
-    /// `origin`: the request's, when it is known, for the CORS headers.
-    func reject(_ fd: CInt, status: Int, message: String, origin: String? = nil) {
-        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: api.responses.cors.responseHeaders(origin: origin)))
+    /// Answers a connection whose head could not be read (too large, too slow) without parsing it, reading and
+    /// dropping what the client still sends, so the answer is not lost to a reset.
+    func reject(_ fd: CInt, status: Int, message: String) {
+        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: api.responses.cors.responseHeaders(origin: nil)))
     }
 
     /// Answers a stream request (already read) whose worker is unavailable the way EventSource understands: a
