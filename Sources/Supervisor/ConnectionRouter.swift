@@ -41,14 +41,25 @@ struct ConnectionRouter: Sendable {
             // Browsers resend the last id they saw as a header; polyfills (and first connections) use the query.
             handoff.lastEventID = peek.lastEventID ?? TokenLocation.queryValue("lastEventId", in: peek.target)
             handoff.origin = peek.origin
+        }
+        let payload: [UInt8]
+        do {
+            payload = try handoff.encoded()
+        } catch {
+            // Only a header a hand-off cannot carry gets here (a long Last-Event-ID or Origin): the request is
+            // still unread, so the answer is a plain 431 like any other oversized head.
+            localServer.reject(fd, status: 431, message: "Request header fields too large: \(error.field) is over \(Handoff.maximumHeaderValueBytes) bytes")
+            return
+        }
+        if handoffRoute == .stream {
             guard consume(head.count, from: fd) else { return }
         }
-        if pool.handOff(fd, handoff, shard: shard) == .sent {
+        if pool.handOff(fd, payload, shard: shard) == .sent {
             Syscall.close(fd)
             return
         }
         // The worker is restarting or behind: wait for it off the accept thread.
-        Task { await retryHandOff(fd: fd, handoff: handoff, shard: shard) }
+        Task { await retryHandOff(fd: fd, handoff: handoff, payload: payload, shard: shard) }
     }
 
     /// Reads the `count` bytes of the request head (peeked before, so they are there) off the socket.
@@ -64,9 +75,9 @@ struct ConnectionRouter: Sendable {
         return true
     }
 
-    private func retryHandOff(fd: CInt, handoff: Handoff, shard: Int) async {
+    private func retryHandOff(fd: CInt, handoff: Handoff, payload: [UInt8], shard: Int) async {
         var retry = WorkerPool.HandoffRetry(for: workerWait)
-        while pool.handOff(fd, handoff, shard: shard) != .sent {
+        while pool.handOff(fd, payload, shard: shard) != .sent {
             guard let pause = retry.nextPause() else {
                 logger.warning("no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(handoff.userID)"])
                 let message = "The worker for this user is unavailable; retry shortly"

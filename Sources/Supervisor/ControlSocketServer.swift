@@ -65,10 +65,7 @@ final class ControlRequestHandler: ChannelInboundHandler {
             guard let head else { return }
             switch (head.method, head.uri) {
             case (.GET, "/status"):
-                let slots = pool.slots
-                responses.json(
-                    Status(health: HealthBody(slots: slots), topics: HealthBody.merged(slots.map(\.stats)).topics),
-                    origin: nil, context: context)
+                responses.json(Status(health: HealthBody(pool), topics: pool.topicCounts), origin: nil, context: context)
             case (.POST, "/reload"):
                 let (reloads, promise) = (reloads, context.eventLoop.makePromise(of: Void.self))
                 promise.completeWithTask { try await reloads.reload() }

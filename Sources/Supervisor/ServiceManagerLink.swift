@@ -25,7 +25,7 @@ struct ServiceManagerLink: Service {
             while !Task.isCancelled {
                 let now = ContinuousClock.now
                 let slots = pool.slots
-                let summary = Self.summary(slots)
+                let summary = Self.summary(slots, totals: pool.totals)
                 if !ready, slots.allSatisfy({ $0.status == .up }) {
                     ready = true
                     (status, statusSent) = (summary, now)
@@ -46,9 +46,8 @@ struct ServiceManagerLink: Service {
     }
 
     /// `3/3 workers up, 12 clients, 4 topics`.
-    static func summary(_ slots: [WorkerPool.Slot]) -> String {
-        let totals = HealthBody.merged(slots.map(\.stats))
+    static func summary(_ slots: [WorkerPool.Slot], totals: (clients: Int, topics: Int)) -> String {
         let up = slots.filter { $0.status == .up }.count
-        return "\(up)/\(slots.count) workers up, \(totals.clients) clients, \(totals.topics.count) topics"
+        return "\(up)/\(slots.count) workers up, \(totals.clients) clients, \(totals.topics) topics"
     }
 }

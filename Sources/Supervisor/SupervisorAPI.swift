@@ -13,13 +13,13 @@ struct SupervisorAPI: Sendable {
 
     /// `{"status":"healthy"|"degraded","services":{"sse":{...}},"workers":[...]}`; 503 while any worker is down.
     func health() -> (HTTPResponseStatus, HealthBody) {
-        let body = HealthBody(slots: pool.slots)
+        let body = HealthBody(pool)
         return (body.status == "healthy" ? .ok : .serviceUnavailable, body)
     }
 
     /// Stats summed over the workers. Each user lives on one shard, so per-topic counts simply add.
     func stats() -> StatsBody {
-        StatsBody(HealthBody.merged(pool.slots.map(\.stats)))
+        StatsBody(totalClients: pool.totals.clients, topics: pool.topicCounts)
     }
 
     /// Validates a publish body and routes it; the error says what was wrong.
@@ -41,8 +41,8 @@ struct SupervisorAPI: Sendable {
             }
             target = .topic(name)
         case (nil, .some(let user)):
-            guard let userID = user.idString else {
-                return .failure(APIError(status: 400, "userId must be a non-empty string or an integer"))
+            guard let userID = user.idString, userID.utf8.count <= Handoff.maximumUserIDBytes else {
+                return .failure(APIError(status: 400, "userId must be a non-empty string (at most \(Handoff.maximumUserIDBytes) bytes) or an integer"))
             }
             target = .user(userID)
         case (nil, nil):
@@ -73,25 +73,17 @@ struct HealthBody: Codable, Sendable {
     var services: Services
     var workers: [Worker]
 
-    init(slots: [WorkerPool.Slot]) {
-        let merged = Self.merged(slots.map(\.stats))
+    init(_ pool: WorkerPool) {
+        let summaries = pool.workers
+        let totals = pool.totals
         // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams).
-        status = slots.allSatisfy { $0.status == .up || $0.retiring != nil } ? "healthy" : "degraded"
-        services = Services(sse: Totals(totalClients: merged.clients, totalTopics: merged.topics.count))
-        workers = slots.map {
+        status = summaries.allSatisfy { $0.slot.status == .up || $0.slot.retiring != nil } ? "healthy" : "degraded"
+        services = Services(sse: Totals(totalClients: totals.clients, totalTopics: totals.topics))
+        workers = summaries.map {
             Worker(
-                shard: $0.shard, pid: $0.pid, status: $0.status.rawValue, clients: $0.stats.clients,
-                topics: $0.stats.topics.count, restarts: $0.restarts)
+                shard: $0.slot.shard, pid: $0.slot.pid, status: $0.slot.status.rawValue, clients: $0.clients, topics: $0.topics,
+                restarts: $0.slot.restarts)
         }
-    }
-
-    static func merged(_ all: [WorkerStats]) -> WorkerStats {
-        var total = WorkerStats()
-        for stats in all {
-            total.clients += stats.clients
-            total.topics.merge(stats.topics, uniquingKeysWith: +)
-        }
-        return total
     }
 }
 

@@ -105,7 +105,7 @@ struct Serve: AsyncParsableCommand {
             settings: .init(
                 shardCount: workers, workerPath: workerExecutable,
                 workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue] + workerUser,
-                historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl),
+                historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl), historyBytes: stream.historyBytes,
                 epoch: UInt64(WallClock.milliseconds())),
             group: group, logger: logger)
         let api = SupervisorAPI(

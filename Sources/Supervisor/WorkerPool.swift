@@ -19,6 +19,7 @@ final class WorkerPool: Service, Sendable {
         /// Bounds of the event history kept for Last-Event-ID replay.
         var historySize: Int
         var historyTTL: Duration
+        var historyBytes: Int
         /// This run's epoch: its start time in milliseconds since 1970, the first part of every event id.
         var epoch: UInt64
     }
@@ -36,7 +37,6 @@ final class WorkerPool: Service, Sendable {
         var control: (any Channel)?
         /// The supervisor's end of the link that carries connections.
         var handoff: HandoffLink?
-        var stats = WorkerStats()
         var startedAt: ContinuousClock.Instant?
         var restarts = 0
         var consecutiveFailures = 0
@@ -61,6 +61,9 @@ final class WorkerPool: Service, Sendable {
         var shuttingDown = false
         /// Every event published in this epoch, within bounds: a restarted worker is given its share.
         var history: EventHistory
+        /// Every user's topics: a restarted worker is given its shard's, like the history.
+        var subscriptions: SubscriptionLedger
+        var stats: StatsLedger
     }
 
     enum HandoffResult: Sendable {
@@ -106,7 +109,9 @@ final class WorkerPool: Service, Sendable {
                 slots: (0..<settings.shardCount).map { Slot(shard: $0) },
                 history: EventHistory(
                     capacity: settings.historySize,
-                    maximumAge: ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000)))
+                    maximumAge: ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000, maximumBytes: settings.historyBytes),
+                subscriptions: SubscriptionLedger(shardCount: settings.shardCount),
+                stats: StatsLedger(shardCount: settings.shardCount)))
     }
 
     var shardCount: Int { settings.shardCount }
@@ -168,7 +173,7 @@ final class WorkerPool: Service, Sendable {
                 state.slots[shard].handoff = handoff.ours
                 state.slots[shard].startedAt = .now
                 state.slots[shard].lastAnswer = .now
-                state.slots[shard].stats = WorkerStats()
+                state.stats.reset(shard: shard)
             }
             log.info("worker started", metadata: ["pid": "\(pid)", "event": "worker-started"])
             watchExit(shard: shard, generation: generation, pid: pid)
@@ -218,8 +223,8 @@ final class WorkerPool: Service, Sendable {
             slot.pid = nil
             slot.control = nil
             slot.handoff = nil
-            slot.stats = WorkerStats()
             state.slots[shard] = slot
+            state.stats.reset(shard: shard)
             return taken
         }
         control?.close(promise: nil)
@@ -269,11 +274,14 @@ final class WorkerPool: Service, Sendable {
 
     // MARK: Events from a worker's control channel
 
-    /// The worker said hello: give it its share of the history, then let connections and publishes reach it.
-    /// Both happen under the lock, so every live publish is written after the history it follows.
+    /// The worker said hello: give it its users' topics and its share of the history, then let connections and
+    /// publishes reach it. All under the lock, so every live publish is written after the history it follows.
     func workerReady(shard: Int, generation: Int, hello: WorkerHello, channel: any Channel) {
         let replayed: Int? = state.withLock { state in
             guard state.slots[shard].generation == generation, state.slots[shard].status == .starting else { return nil }
+            for restored in state.subscriptions.restoreMessages(shard: shard) {
+                channel.write(ControlMessage.restoreTopics(restored), promise: nil)
+            }
             state.history.trim(now: WallClock.milliseconds())
             let share = state.history.entries(after: 0).filter { isOnShard($0.target, shard) }
             for command in share { channel.write(ControlMessage.historyEntry(command), promise: nil) }
@@ -299,12 +307,56 @@ final class WorkerPool: Service, Sendable {
     }
 
 
-    func updateStats(shard: Int, generation: Int, stats: WorkerStats) {
+    func updateStats(shard: Int, generation: Int, report: StatsReport) {
         state.withLock { state in
             guard state.slots[shard].generation == generation else { return }
-            state.slots[shard].stats = stats
+            state.stats.apply(report, shard: shard)
         }
     }
+
+    /// A worker changed a user's topics. Kept whichever worker of the shard says so; a change from a worker a
+    /// reload is retiring (a request it was still serving) also goes to its successor, which may have been given
+    /// the user's topics already.
+    func subscriptionsChanged(_ message: ControlMessage, shard: Int, generation: Int) {
+        state.withLock { state in
+            let fromRetiring = state.slots[shard].retiring?.generation == generation
+            guard state.slots[shard].generation == generation || fromRetiring else { return }
+            var forward: ControlMessage?
+            switch message {
+            case .subscribed(let change):
+                state.subscriptions.subscribed(change, shard: shard)
+                forward = .restoreTopics(change)
+            case .unsubscribed(let change):
+                state.subscriptions.unsubscribed(change, shard: shard)
+                forward = .dropTopics(change)
+            case .forgotten(let userID):
+                // A retiring worker's grace periods are not its successor's: that one forgets on its own clock.
+                guard !fromRetiring else { return }
+                state.subscriptions.forgotten(userID, shard: shard)
+            default:
+                preconditionFailure("not a subscription change: \(message)")
+            }
+            if fromRetiring, let forward, let successor = state.slots[shard].control {
+                successor.writeAndFlush(forward, promise: nil)
+            }
+        }
+    }
+
+    /// Each shard's worker as it is, with the counts of its last reports: no topic is walked or copied.
+    var workers: [WorkerSummary] {
+        state.withLock { state in
+            state.slots.map { slot in
+                WorkerSummary(
+                    slot: slot, clients: state.stats.clientsByShard[slot.shard], topics: state.stats.topicCount(shard: slot.shard))
+            }
+        }
+    }
+
+    /// Every worker's streams and topics, summed.
+    var totals: (clients: Int, topics: Int) { state.withLock { ($0.stats.totalClients, $0.stats.topics.count) } }
+
+    /// Connected subscribers per topic, over every worker (for the publishers' stats: costs what it lists).
+    var topicCounts: [String: Int] { state.withLock { $0.stats.topics } }
 
     /// The control channel closed: a worker without one is useless, so make sure it is gone (it is restarted when reaped).
     /// While shutting down, workers close it themselves on their way out and get `shutdownGrace` to finish.
@@ -315,9 +367,8 @@ final class WorkerPool: Service, Sendable {
 
     // MARK: Serving
 
-    /// Passes `fd` with `handoff` to `shard`'s worker. The caller still owns `fd` and closes it after `.sent`.
-    func handOff(_ fd: CInt, _ handoff: Handoff, shard: Int) -> HandoffResult {
-        let payload = handoff.encoded()
+    /// Passes `fd` with an encoded `Handoff` to `shard`'s worker. The caller still owns `fd` and closes it after `.sent`.
+    func handOff(_ fd: CInt, _ payload: [UInt8], shard: Int) -> HandoffResult {
         // Under the lock, so that the socket cannot be closed (and its number reused) while in use.
         return state.withLock { state in
             let slot = state.slots[shard]
@@ -428,6 +479,13 @@ final class WorkerPool: Service, Sendable {
     }
 }
 
+/// One shard's worker as health reports it.
+struct WorkerSummary: Sendable {
+    var slot: WorkerPool.Slot
+    var clients: Int
+    var topics: Int
+}
+
 /// The supervisor's end of one worker's control channel.
 final class WorkerControlHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ControlMessage
@@ -445,18 +503,19 @@ final class WorkerControlHandler: ChannelInboundHandler, Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch Self.unwrapInboundIn(data) {
+        let message = Self.unwrapInboundIn(data)
+        switch message {
         case .hello(let hello):
             pool.workerReady(shard: shard, generation: generation, hello: hello, channel: context.channel)
-        case .stats(let stats):
-            pool.updateStats(shard: shard, generation: generation, stats: stats)
+        case .stats(let report):
+            pool.updateStats(shard: shard, generation: generation, report: report)
         case .pong:
             pool.workerAnswered(shard: shard, generation: generation)
-        case .migratedUser(let user):
-            pool.forwardMigratedUser(user, shard: shard)
+        case .subscribed, .unsubscribed, .forgotten:
+            pool.subscriptionsChanged(message, shard: shard, generation: generation)
         case .migrationDone:
             pool.retiringWorkerPassedEverything(shard: shard, generation: generation)
-        case .publish, .historyEntry, .historyEnd, .ping, .shutdown, .migrate:
+        case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate:
             logger.error("worker sent a supervisor-only message; closing its control channel")
             context.close(promise: nil)
         }

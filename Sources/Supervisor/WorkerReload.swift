@@ -160,7 +160,7 @@ extension WorkerPool {
                     logger.error("a retiring worker sent something other than a stream; closed")
                     continue
                 }
-                if self.handOffWaiting(fd, handoff, shard: shard) {
+                if self.handOffWaiting(fd, received.payload, shard: shard) {
                     moved += 1
                 } else {
                     logger.warning("a migrating stream found no worker; its client reconnects", metadata: ["user": "\(handoff.userID)"])
@@ -174,19 +174,13 @@ extension WorkerPool {
     }
 
     /// `handOff`, retried for a few seconds while the worker is busy or starting. Blocks: for the forwarding thread.
-    private func handOffWaiting(_ fd: CInt, _ handoff: Handoff, shard: Int) -> Bool {
+    private func handOffWaiting(_ fd: CInt, _ payload: [UInt8], shard: Int) -> Bool {
         var retry = HandoffRetry(for: .seconds(5))
-        while handOff(fd, handoff, shard: shard) != .sent {
+        while handOff(fd, payload, shard: shard) != .sent {
             guard let pause = retry.nextPause() else { return false }
             usleep(useconds_t(pause / .microseconds(1)))
         }
         return true
-    }
-
-    /// A user with topics and no stream, from the retiring worker, goes to the shard's current worker.
-    func forwardMigratedUser(_ user: MigratedUser, shard: Int) {
-        let control = state.withLock { $0.slots[shard].control }
-        control?.writeAndFlush(ControlMessage.migratedUser(user), promise: nil)
     }
 
     func retiringWorkerPassedEverything(shard: Int, generation: Int) {

@@ -15,6 +15,10 @@ final class StreamHub {
         var historySize: Int
         /// Milliseconds.
         var historyTTL: Int64
+        /// Bytes of event data and names the history may hold (`--history-bytes`).
+        var historyBytes: Int
+        /// `--max-topics-per-user`.
+        var maximumTopicsPerUser: Int
         /// Sent to clients as `retry:` (milliseconds).
         var retryMilliseconds: Int
         /// How soon after a change the stats are reported.
@@ -24,21 +28,12 @@ final class StreamHub {
         var maximumPendingBytes: Int = 1_048_576
     }
 
-    /// What a user has besides a stream (which is in `liveStreams`): topics, which belong to the user, not the
-    /// socket, and outlive a closed stream by `topicGrace`. A user without topics has no entry, which keeps an
-    /// idle stream cheap.
-    struct User {
-        var topics: Set<String> = []
-        /// When a user without a stream is forgotten (and their topics with them).
-        var forgetAt: NIODeadline?
-    }
-
     let eventLoop: any EventLoop
     let settings: Settings
     let logger: Logger
-    private var users: [String: User] = [:]
-    /// topic → users subscribed to it (with or without an open stream).
-    private var subscribers: [String: Set<String>] = [:]
+    /// Users' topics, which belong to the user, not the socket, and outlive a closed stream by `topicGrace`. A user
+    /// without topics has no entry there, which keeps an idle stream cheap.
+    private var subscriptions: SubscriptionRegistry
     /// The live stream of each user that has one: what a publish walks, kept apart from `users` so a
     /// broadcast touches only channels (no copies of users' topic sets).
     private var liveStreams: [String: LiveStream] = [:]
@@ -51,7 +46,8 @@ final class StreamHub {
         var expiresAt: Int64?
     }
     private var statsScheduled = false
-    private var reportStats: ((WorkerStats) -> Void)?
+    /// Writes a message to the supervisor (stats, subscription changes).
+    private var toSupervisor: ((ControlMessage) -> Void)?
     /// What this worker's users could have received lately, for Last-Event-ID replay.
     private var history: EventHistory
     /// False until the supervisor has sent the history from before this worker started: streams that
@@ -63,12 +59,14 @@ final class StreamHub {
         self.eventLoop = eventLoop
         self.settings = settings
         self.logger = logger
-        history = EventHistory(capacity: settings.historySize, maximumAge: settings.historyTTL)
+        history = EventHistory(capacity: settings.historySize, maximumAge: settings.historyTTL, maximumBytes: settings.historyBytes)
+        subscriptions = SubscriptionRegistry(maximumTopicsPerUser: settings.maximumTopicsPerUser)
     }
 
-    /// Starts the heartbeat and the sweep of users past their grace period; `report` receives stats after changes.
-    func start(report: @escaping (WorkerStats) -> Void) {
-        reportStats = report
+    /// Starts the heartbeat and the sweep of users past their grace period; `send` writes (and flushes) a message
+    /// to the supervisor: stats after changes, and every change of a user's topics.
+    func start(send: @escaping (ControlMessage) -> Void) {
+        toSupervisor = send
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
         eventLoop.scheduleRepeatedTask(initialDelay: settings.heartbeat, delay: settings.heartbeat) { _ in
             loopBound.value.sendHeartbeats()
@@ -142,7 +140,6 @@ final class StreamHub {
         }
         guard channel.isActive else { return }
         let userID = handoff.userID
-        if !handoff.topics.isEmpty { subscribe(userID: userID, topics: handoff.topics) }
         makeLive(userID: userID, channel: channel, descriptor: descriptor)
         var missed = ByteBuffer()
         let isRecipient = recipientTest(for: userID)
@@ -156,7 +153,7 @@ final class StreamHub {
 
     /// Whether an event for `target` reaches `userID` (with the user's topics as they are now).
     private func recipientTest(for userID: String) -> (PublishTarget) -> Bool {
-        let topics = users[userID]?.topics ?? []
+        let topics = subscriptions.topics(of: userID)
         return { target in
             switch target {
             case .everyone: true
@@ -168,14 +165,15 @@ final class StreamHub {
 
     /// Makes `channel` the user's one live stream, ending (cleanly) any earlier one.
     private func makeLive(userID: String, channel: any Channel, descriptor: CInt) {
-        let previous = liveStreams.updateValue(LiveStream(channel: channel, descriptor: descriptor), forKey: userID)?.channel
-        users[userID]?.forgetAt = nil
+        guard let previous = liveStreams.updateValue(LiveStream(channel: channel, descriptor: descriptor), forKey: userID) else {
+            subscriptions.userWentLive(userID)
+            return
+        }
+        if let expiresAt = previous.expiresAt { forgetExpiry(of: userID, at: expiresAt) }
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
         // which must find the new stream in place.
-        if let previous {
-            logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
-            Self.end(previous)
-        }
+        logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
+        Self.end(previous.channel)
     }
 
     /// The supervisor's history from before this worker started.
@@ -195,7 +193,7 @@ final class StreamHub {
     /// Users whose stream's token expires, by the second of expiry (checked against `LiveStream.expiresAt`,
     /// so entries left by a closed or replaced stream are ignored). One timer for all of them: a scheduled
     /// task per stream would cost more memory than the rest of an idle stream's state.
-    private var expiries: [Int64: [String]] = [:]
+    private var expiries: [Int64: Set<String>] = [:]
     private var expiryCheckedThrough = Int64((Date().timeIntervalSince1970).rounded(.down))
 
     /// Ends the user's current stream at `expiresAt` (seconds since 1970).
@@ -205,8 +203,14 @@ final class StreamHub {
             expire(userID: userID)
         } else {
             liveStreams[userID]?.expiresAt = expiresAt
-            expiries[expiresAt, default: []].append(userID)
+            expiries[expiresAt, default: []].insert(userID)
         }
+    }
+
+    /// Drops a closed or replaced stream's entry, so a churn of short streams with long tokens leaves nothing behind.
+    private func forgetExpiry(of userID: String, at second: Int64) {
+        guard expiries[second]?.remove(userID) != nil, expiries[second]?.isEmpty == true else { return }
+        expiries[second] = nil
     }
 
     private func expireDueStreams() {
@@ -240,19 +244,11 @@ final class StreamHub {
     /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
     func detach(userID: String, channel: any Channel) {
         eventLoop.preconditionInEventLoop()
-        guard liveStreams[userID]?.channel === channel else { return }
+        guard let stream = liveStreams[userID], stream.channel === channel else { return }
         liveStreams[userID] = nil
-        if let user = users[userID] { keepOrForget(userID, user) }
+        if let expiresAt = stream.expiresAt { forgetExpiry(of: userID, at: expiresAt) }
+        subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
         statsChanged()
-    }
-
-    /// Stores `user`, with a grace period when there is no stream, or drops the entry when it holds nothing.
-    private func keepOrForget(_ userID: String, _ user: User) {
-        var user = user
-        if liveStreams[userID] == nil {
-            user.forgetAt = user.topics.isEmpty ? nil : .now() + settings.topicGrace
-        }
-        users[userID] = user.topics.isEmpty ? nil : user
     }
 
     // MARK: Reload
@@ -261,30 +257,22 @@ final class StreamHub {
     /// written, a duplicate of its descriptor goes to `send` with the user, the topics, the token expiry and the
     /// last event sequence written (the new worker continues after it), and this worker's copy is closed
     /// without ending the HTTP body, so the connection lives on. A stream whose frames are still stuck after
-    /// `patience` is closed (its client reconnects and resumes). Then users with topics and no stream go to
-    /// `sendUser`, and `done` runs.
-    func migrateAll(
-        send: @escaping (CInt, Handoff) -> Bool, sendUser: @escaping (MigratedUser) -> Void, done: @escaping () -> Void,
-        patience: TimeAmount = .seconds(3)
-    ) {
+    /// `patience` is closed (its client reconnects and resumes). Then `done` runs. Topics need no passing on: the
+    /// supervisor keeps every user's and gave them to the new worker when it started.
+    func migrateAll(send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void, patience: TimeAmount = .seconds(3)) {
         eventLoop.preconditionInEventLoop()
         let lastWritten = history.latestSequence
         var remaining = liveStreams.count
         var finished = false
-        let finish = { [unowned self] in
+        let finish = {
             guard !finished else { return }
             finished = true
-            for (userID, user) in users where liveStreams[userID] == nil && !user.topics.isEmpty {
-                sendUser(MigratedUser(userID: userID, topics: Array(user.topics)))
-            }
             done()
         }
         let streams = liveStreams
         for (userID, stream) in streams {
             let channel = stream.channel
-            let handoff = Handoff(
-                route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten,
-                topics: Array(users[userID]?.topics ?? []))
+            let handoff = Handoff(route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten)
             let descriptor: CInt? = stream.descriptor
             channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { [unowned self] result in
                 if case .success = result, let descriptor, let copy = try? Syscall.duplicate(descriptor) {
@@ -303,10 +291,6 @@ final class StreamHub {
         }
     }
 
-    /// A user with topics and no stream, passed on by a retiring worker.
-    func adoptUser(_ user: MigratedUser) {
-        subscribe(userID: user.userID, topics: user.topics)
-    }
 
     /// Closes every stream cleanly (on shutdown).
     func endAllStreams() {
@@ -322,44 +306,50 @@ final class StreamHub {
 
     // MARK: Topics
 
-    func subscribe(userID: String, topics: [String]) {
+    /// Adds the user's topics, or refuses the whole request when it would take them past `--max-topics-per-user`.
+    /// The supervisor hears of the change before the client does, so a crash right after cannot lose it.
+    func subscribe(userID: String, topics: [String]) throws(SubscriptionRegistry.TooManyTopics) {
         eventLoop.preconditionInEventLoop()
-        var user = users[userID] ?? User()
-        for topic in topics where user.topics.insert(topic).inserted {
-            subscribers[topic, default: []].insert(userID)
-        }
-        if liveStreams[userID] == nil { user.forgetAt = .now() + settings.topicGrace }
-        users[userID] = user
+        let added = try subscriptions.subscribe(
+            userID, to: topics, isLive: liveStreams[userID] != nil, graceUntil: .now() + settings.topicGrace)
+        if !added.isEmpty { report(UserTopics(userID: userID, topics: added), as: ControlMessage.subscribed) }
         statsChanged()
     }
 
     func unsubscribe(userID: String, topics: [String]) {
         eventLoop.preconditionInEventLoop()
-        guard var user = users[userID] else { return }
-        for topic in topics where user.topics.remove(topic) != nil {
-            removeSubscriber(userID, from: topic)
-        }
-        keepOrForget(userID, user)
+        let removed = subscriptions.unsubscribe(userID, from: topics, isLive: liveStreams[userID] != nil)
+        if !removed.isEmpty { report(UserTopics(userID: userID, topics: removed), as: ControlMessage.unsubscribed) }
         statsChanged()
     }
 
-    private func removeSubscriber(_ userID: String, from topic: String) {
-        subscribers[topic]?.remove(userID)
-        if subscribers[topic]?.isEmpty == true { subscribers[topic] = nil }
+    /// Topics the supervisor kept for a user (this worker starts, or a retiring one changed them at the last
+    /// moment): taken whatever the limit, since they were accepted once, and not reported back.
+    func restoreTopics(_ restored: UserTopics) {
+        eventLoop.preconditionInEventLoop()
+        _ = try? subscriptions.subscribe(
+            restored.userID, to: restored.topics, isLive: liveStreams[restored.userID] != nil,
+            graceUntil: .now() + settings.topicGrace, enforcingLimit: false)
+        statsChanged()
+    }
+
+    func dropTopics(_ dropped: UserTopics) {
+        eventLoop.preconditionInEventLoop()
+        _ = subscriptions.unsubscribe(dropped.userID, from: dropped.topics, isLive: liveStreams[dropped.userID] != nil)
+        statsChanged()
+    }
+
+    /// Sends a user's topic change in frames of at most `ControlFrame.maximumListCount` topics.
+    private func report(_ change: UserTopics, as message: (UserTopics) -> ControlMessage) {
+        for part in change.chunks() { toSupervisor?(message(part)) }
     }
 
     private func forgetExpiredUsers() {
-        let now = NIODeadline.now()
-        var forgotten = 0
-        for (userID, user) in users where liveStreams[userID] == nil && (user.forgetAt ?? now) <= now {
-            for topic in user.topics { removeSubscriber(userID, from: topic) }
-            users[userID] = nil
-            forgotten += 1
-        }
-        if forgotten > 0 {
-            logger.debug("forgot users past their grace period", metadata: ["count": "\(forgotten)"])
-            statsChanged()
-        }
+        let forgotten = subscriptions.forgetUsers(dueBy: .now())
+        guard !forgotten.isEmpty else { return }
+        for userID in forgotten { toSupervisor?(.forgotten(userID)) }
+        logger.debug("forgot users past their grace period", metadata: ["count": "\(forgotten.count)"])
+        statsChanged()
     }
 
     // MARK: Delivery
@@ -381,7 +371,7 @@ final class StreamHub {
             for stream in liveStreams.values { stream.channel.write(frame, promise: nil) }
             unflushedEveryone = true
         case .topic(let topic):
-            for userID in subscribers[topic] ?? [] {
+            for userID in subscriptions.subscribers[topic] ?? [] {
                 if let stream = liveStreams[userID] { queue(frame, on: stream.channel) }
             }
         case .user(let userID):
@@ -425,25 +415,17 @@ final class StreamHub {
 
     // MARK: Stats
 
-    var stats: WorkerStats {
-        var topics: [String: Int] = [:]
-        for (topic, userIDs) in subscribers {
-            let connected = userIDs.reduce(0) { $0 + (liveStreams[$1] != nil ? 1 : 0) }
-            if connected > 0 { topics[topic] = connected }
-        }
-        return WorkerStats(clients: liveStreams.count, topics: topics)
-    }
-
-    /// Reports stats soon, once for a burst of changes.
+    /// Reports stats soon, once for a burst of changes: the stream count, and the counts of the topics that changed.
     private func statsChanged() {
         changedSinceTrim = true
-        guard !statsScheduled, reportStats != nil else { return }
+        guard !statsScheduled, toSupervisor != nil else { return }
         statsScheduled = true
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
         eventLoop.scheduleTask(in: settings.statsDelay) {
             let hub = loopBound.value
             hub.statsScheduled = false
-            hub.reportStats?(hub.stats)
+            let report = StatsReport(clients: hub.liveStreams.count, topicCounts: hub.subscriptions.takeChangedCounts())
+            for part in report.chunks() { hub.toSupervisor?(.stats(part)) }
         }
     }
 }

@@ -80,7 +80,11 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         let message: String
         if handoff.route == .subscribe {
-            hub.value.subscribe(userID: handoff.userID, topics: topics)
+            do {
+                try hub.value.subscribe(userID: handoff.userID, topics: topics)
+            } catch {
+                return fail(.tooManyTopics(limit: error.limit), context: context)
+            }
             message = "Subscribed to topics"
         } else {
             hub.value.unsubscribe(userID: handoff.userID, topics: topics)

@@ -57,7 +57,8 @@ struct WorkerCommand: AsyncParsableCommand {
                     eventLoop: eventLoop,
                     settings: .init(
                         heartbeat: .seconds(Int64(stream.heartbeat)), topicGrace: .seconds(Int64(stream.topicGrace)), epoch: epoch,
-                        historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, retryMilliseconds: stream.retryMs,
+                        historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, historyBytes: stream.historyBytes,
+                        maximumTopicsPerUser: stream.maxTopicsPerUser, retryMilliseconds: stream.retryMs,
                         maximumPendingBytes: stream.maxPendingBytes),
                     logger: logger),
                 eventLoop: eventLoop)
@@ -74,7 +75,7 @@ struct WorkerCommand: AsyncParsableCommand {
         .start { stopped.succeed() }.get()
 
         try await eventLoop.submit {
-            hub.value.start { stats in control.writeAndFlush(ControlMessage.stats(stats), promise: nil) }
+            hub.value.start { message in control.writeAndFlush(message, promise: nil) }
         }.get()
         control.writeAndFlush(ControlMessage.hello(WorkerHello(shard: shard, pid: Syscall.processID)), promise: nil)
         logger.info("worker serving", metadata: ["pid": "\(Syscall.processID)"])

@@ -46,14 +46,16 @@ enum WorkerControl {
                 stopped.succeed()
             case .migrate:
                 migrate(channel: context.channel)
-            case .migratedUser(let user):
-                hub.value.adoptUser(user)
-            case .hello, .stats, .pong, .migrationDone:
+            case .restoreTopics(let restored):
+                hub.value.restoreTopics(restored)
+            case .dropTopics(let dropped):
+                hub.value.dropTopics(dropped)
+            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone:
                 logger.error("supervisor sent a worker-only message; ignored")
             }
         }
 
-        /// A reload replaces this worker: pass every stream and user on, then say so.
+        /// A reload replaces this worker: pass every stream on, then say so.
         private func migrate(channel: any Channel) {
             let (socket, logger) = (handoffSocket, logger)
             logger.info("passing live streams to the new worker", metadata: ["event": "migration-begin"])
@@ -61,14 +63,14 @@ enum WorkerControl {
             hub.value.migrateAll(
                 send: { fd, handoff in
                     do {
-                        try DescriptorPassing.send(descriptor: fd, payload: handoff.encoded(), over: socket)
+                        try DescriptorPassing.send(descriptor: fd, payload: try handoff.encoded(), over: socket)
                         passed += 1
                         return true
                     } catch {
+                        logger.warning("a stream could not be passed on", metadata: ["error": "\(error)"])
                         return false
                     }
                 },
-                sendUser: { user in channel.write(ControlMessage.migratedUser(user), promise: nil) },
                 done: {
                     logger.info("live streams passed on", metadata: ["event": "migration-done", "streams": "\(passed)"])
                     channel.writeAndFlush(ControlMessage.migrationDone, promise: nil)

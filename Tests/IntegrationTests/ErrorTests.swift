@@ -64,7 +64,7 @@ struct ErrorTests {
             Case(method: "POST", target: "/api/sse/publish", headers: ["x-auth-token": publisher], body: #"{"data":1}"#, status: 400, message: "event must be 1-64 characters [A-Za-z0-9_.:-]"),
             Case(method: "POST", target: "/api/sse/publish", headers: ["x-auth-token": publisher], body: #"{"event":"e","topic":"t","userId":"u"}"#, status: 400, message: "topic and userId cannot be combined"),
             Case(method: "POST", target: "/api/sse/publish", headers: ["x-auth-token": publisher], body: #"{"event":"e","topic":"no spaces"}"#, status: 400, message: "topic must be 1-128 characters [A-Za-z0-9_.:-]"),
-            Case(method: "POST", target: "/api/sse/publish", headers: ["x-auth-token": publisher], body: #"{"event":"e","userId":1.5}"#, status: 400, message: "userId must be a non-empty string or an integer"),
+            Case(method: "POST", target: "/api/sse/publish", headers: ["x-auth-token": publisher], body: #"{"event":"e","userId":1.5}"#, status: 400, message: "userId must be a non-empty string (at most 1024 bytes) or an integer"),
             Case(method: "POST", target: "/api/sse/publish", headers: ["x-auth-token": publisher], body: "{\"event\":\"e\",\"data\":\"\(String(repeating: "x", count: 70_000))\"}", status: 413, message: "Request body over 64 KiB"),
             Case(method: "POST", target: "/api/sse/subscribe", headers: ["x-auth-token": user], body: "{\"topics\":[\"\(String(repeating: "x", count: 70_000))\"]}", status: 413, message: "Request body over 64 KiB"),
             Case(method: "GET", target: "/nowhere", status: 404, message: "Not found"),

@@ -25,6 +25,35 @@ import Testing
         #expect(history.latestSequence == 5)
     }
 
+    /// 10,000 events of 60 KB made the supervisor hold 2 GB: the history is bounded by bytes too, oldest first.
+    @Test func boundedByBytes() {
+        let big = String(repeating: "x", count: 60_000)
+        let bound = 1_000_000
+        var history = EventHistory(capacity: 10_000, maximumAge: 1_000_000, maximumBytes: bound)
+        for sequence in 1...200 {
+            history.append(PublishCommand(target: .topic("t"), event: "e", data: big, sequence: UInt64(sequence), publishedAt: 1000))
+            #expect(history.bytes <= bound)
+        }
+        let kept = bound / EventHistory.cost(of: PublishCommand(target: .topic("t"), event: "e", data: big, sequence: 1))
+        #expect(history.count == kept)
+        #expect(history.entries(after: 0).map(\.sequence) == Array(UInt64(200 - kept + 1)...200))
+        #expect(history.evictedThrough == UInt64(200 - kept))
+        // A client that last saw an evicted id is told to reset; one within the bound replays.
+        #expect(history.resumption(after: "5-3", epoch: 5, isRecipient: { _ in true }) == .reset)
+        if case .replay(let missed) = history.resumption(after: "5-198", epoch: 5, isRecipient: { _ in true }) {
+            #expect(missed.map(\.sequence) == [199, 200])
+        } else {
+            Issue.record("expected a replay")
+        }
+        // An event larger than the whole bound is not kept at all (and counts as evicted).
+        history.append(PublishCommand(target: .everyone, event: "e", data: String(repeating: "y", count: 2_000_000), sequence: 201, publishedAt: 1000))
+        #expect(history.count == 0 && history.bytes == 0 && history.evictedThrough == 201)
+        // Tiny events are bounded by their fixed share.
+        var tiny = EventHistory(capacity: 1_000_000, maximumAge: 1_000_000, maximumBytes: 96 * 10 + 30)
+        for sequence in 1...100 { tiny.append(command(UInt64(sequence))) }
+        #expect(tiny.count < 10)
+    }
+
     @Test func entriesAfterASequenceAreFoundInOrder() {
         var history = EventHistory(capacity: 100, maximumAge: 1_000_000)
         for sequence in stride(from: 2, through: 40, by: 2) { history.append(command(UInt64(sequence))) }

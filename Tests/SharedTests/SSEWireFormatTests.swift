@@ -20,6 +20,26 @@ import Testing
         #expect(parser.feed(frame.readableBytesView) == [SSEEvent(event: "note", data: "line one\nline two\nline three")])
     }
 
+    /// Only CR, LF and CRLF end an SSE line. U+2028, U+2029 and U+0085 in a string used to split its `data:` line,
+    /// so the browser joined the halves with a newline inside a JSON string and `JSON.parse` failed.
+    @Test func unicodeLineSeparatorsStayInsideOneDataLine() throws {
+        let text = "a\u{2028}b\u{2029}c\u{0085}d\u{000B}e\u{000C}f"
+        let data = HubJSON.encode(JSONValue.object(["text": .string(text)]))
+        #expect(data.unicodeScalars.contains("\u{2028}"), "JSON leaves U+2028 as it is, so the writer must not split at it")
+        let frame = String(buffer: SSEWireFormat.event("newPost", data: data))
+        #expect(frame == "event: newPost\ndata: \(data)\n\n")
+        var parser = SSEEventParser()
+        let events = parser.feed(Array(frame.utf8))
+        #expect(events.count == 1)
+        let decoded = try JSONDecoder().decode([String: String].self, from: Data(events[0].data.utf8))
+        #expect(decoded["text"] == text)
+        // The ids and names a worker writes itself go through the same writer.
+        let connected = ConnectedEventData(userId: "u\u{2028}1").json
+        #expect(String(buffer: SSEWireFormat.event("connected", data: connected)).split(separator: "\n").count == 2)
+        // Raw text keeps CR, LF and CRLF as line ends, each one only.
+        #expect(String(buffer: SSEWireFormat.event("e", data: "1\r\n2\r3\n4\n")) == "event: e\ndata: 1\ndata: 2\ndata: 3\ndata: 4\ndata: \n\n")
+    }
+
     @Test func heartbeatIsAComment() {
         #expect(String(buffer: SSEWireFormat.heartbeat) == ":heartbeat\n\n")
         var parser = SSEEventParser()

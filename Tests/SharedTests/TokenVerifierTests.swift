@@ -111,6 +111,45 @@ import Testing
         #expect(code(verifier.verifyPublisher(try await sign(["sub": .string("a"), "role": .string("admin")]))) == .notPublisher)
     }
 
+    /// A validly signed token may put any JSON number in `exp` or `nbf`: found as a supervisor trap (2^63, 1e300).
+    /// Each must be a clean refusal (or, for an `nbf` in the past, no obstacle), never a crash.
+    @Test func numbersThatDoNotFitAreRefusedNotTrappedOn() throws {
+        let verifier = verifier()
+        let header = #"{"alg":"HS256","typ":"JWT"}"#
+        for exp in ["9223372036854775808", "9223372036854775807", "1e300", "1.7976931348623157e308", "18446744073709551616",
+            "253402300800", "1e19"]
+        {
+            #expect(throws: AuthFailure(code: .invalidToken), "exp \(exp)") {
+                try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1","exp":\#(exp)}"#)).get()
+            }
+        }
+        for exp in ["-1e300", "-9223372036854775809", "1e400", "-1e400"] {
+            #expect(throws: AuthFailure(code: .invalidToken), "exp \(exp)") {
+                try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1","exp":\#(exp)}"#)).get()
+            }
+        }
+        // The last second accepted, and a fractional exp, are read down to whole seconds.
+        #expect(try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1","exp":253402300799}"#)).get().expiresAt == TokenVerifier.latestExpiry)
+        #expect(try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1","exp":253402300799.9}"#)).get().expiresAt == TokenVerifier.latestExpiry)
+        // nbf far in the past is no obstacle; far in the future (or past any date) is not valid yet.
+        #expect(try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1","nbf":-1e300}"#)).get().userID == "n1")
+        for nbf in ["1e300", "9223372036854775808", "1e400"] {
+            #expect(throws: AuthFailure(code: .invalidToken), "nbf \(nbf)") {
+                try verifier.verifyUser(token(header: header, claims: #"{"sub":"n1","nbf":\#(nbf)}"#)).get()
+            }
+        }
+        // Ids that do not fit an integer are no user, not a crash.
+        for id in ["9223372036854775808", "1e300", "-1e300", "1.5"] {
+            #expect(throws: AuthFailure(code: .noUser), "sub \(id)") {
+                try verifier.verifyUser(token(header: header, claims: #"{"sub":\#(id)}"#)).get()
+            }
+        }
+        let longID = String(repeating: "u", count: Handoff.maximumUserIDBytes + 1)
+        #expect(throws: AuthFailure(code: .userIDTooLong)) {
+            try verifier.verifyUser(token(header: header, claims: #"{"sub":"\#(longID)"}"#)).get()
+        }
+    }
+
     @Test func statusesAndMessagesMatchTheReplacedService() {
         #expect(AuthFailure(code: .missingToken).status == 401)
         #expect(AuthFailure(code: .missingToken).message == "No token, authorization denied")

@@ -17,6 +17,7 @@ public struct AuthFailure: Error, Sendable, Equatable {
         case missingToken = "auth.missing-token"
         case invalidToken = "auth.invalid-token"
         case noUser = "auth.no-user"
+        case userIDTooLong = "auth.user-id-too-long"
         case notPublisher = "auth.not-publisher"
     }
     public let code: Code
@@ -30,6 +31,7 @@ public struct AuthFailure: Error, Sendable, Equatable {
         case .missingToken: "No token, authorization denied"
         case .invalidToken: "Token is not valid"
         case .noUser: "Token names no user (sub, user.id or id)"
+        case .userIDTooLong: "Token's user id is over \(Handoff.maximumUserIDBytes) bytes"
         case .notPublisher: "A publisher token is required"
         }
     }
@@ -86,13 +88,22 @@ public struct TokenVerifier: Sendable {
         } catch {
             return invalid
         }
-        return .success(
-            Identity(
-                userID: claims.userID,
-                isPublisher: claims.role == "publisher",
-                expiresAt: claims.exp.map { Int64($0.value.timeIntervalSince1970.rounded(.down)) }
-            )
-        )
+        var expiresAt: Int64?
+        if let exp = claims.exp {
+            guard let seconds = Self.expirySeconds(exp.value) else { return invalid }
+            expiresAt = seconds
+        }
+        return .success(Identity(userID: claims.userID, isPublisher: claims.role == "publisher", expiresAt: expiresAt))
+    }
+
+    /// The latest `exp` accepted: 9999-12-31T23:59:59Z. A signed token may carry any JSON number there
+    /// (2^63, 1e300); one past this bound is refused like any invalid token rather than converted.
+    public static let latestExpiry: Int64 = 253_402_300_799
+
+    /// `exp` in whole seconds since 1970, or nil when it is past `latestExpiry` (or not a finite number).
+    static func expirySeconds(_ date: Date) -> Int64? {
+        guard let seconds = Int64(exactly: date.timeIntervalSince1970.rounded(.down)), seconds <= latestExpiry else { return nil }
+        return seconds
     }
 
     /// A base64url segment of the token, decoded as JSON with jwt-kit's decoder settings (dates in seconds).
@@ -108,7 +119,10 @@ public struct TokenVerifier: Sendable {
     public func verifyUser(_ token: String?) -> Result<Identity, AuthFailure> {
         guard let token, !token.isEmpty else { return .failure(AuthFailure(code: .missingToken)) }
         return verify(token).flatMap { identity in
-            identity.userID == nil ? .failure(AuthFailure(code: .noUser)) : .success(identity)
+            guard let userID = identity.userID else { return .failure(AuthFailure(code: .noUser)) }
+            // Every user id travels in a hand-off, a log line and the stats: bounded here, once.
+            guard userID.utf8.count <= Handoff.maximumUserIDBytes else { return .failure(AuthFailure(code: .userIDTooLong)) }
+            return .success(identity)
         }
     }
 

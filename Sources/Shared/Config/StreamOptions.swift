@@ -19,6 +19,12 @@ public struct StreamOptions: ParsableArguments, Sendable {
     @Option(help: "Seconds events are kept for Last-Event-ID replay.")
     public var historyTtl: Int = 600
 
+    @Option(help: "Bytes of event data the replay history may hold, in the supervisor and in each worker (oldest events go first).")
+    public var historyBytes: Int = 64 * 1024 * 1024
+
+    @Option(help: "Topics one user may hold; a subscribe past it is refused (409) and changes nothing.")
+    public var maxTopicsPerUser: Int = 256
+
     @Option(help: "Reconnection delay sent to clients (retry:, milliseconds).")
     public var retryMs: Int = 3000
 
@@ -29,14 +35,21 @@ public struct StreamOptions: ParsableArguments, Sendable {
     public var workerArguments: [String] {
         [
             "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
-            "--history-ttl", String(historyTtl), "--retry-ms", String(retryMs), "--max-pending-bytes", String(maxPendingBytes),
+            "--history-ttl", String(historyTtl), "--history-bytes", String(historyBytes), "--max-topics-per-user",
+            String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--max-pending-bytes", String(maxPendingBytes),
         ] + corsOrigins.flatMap { ["--cors-origin", $0] }
     }
 
+    /// Bounds that keep every later conversion in range (seconds to nanoseconds, counts to 32-bit frame fields).
     public func validate() throws {
-        guard heartbeat > 0, topicGrace >= 0 else { throw ValidationError("--heartbeat must be positive and --topic-grace not negative") }
-        guard historySize > 0, historyTtl > 0 else { throw ValidationError("--history-size and --history-ttl must be positive") }
-        guard retryMs > 0 else { throw ValidationError("--retry-ms must be positive") }
-        guard maxPendingBytes >= 4096 else { throw ValidationError("--max-pending-bytes must be at least 4096") }
+        let day = 86_400
+        guard (1...day).contains(heartbeat) else { throw ValidationError("--heartbeat must be 1 to \(day) seconds") }
+        guard (0...(30 * day)).contains(topicGrace) else { throw ValidationError("--topic-grace must be 0 to \(30 * day) seconds") }
+        guard (1...10_000_000).contains(historySize) else { throw ValidationError("--history-size must be 1 to 10000000") }
+        guard (1...(30 * day)).contains(historyTtl) else { throw ValidationError("--history-ttl must be 1 to \(30 * day) seconds") }
+        guard (1024 * 1024...(1 << 40)).contains(historyBytes) else { throw ValidationError("--history-bytes must be 1 MiB to 1 TiB") }
+        guard (1...100_000).contains(maxTopicsPerUser) else { throw ValidationError("--max-topics-per-user must be 1 to 100000") }
+        guard (1...(7 * day * 1000)).contains(retryMs) else { throw ValidationError("--retry-ms must be 1 to \(7 * day * 1000)") }
+        guard (4096...(1 << 30)).contains(maxPendingBytes) else { throw ValidationError("--max-pending-bytes must be 4096 to 1 GiB") }
     }
 }

@@ -7,13 +7,17 @@ import NIOCore
 /// (a reload checks the installed worker's `WireProtocol.versions` first), so garbage means corruption, not
 /// an older peer worth talking to.
 public enum ControlFrame {
-    public static let version: UInt8 = 1
-    /// Large enough for the stats of a worker with a few hundred thousand topics.
-    public static let maximumLength = 32 * 1024 * 1024
+    public static let version: UInt8 = 2
+    /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
+    /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
+    public static let maximumLength = 4 * 1024 * 1024
+    /// The most entries one frame lists: 4096 topics of at most 128 bytes, with their counts, fit in 600 KiB.
+    public static let maximumListCount = 4096
 
     enum Kind: UInt8 {
-        case hello = 1, stats = 2, pong = 3, migratedUser = 4, migrationDone = 5
-        case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21
+        case hello = 1, stats = 2, pong = 3, subscribed = 4, migrationDone = 5, unsubscribed = 6, forgotten = 7
+        case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21, restoreTopics = 22
+        case dropTopics = 23
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -32,19 +36,25 @@ public enum ControlFrame {
         case .stats(let stats):
             buffer.writeInteger(Kind.stats.rawValue)
             buffer.writeInteger(UInt32(stats.clients))
-            buffer.writeInteger(UInt32(stats.topics.count))
-            for (topic, count) in stats.topics {
+            buffer.writeInteger(UInt32(stats.topicCounts.count))
+            for (topic, count) in stats.topicCounts {
                 writeString(topic, into: &buffer)
                 buffer.writeInteger(UInt32(count))
             }
         case .pong(let nonce):
             buffer.writeInteger(Kind.pong.rawValue)
             buffer.writeInteger(nonce)
-        case .migratedUser(let user):
-            buffer.writeInteger(Kind.migratedUser.rawValue)
-            writeString(user.userID, into: &buffer)
-            buffer.writeInteger(UInt32(user.topics.count))
-            for topic in user.topics { writeString(topic, into: &buffer) }
+        case .subscribed(let change):
+            writeUserTopics(change, kind: .subscribed, into: &buffer)
+        case .unsubscribed(let change):
+            writeUserTopics(change, kind: .unsubscribed, into: &buffer)
+        case .restoreTopics(let change):
+            writeUserTopics(change, kind: .restoreTopics, into: &buffer)
+        case .dropTopics(let change):
+            writeUserTopics(change, kind: .dropTopics, into: &buffer)
+        case .forgotten(let userID):
+            buffer.writeInteger(Kind.forgotten.rawValue)
+            writeString(userID, into: &buffer)
         case .migrationDone:
             buffer.writeInteger(Kind.migrationDone.rawValue)
         case .migrate:
@@ -66,6 +76,13 @@ public enum ControlFrame {
             buffer.writeInteger(Kind.shutdown.rawValue)
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
+    }
+
+    private static func writeUserTopics(_ change: UserTopics, kind: Kind, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(kind.rawValue)
+        writeString(change.userID, into: &buffer)
+        buffer.writeInteger(UInt32(change.topics.count))
+        for topic in change.topics { writeString(topic, into: &buffer) }
     }
 
     private static func writeCommand(_ command: PublishCommand, into buffer: inout ByteBuffer) {
@@ -123,16 +140,19 @@ public enum ControlFrame {
                 let topic = try readString(&frame)
                 topics[topic] = Int(try read(UInt32.self, &frame))
             }
-            return .stats(WorkerStats(clients: clients, topics: topics))
+            return .stats(StatsReport(clients: clients, topicCounts: topics))
         case .pong:
             return .pong(try read(UInt64.self, &frame))
-        case .migratedUser:
-            let userID = try readString(&frame)
-            let count = Int(try read(UInt32.self, &frame))
-            guard count <= frame.readableBytes / 4 else { throw ControlProtocolError(.malformed, "topic count \(count)") }
-            var topics: [String] = []
-            for _ in 0..<count { topics.append(try readString(&frame)) }
-            return .migratedUser(MigratedUser(userID: userID, topics: topics))
+        case .subscribed:
+            return .subscribed(try readUserTopics(&frame))
+        case .unsubscribed:
+            return .unsubscribed(try readUserTopics(&frame))
+        case .restoreTopics:
+            return .restoreTopics(try readUserTopics(&frame))
+        case .dropTopics:
+            return .dropTopics(try readUserTopics(&frame))
+        case .forgotten:
+            return .forgotten(try readString(&frame))
         case .migrationDone:
             return .migrationDone
         case .migrate:
@@ -148,6 +168,16 @@ public enum ControlFrame {
         case .shutdown:
             return .shutdown
         }
+    }
+
+    private static func readUserTopics(_ frame: inout ByteBuffer) throws(ControlProtocolError) -> UserTopics {
+        let userID = try readString(&frame)
+        let count = Int(try read(UInt32.self, &frame))
+        guard count <= frame.readableBytes / 4 else { throw ControlProtocolError(.malformed, "topic count \(count)") }
+        var topics: [String] = []
+        topics.reserveCapacity(count)
+        for _ in 0..<count { topics.append(try readString(&frame)) }
+        return UserTopics(userID: userID, topics: topics)
     }
 
     private static func readCommand(_ frame: inout ByteBuffer) throws(ControlProtocolError) -> PublishCommand {

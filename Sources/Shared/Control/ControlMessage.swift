@@ -37,27 +37,50 @@ public struct HistoryBounds: Sendable, Hashable {
     }
 }
 
-/// What a worker reports about the streams it serves.
-public struct WorkerStats: Sendable, Hashable {
-    /// Open streams.
+/// What a worker reports about its streams: a delta, not a snapshot, so a report costs what changed and
+/// nothing more however many topics the worker holds.
+public struct StatsReport: Sendable, Hashable {
+    /// Open streams (the whole count).
     public var clients: Int
-    /// Each topic with at least one connected subscriber, and how many.
-    public var topics: [String: Int]
+    /// Each topic whose count of connected subscribers changed since the last report, with its new count
+    /// (0: none left). A worker's first report holds every topic it has.
+    public var topicCounts: [String: Int]
 
-    public init(clients: Int = 0, topics: [String: Int] = [:]) {
+    public init(clients: Int = 0, topicCounts: [String: Int] = [:]) {
         self.clients = clients
-        self.topics = topics
+        self.topicCounts = topicCounts
     }
 }
 
-/// A user without a live stream, moving to a new worker on reload: topics outlive streams for a grace period.
-public struct MigratedUser: Sendable, Hashable {
+/// A user and some of their topics: a change a worker reports, or subscriptions the supervisor restores.
+public struct UserTopics: Sendable, Hashable {
     public var userID: String
     public var topics: [String]
 
     public init(userID: String, topics: [String]) {
         self.userID = userID
         self.topics = topics
+    }
+}
+
+extension UserTopics {
+    /// This change in parts of at most `ControlFrame.maximumListCount` topics: one frame each.
+    public func chunks() -> [UserTopics] {
+        stride(from: 0, to: max(topics.count, 1), by: ControlFrame.maximumListCount).map { start in
+            UserTopics(userID: userID, topics: Array(topics[start..<min(start + ControlFrame.maximumListCount, topics.count)]))
+        }
+    }
+}
+
+extension StatsReport {
+    /// This report in parts of at most `ControlFrame.maximumListCount` topics (each with the stream count): one frame each.
+    public func chunks() -> [StatsReport] {
+        guard topicCounts.count > ControlFrame.maximumListCount else { return [self] }
+        let entries = Array(topicCounts)
+        return stride(from: 0, to: entries.count, by: ControlFrame.maximumListCount).map { start in
+            let part = entries[start..<min(start + ControlFrame.maximumListCount, entries.count)]
+            return StatsReport(clients: clients, topicCounts: Dictionary(uniqueKeysWithValues: part.map { ($0.key, $0.value) }))
+        }
     }
 }
 
@@ -73,14 +96,22 @@ public struct WorkerHello: Sendable, Hashable {
 }
 
 /// The messages supervisor and workers exchange over a worker's control socket.
+///
+/// Subscriptions belong to users, not to worker processes: a worker reports every change (`subscribed`,
+/// `unsubscribed`, `forgotten`) and the supervisor keeps them, so that a worker that starts (after a crash, or
+/// to replace one on reload) gets its users' topics (`restoreTopics`) before its history, like the history.
 public enum ControlMessage: Sendable, Hashable {
     // worker → supervisor
     case hello(WorkerHello)
-    case stats(WorkerStats)
+    case stats(StatsReport)
     case pong(UInt64)
-    /// A retiring worker passes on a user without a stream (forwarded by the supervisor to the new worker).
-    case migratedUser(MigratedUser)
-    /// A retiring worker has passed on every stream and user.
+    /// A user took these topics (only the ones new to them).
+    case subscribed(UserTopics)
+    /// A user dropped these topics (only the ones they had).
+    case unsubscribed(UserTopics)
+    /// A user's grace period ran out with no stream: the worker forgot them and their topics.
+    case forgotten(String)
+    /// A retiring worker has passed on every stream.
     case migrationDone
     // supervisor → worker
     case publish(PublishCommand)
@@ -88,10 +119,15 @@ public enum ControlMessage: Sendable, Hashable {
     case historyEntry(PublishCommand)
     /// The history is complete: the worker may now attach streams.
     case historyEnd(HistoryBounds)
+    /// A user's topics the worker takes as its own without reporting them back (a restart, a reload, or a
+    /// change a retiring worker made at the last moment).
+    case restoreTopics(UserTopics)
+    /// Topics a user dropped on a retiring worker at the last moment: the worker drops them too, unreported.
+    case dropTopics(UserTopics)
     case ping(UInt64)
     /// Stop taking work and exit once the streams are closed.
     case shutdown
-    /// Pass every live stream (descriptor and state) back over the hand-off socket, then every user with
-    /// topics over the control channel, then report `migrationDone`: a reload is replacing this worker.
+    /// Pass every live stream (descriptor, expiry, last sequence written) back over the hand-off socket, then
+    /// report `migrationDone`: a reload is replacing this worker.
     case migrate
 }

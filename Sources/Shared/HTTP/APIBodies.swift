@@ -6,10 +6,6 @@ public struct FailureBody: Codable, Sendable, Equatable {
     public init(msg: String) { self.msg = msg }
 }
 
-public struct TopicsRequest: Decodable, Sendable {
-    public var topics: [String]
-}
-
 public struct TopicsResponse: Codable, Sendable, Equatable {
     public var success = true
     public var msg: String
@@ -61,10 +57,10 @@ public struct StatsBody: Codable, Sendable, Equatable {
     public var totalTopics: Int
     public var topics: [String: Int]
 
-    public init(_ stats: WorkerStats) {
-        totalClients = stats.clients
-        totalTopics = stats.topics.count
-        topics = stats.topics
+    public init(totalClients: Int, topics: [String: Int]) {
+        self.totalClients = totalClients
+        totalTopics = topics.count
+        self.topics = topics
     }
 }
 
@@ -86,6 +82,11 @@ public struct APIError: Error, Sendable, Equatable {
     public static let notFound = APIError(status: 404, "Not found")
     public static let invalidTopics = APIError(
         status: 400, "topics must be an array of at most 100 names of 1-128 characters [A-Za-z0-9_.:-]")
+
+    /// A subscribe that would take a user past `--max-topics-per-user`; nothing of it was applied.
+    public static func tooManyTopics(limit: Int) -> APIError {
+        APIError(status: 409, "A user may hold at most \(limit) topics; unsubscribe from some first")
+    }
 
     public static func methodNotAllowed(_ route: APIRoute) -> APIError {
         APIError(status: 405, "Method not allowed (use \(route.method.rawValue))", allow: route.method.rawValue)

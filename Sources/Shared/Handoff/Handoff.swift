@@ -17,8 +17,16 @@ public enum HandoffRoute: UInt8, Sendable, CaseIterable {
 ///
 /// The worker trusts `userID`: the supervisor verified the request's token, and the worker serves only
 /// that one request on the connection, so a later request for another user can never reach it.
+///
+/// Every field a client controls is bounded, so an encoded hand-off always fits one `SOCK_SEQPACKET` message:
+/// a request that would not fit is refused (431) before it gets here, never trapped on. A user's topics are not
+/// carried: the supervisor keeps every user's subscriptions and gives them to a worker over its control channel.
 public struct Handoff: Sendable, Hashable {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
+    /// The most bytes of `Last-Event-ID` or `Origin` a hand-off carries (a real one is a few dozen).
+    public static let maximumHeaderValueBytes = 4096
+    /// The most bytes of a user id (`TokenVerifier` refuses longer ones).
+    public static let maximumUserIDBytes = 1024
 
     public var route: HandoffRoute
     public var userID: String
@@ -26,50 +34,59 @@ public struct Handoff: Sendable, Hashable {
     public var tokenExpiry: Int64?
     /// A migrated stream: the last event sequence its old worker had written to it.
     public var resumeAfter: UInt64?
-    /// A migrated stream: its user's topics.
-    public var topics: [String]
     /// A stream: the id it resumes after (`Last-Event-ID`, or `?lastEventId=`).
     public var lastEventID: String?
     /// A stream: the request's `Origin`, for the CORS headers of the response.
     public var origin: String?
 
     public init(
-        route: HandoffRoute, userID: String, tokenExpiry: Int64?, resumeAfter: UInt64? = nil, topics: [String] = [],
-        lastEventID: String? = nil, origin: String? = nil
+        route: HandoffRoute, userID: String, tokenExpiry: Int64?, resumeAfter: UInt64? = nil, lastEventID: String? = nil,
+        origin: String? = nil
     ) {
         self.route = route
         self.userID = userID
         self.tokenExpiry = tokenExpiry
         self.resumeAfter = resumeAfter
-        self.topics = topics
         self.lastEventID = lastEventID
         self.origin = origin
     }
 
-    /// Marks an absent optional string (a present one is at most a request head long, under 64 KiB).
+    /// Why a hand-off cannot be encoded: a field over its bound.
+    public struct TooLarge: Error, Sendable, Equatable, CustomStringConvertible {
+        public var field: String
+        public var bytes: Int
+
+        public init(field: String, bytes: Int) {
+            self.field = field
+            self.bytes = bytes
+        }
+
+        public var description: String { "hand-off \(field) of \(bytes) bytes is over its bound" }
+    }
+
+    /// Marks an absent optional string (a present one is at most `maximumHeaderValueBytes`).
     private static let absent = UInt16.max
 
     /// `version: u8` · `route: u8` · `expiry: i64 BE` (−1: none) · `resumeAfter: u64 BE` (0: none) ·
-    /// `topics: u16 count, then u16 length + UTF-8 each` · `lastEventID`, `origin`: `u16 length + UTF-8` each
-    /// (0xFFFF: none) · `userID` (UTF-8, the rest).
-    public func encoded() -> [UInt8] {
+    /// `lastEventID`, `origin`: `u16 length + UTF-8` each (0xFFFF: none) · `userID` (UTF-8, the rest).
+    public func encoded() throws(TooLarge) -> [UInt8] {
+        let userIDBytes = userID.utf8.count
+        guard userIDBytes <= Self.maximumUserIDBytes else { throw TooLarge(field: "user id", bytes: userIDBytes) }
         var buffer = ByteBuffer()
+        buffer.reserveCapacity(20 + userIDBytes + (lastEventID?.utf8.count ?? 0) + (origin?.utf8.count ?? 0) + 4)
         buffer.writeInteger(Self.version)
         buffer.writeInteger(route.rawValue)
         buffer.writeInteger(tokenExpiry ?? -1)
         buffer.writeInteger(resumeAfter ?? 0)
-        buffer.writeInteger(UInt16(topics.count))
-        for topic in topics {
-            buffer.writeInteger(UInt16(topic.utf8.count))
-            buffer.writeString(topic)
-        }
-        for optional in [lastEventID, origin] {
-            if let value = optional, value.utf8.count < Self.absent {
-                buffer.writeInteger(UInt16(value.utf8.count))
-                buffer.writeString(value)
-            } else {
+        for (name, optional) in [("Last-Event-ID", lastEventID), ("Origin", origin)] {
+            guard let value = optional else {
                 buffer.writeInteger(Self.absent)
+                continue
             }
+            let length = value.utf8.count
+            guard length <= Self.maximumHeaderValueBytes else { throw TooLarge(field: name, bytes: length) }
+            buffer.writeInteger(UInt16(length))
+            buffer.writeString(value)
         }
         buffer.writeString(userID)
         return Array(buffer.readableBytesView)
@@ -81,17 +98,9 @@ public struct Handoff: Sendable, Hashable {
             throw ControlProtocolError(.unsupportedVersion, "hand-off of version \(bytes.first.map(String.init) ?? "none")")
         }
         guard let rawRoute = buffer.readInteger(as: UInt8.self), let route = HandoffRoute(rawValue: rawRoute),
-            let expiry = buffer.readInteger(as: Int64.self), let resumeAfter = buffer.readInteger(as: UInt64.self),
-            let topicCount = buffer.readInteger(as: UInt16.self)
+            let expiry = buffer.readInteger(as: Int64.self), let resumeAfter = buffer.readInteger(as: UInt64.self)
         else {
             throw ControlProtocolError(.malformed, "hand-off of \(bytes.count) bytes")
-        }
-        var topics: [String] = []
-        for _ in 0..<topicCount {
-            guard let length = buffer.readInteger(as: UInt16.self), let topic = buffer.readString(length: Int(length)) else {
-                throw ControlProtocolError(.malformed, "hand-off topics cut short")
-            }
-            topics.append(topic)
         }
         var optionals: [String?] = []
         for _ in 0..<2 {
@@ -100,17 +109,19 @@ public struct Handoff: Sendable, Hashable {
             }
             if length == Self.absent {
                 optionals.append(nil)
-            } else if let value = buffer.readString(length: Int(length)) {
+            } else if Int(length) <= Self.maximumHeaderValueBytes, let value = buffer.readString(length: Int(length)) {
                 optionals.append(value)
             } else {
-                throw ControlProtocolError(.malformed, "hand-off cut short")
+                throw ControlProtocolError(.malformed, "hand-off header value of \(length) bytes")
             }
         }
-        guard let userID = buffer.readString(length: buffer.readableBytes), !userID.isEmpty else {
-            throw ControlProtocolError(.malformed, "hand-off without a user")
+        guard buffer.readableBytes <= Self.maximumUserIDBytes, let userID = buffer.readString(length: buffer.readableBytes),
+            !userID.isEmpty
+        else {
+            throw ControlProtocolError(.malformed, "hand-off without a user, or with one over \(Self.maximumUserIDBytes) bytes")
         }
         self.init(
             route: route, userID: userID, tokenExpiry: expiry < 0 ? nil : expiry, resumeAfter: resumeAfter == 0 ? nil : resumeAfter,
-            topics: topics, lastEventID: optionals[0], origin: optionals[1])
+            lastEventID: optionals[0], origin: optionals[1])
     }
 }

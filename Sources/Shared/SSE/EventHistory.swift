@@ -21,7 +21,7 @@ public struct EventID: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(epoch)-\(sequence)" }
 }
 
-/// The recent past of published events, bounded by count and by age, in sequence order.
+/// The recent past of published events, bounded by count, by bytes and by age, in sequence order.
 ///
 /// The supervisor keeps every event; a worker keeps those its users could receive (every broadcast and
 /// topic event, and the direct events of its own users), so it can replay them to a reconnecting stream.
@@ -29,6 +29,10 @@ public struct EventHistory: Sendable {
     public let capacity: Int
     /// Maximum age in milliseconds.
     public let maximumAge: Int64
+    /// Most bytes the entries may hold, as `cost(of:)` counts them.
+    public let maximumBytes: Int
+    /// What the entries hold now.
+    public private(set) var bytes = 0
     private var entries: CircularBuffer<PublishCommand>
     /// The highest sequence number that was dropped (by count or age): a client that last saw an id
     /// below it may have missed something that is gone.
@@ -36,20 +40,35 @@ public struct EventHistory: Sendable {
     /// The highest sequence number known to have been published.
     public private(set) var latestSequence: UInt64 = 0
 
-    public init(capacity: Int, maximumAge: Int64) {
+    public init(capacity: Int, maximumAge: Int64, maximumBytes: Int = .max) {
         precondition(capacity > 0, "history capacity must be positive")
         self.capacity = capacity
         self.maximumAge = maximumAge
+        self.maximumBytes = maximumBytes
         entries = CircularBuffer(initialCapacity: min(capacity, 1024))
     }
 
     public var count: Int { entries.count }
 
+    /// What an entry counts against `maximumBytes`: its strings, and a fixed share for the entry itself (the
+    /// command and its place in the buffer), so that many tiny events are bounded too.
+    public static func cost(of command: PublishCommand) -> Int {
+        let target: Int
+        switch command.target {
+        case .everyone: target = 0
+        case .topic(let name), .user(let name): target = name.utf8.count
+        }
+        return 96 + command.event.utf8.count + command.data.utf8.count + target
+    }
+
+    /// Records `command`, evicting the oldest entries past any bound. An event larger than `maximumBytes` on its
+    /// own is not kept (it is counted as evicted: a client resuming from before it gets `reset`).
     public mutating func append(_ command: PublishCommand) {
         precondition(command.sequence > latestSequence, "history entries must come in sequence order")
         latestSequence = command.sequence
         entries.append(command)
-        if entries.count > capacity { evictFirst() }
+        bytes += Self.cost(of: command)
+        while entries.count > capacity || bytes > maximumBytes, !entries.isEmpty { evictFirst() }
         trim(now: command.publishedAt)
     }
 
@@ -60,6 +79,7 @@ public struct EventHistory: Sendable {
 
     private mutating func evictFirst() {
         let dropped = entries.removeFirst()
+        bytes -= Self.cost(of: dropped)
         evictedThrough = max(evictedThrough, dropped.sequence)
     }
 

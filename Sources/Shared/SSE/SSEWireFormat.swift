@@ -2,8 +2,10 @@ import NIOCore
 
 /// The `text/event-stream` wire format (WHATWG HTML, "Server-sent events").
 public enum SSEWireFormat {
-    /// `event: <name>\ndata: <line>\n…\n\n`. `data` is split on line breaks so every line stays a `data:` field:
-    /// compact JSON never has one, but raw text might, and an unsplit newline would end the field early.
+    /// `event: <name>\ndata: <line>\n…\n\n`. `data` is split into `data:` lines at CR, LF and CRLF, the only line
+    /// ends of the format: compact JSON never has one, but raw text might, and an unsplit one would end the field
+    /// early. Nothing else splits a line: U+2028, U+2029 and U+0085 are ordinary characters to an EventSource, and
+    /// splitting at them would put a line break into a JSON string that the browser then cannot parse.
     public static func event(_ name: String, data: String, id: String? = nil, into buffer: inout ByteBuffer) {
         if let id {
             buffer.writeStaticString("id: ")
@@ -13,14 +15,20 @@ public enum SSEWireFormat {
         buffer.writeStaticString("event: ")
         buffer.writeString(name)
         buffer.writeStaticString("\n")
-        var sawLine = false
-        for line in data.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+        var utf8 = data.utf8[...]
+        while true {
             buffer.writeStaticString("data: ")
-            buffer.writeSubstring(line)
+            guard let lineEnd = utf8.firstIndex(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) else {
+                buffer.writeBytes(utf8)
+                buffer.writeStaticString("\n")
+                break
+            }
+            buffer.writeBytes(utf8[..<lineEnd])
             buffer.writeStaticString("\n")
-            sawLine = true
+            let isCRLF = utf8[lineEnd] == UInt8(ascii: "\r") && utf8.index(after: lineEnd) < utf8.endIndex
+                && utf8[utf8.index(after: lineEnd)] == UInt8(ascii: "\n")
+            utf8 = utf8[utf8.index(lineEnd, offsetBy: isCRLF ? 2 : 1)...]
         }
-        if !sawLine { buffer.writeStaticString("data: \n") }
         buffer.writeStaticString("\n")
     }
 

@@ -22,9 +22,10 @@ public enum DescriptorPassing {
 
     /// `sendmsg(2)` with one `SCM_RIGHTS` descriptor. The caller still owns `descriptor` afterwards
     /// (the receiver gets its own copy) and normally closes it at once.
-    /// Throws `Errno.wouldBlock` when the socket is non-blocking and its buffer is full.
+    /// Throws `Errno.wouldBlock` when the socket is non-blocking and its buffer is full, and `Errno.messageTooLong`
+    /// for a payload over `maximumPayload` (the receiver would cut it short).
     public static func send(descriptor: CInt, payload: [UInt8], over socket: CInt) throws(Errno) {
-        precondition(payload.count <= maximumPayload, "descriptor payload over \(maximumPayload) bytes")
+        guard payload.count <= maximumPayload else { throw .messageTooLong }
         var control = [UInt8](repeating: 0, count: controlSpace)
         var payload = payload.isEmpty ? [0] : payload  // a zero-length message cannot carry ancillary data
         let sent = try Syscall.retryingEINTR("sendmsg") {
