@@ -43,6 +43,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000
 
+    @Option(help: "Bytes of publishes that may wait for one worker to read them; past it the worker catches up from the history once it has drained.")
+    var workerBacklogBytes: Int = 8 * 1024 * 1024
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -56,6 +59,7 @@ struct Serve: AsyncParsableCommand {
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
         guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
         guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
+        guard (65_536...(1 << 30)).contains(workerBacklogBytes) else { throw ValidationError("--worker-backlog-bytes must be 64 KiB to 1 GiB") }
     }
 
     func run() async throws {
@@ -106,7 +110,7 @@ struct Serve: AsyncParsableCommand {
                 shardCount: workers, workerPath: workerExecutable,
                 workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue] + workerUser,
                 historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl), historyBytes: stream.historyBytes,
-                epoch: UInt64(WallClock.milliseconds())),
+                epoch: UInt64(WallClock.milliseconds()), workerBacklogBytes: workerBacklogBytes),
             group: group, logger: logger)
         let api = SupervisorAPI(
             verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),

@@ -22,6 +22,9 @@ final class WorkerPool: Service, Sendable {
         var historyBytes: Int
         /// This run's epoch: its start time in milliseconds since 1970, the first part of every event id.
         var epoch: UInt64
+        /// Bytes of publishes that may wait for a worker to read them (`--worker-backlog-bytes`); past it the
+        /// worker is lagging: it gets no more until it has drained, then catches up from the history.
+        var workerBacklogBytes = 8 * 1024 * 1024
     }
 
     enum WorkerStatus: String, Sendable {
@@ -45,6 +48,10 @@ final class WorkerPool: Service, Sendable {
         var lastAnswer: ContinuousClock.Instant?
         /// The worker a reload is replacing, while it passes its streams on (see `WorkerReload.swift`).
         var retiring: Retiring?
+        /// The last event sequence written to the worker (live, or from the history as it started or caught up).
+        var sentThrough: UInt64 = 0
+        /// Its control channel holds more than the backlog bound: publishes wait in the history until it drains.
+        var lagging = false
     }
 
     /// A worker being replaced by a reload: no new connections or publishes reach it.
@@ -173,6 +180,8 @@ final class WorkerPool: Service, Sendable {
                 state.slots[shard].handoff = handoff.ours
                 state.slots[shard].startedAt = .now
                 state.slots[shard].lastAnswer = .now
+                state.slots[shard].lagging = false
+                state.slots[shard].sentThrough = 0
                 state.stats.reset(shard: shard)
             }
             log.info("worker started", metadata: ["pid": "\(pid)", "event": "worker-started"])
@@ -185,7 +194,9 @@ final class WorkerPool: Service, Sendable {
     }
 
     private func connectControl(fd: CInt, shard: Int, generation: Int, logger: Logger) {
-        ControlChannel.adopt(fd, group: group) {
+        let backlog = ChannelOptions.Types.WriteBufferWaterMark(
+            low: settings.workerBacklogBytes / 2, high: settings.workerBacklogBytes)
+        ControlChannel.adopt(fd, group: group, backlog: backlog) {
             WorkerControlHandler(pool: self, shard: shard, generation: generation, logger: logger)
         }
             .whenComplete { result in
@@ -290,6 +301,9 @@ final class WorkerPool: Service, Sendable {
                     HistoryBounds(evictedThrough: state.history.evictedThrough, latestSequence: state.history.latestSequence)),
                 promise: nil)
             state.slots[shard].status = .up
+            state.slots[shard].sentThrough = state.history.latestSequence
+            // A long replay may leave more queued than the backlog bound: live events wait until it drains.
+            state.slots[shard].lagging = !channel.isWritable
             return share.count
         }
         if let replayed {
@@ -385,8 +399,9 @@ final class WorkerPool: Service, Sendable {
     }
 
     /// Gives the event the next id, records it in the history, and sends it to every worker that has a
-    /// recipient of it (a worker that is down gets it from the history when it is back). Under the lock,
-    /// so every worker receives events in id order.
+    /// recipient of it (a worker that is down gets it from the history when it is back, one that lags when it
+    /// has drained). Under the lock, and on the one event loop that owns every control channel, so every worker
+    /// receives events in id order.
     @discardableResult
     func publish(target: PublishTarget, event: String, data: String) -> EventID {
         state.withLock { state in
@@ -394,10 +409,53 @@ final class WorkerPool: Service, Sendable {
                 target: target, event: event, data: data, sequence: state.history.latestSequence + 1,
                 publishedAt: WallClock.milliseconds())
             state.history.append(command)
-            for slot in state.slots where slot.status == .up && isOnShard(target, slot.shard) {
-                slot.control?.writeAndFlush(ControlMessage.publish(command), promise: nil)
+            for shard in state.slots.indices where state.slots[shard].status == .up && isOnShard(target, shard) {
+                guard !state.slots[shard].lagging, let control = state.slots[shard].control else { continue }
+                control.writeAndFlush(ControlMessage.publish(command), promise: nil)
+                state.slots[shard].sentThrough = command.sequence
+                if !control.isWritable {
+                    state.slots[shard].lagging = true
+                    logger.warning(
+                        "worker is lagging behind publishes; holding them in the history until it drains",
+                        metadata: ["worker": "\(shard)", "event": "worker-lagging", "sequence": "\(command.sequence)"])
+                }
             }
             return EventID(epoch: settings.epoch, sequence: command.sequence)
+        }
+    }
+
+    /// A lagging worker's control channel drained below half the bound: it is reading (so it is alive), and gets
+    /// what it missed from the history, in order, until the bound is reached again or it has caught up. If the
+    /// history no longer holds everything it missed, it is restarted: its clients reconnect and resume, and a
+    /// client whose events are gone is told so (`reset`). Nothing is lost silently.
+    func workerDrained(shard: Int, generation: Int, channel: any Channel) {
+        let fellBehind: pid_t? = state.withLock { state in
+            guard state.slots[shard].generation == generation, state.slots[shard].status == .up, state.slots[shard].lagging
+            else { return nil }
+            state.slots[shard].lastAnswer = .now
+            let sentThrough = state.slots[shard].sentThrough
+            if state.history.evictedThrough > sentThrough {
+                state.slots[shard].lastAnswer = nil  // like a hung worker: killed, and restarted when reaped
+                return state.slots[shard].pid
+            }
+            for command in state.history.entries(after: sentThrough) where isOnShard(command.target, shard) {
+                channel.write(ControlMessage.publish(command), promise: nil)
+                state.slots[shard].sentThrough = command.sequence
+                if !channel.isWritable { break }
+            }
+            channel.flush()
+            if channel.isWritable {
+                state.slots[shard].lagging = false
+                state.slots[shard].sentThrough = state.history.latestSequence
+                logger.info("worker caught up", metadata: ["worker": "\(shard)", "event": "worker-caught-up"])
+            }
+            return nil
+        }
+        if let pid = fellBehind {
+            logger.error(
+                "worker fell further behind than the history reaches; restarting it (its clients resume or get reset)",
+                metadata: ["worker": "\(shard)", "pid": "\(pid)", "event": "worker-fell-behind"])
+            try? Syscall.kill(pid, SIGKILL)
         }
     }
 
@@ -519,6 +577,11 @@ final class WorkerControlHandler: ChannelInboundHandler, Sendable {
             logger.error("worker sent a supervisor-only message; closing its control channel")
             context.close(promise: nil)
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { pool.workerDrained(shard: shard, generation: generation, channel: context.channel) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

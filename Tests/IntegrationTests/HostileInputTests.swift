@@ -198,4 +198,52 @@ struct HostileInputTests {
         #expect(recent.events(named: "reset").isEmpty)
         await recent.close()
     }
+
+    /// Publishes used to queue for a worker without bound (2 GB seen). A worker that stops reading is now held to
+    /// `--worker-backlog-bytes`; once it reads again it catches up from the history, in order, losing nothing.
+    @Test func aLaggingWorkerCatchesUpFromTheHistory() async throws {
+        let hub = try await HubProcess.start(workers: 1, arguments: ["--worker-backlog-bytes", "262144"])
+        defer { Task { try await hub.stop() } }
+        let reader = try await hub.openStream("reader")
+        let worker = try #require(try await hub.health().workers.first?.pid)
+        let payload = String(repeating: "p", count: 30_000)
+        kill(worker, SIGSTOP)
+        for n in 0..<60 { #expect(try await hub.publish(#"{"event":"bulk","data":{"n":\#(n),"p":"\#(payload)"}}"#).status == 200) }
+        try await waitUntil("the worker marked lagging") { hub.log.contains("event=worker-lagging") }
+        kill(worker, SIGCONT)
+        let events = try await reader.waitForEvent("bulk", count: 60, timeout: .seconds(20))
+        let numbers = try events.map { try JSONDecoder().decode([String: JSONValue].self, from: Data($0.data.utf8))["n"] }
+        #expect(numbers == (0..<60).map { JSONValue.integer(Int64($0)) }, "every event, in order, once")
+        try await waitUntil("caught up") { hub.log.contains("event=worker-caught-up") }
+        #expect(try await hub.health().workers.first?.restarts == 0)
+        #expect(!reader.isClosed && reader.events(named: "connected").count == 1)
+        await reader.close()
+    }
+
+    /// A worker that missed more than the history holds cannot catch up: it is restarted, and a client whose
+    /// events are gone learns it from `reset` when it resumes. Never silent loss.
+    @Test func aWorkerBehindTheWholeHistoryIsRestartedAndItsClientsReset() async throws {
+        let hub = try await HubProcess.start(
+            workers: 1, arguments: ["--worker-backlog-bytes", "262144", "--history-bytes", "1048576"])
+        defer { Task { try await hub.stop() } }
+        let reader = try await hub.openStream("reader")
+        #expect(try await hub.publish(#"{"event":"bulk","data":{"n":-1}}"#).status == 200)
+        let lastSeen = try #require(try await reader.waitForEvent("bulk").last?.id)
+        let worker = try #require(try await hub.health().workers.first?.pid)
+        let payload = String(repeating: "p", count: 30_000)
+        kill(worker, SIGSTOP)
+        for n in 0..<60 { #expect(try await hub.publish(#"{"event":"bulk","data":{"n":\#(n),"p":"\#(payload)"}}"#).status == 200) }
+        kill(worker, SIGCONT)
+        try await waitUntil("the worker restarted", timeout: .seconds(20)) {
+            let restarts = try await hub.health().workers.first?.restarts
+            return hub.log.contains("event=worker-fell-behind") && restarts == 1
+        }
+        try await reader.waitForClose()
+        let resumed = try await SSETestStream.open(
+            port: hub.port, target: "/api/sse/stream?token=\(try await hub.token("reader"))", headers: ["Last-Event-ID": lastSeen])
+        try await resumed.waitForEvent("reset")
+        #expect(try await hub.publish(#"{"event":"bulk","data":{"n":60}}"#).status == 200)
+        #expect(try await resumed.waitForEvent("bulk").map(\.data) == [#"{"n":60}"#], "live again after the reset")
+        await resumed.close()
+    }
 }

@@ -4,12 +4,15 @@ import NIOPosix
 /// One end of a supervisor–worker control socket, in SwiftNIO: the frame codec, then the side's own handler.
 public enum ControlChannel {
     /// Adopts `fd` (a connected `AF_UNIX` stream socket) on `group`; `makeHandler` runs on the channel's loop.
+    /// With `backlog`, the channel turns unwritable while more than that many bytes wait to be sent.
     public static func adopt(
-        _ fd: CInt, group: any EventLoopGroup, makeHandler: @escaping @Sendable () -> any ChannelHandler
+        _ fd: CInt, group: any EventLoopGroup, backlog: ChannelOptions.Types.WriteBufferWaterMark? = nil,
+        makeHandler: @escaping @Sendable () -> any ChannelHandler
     ) -> EventLoopFuture<any Channel> {
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let backlog { try channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: backlog) }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(ControlFrameDecoder()), MessageToByteHandler(ControlFrameEncoder()), makeHandler(),
                     ])
