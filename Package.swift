@@ -62,10 +62,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The worker's bookkeeping as values (subscriptions, token expiries), unit-tested on their own.
+        .target(
+            name: "WorkerCore",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "Worker",
             dependencies: [
                 "Shared",
+                "WorkerCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -85,6 +92,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WorkerCoreTests",
+            dependencies: ["WorkerCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

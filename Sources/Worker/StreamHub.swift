@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Shared
+import WorkerCore
 
 /// A worker's users, their streams and their topics. Lives on the worker's one event loop: every method
 /// is called there (`NIOLoopBound` enforces it), so there is no lock and no race between a publish and a
@@ -190,39 +191,29 @@ final class StreamHub {
         for attachStream in waiting { attachStream() }
     }
 
-    /// Users whose stream's token expires, by the second of expiry (checked against `LiveStream.expiresAt`,
-    /// so entries left by a closed or replaced stream are ignored). One timer for all of them: a scheduled
-    /// task per stream would cost more memory than the rest of an idle stream's state.
-    private var expiries: [Int64: Set<String>] = [:]
-    private var expiryCheckedThrough = Int64((Date().timeIntervalSince1970).rounded(.down))
+    /// Users whose stream's token expires, by the second of expiry (see `ExpiryWheel`); an entry is cancelled
+    /// when its stream closes or is replaced, and checked against `LiveStream.expiresAt` when due.
+    private var expiries = ExpiryWheel<String>(now: WallClock.seconds())
 
     /// Ends the user's current stream at `expiresAt` (seconds since 1970).
     func endStream(userID: String, channel: any Channel, at expiresAt: Int64) {
         guard liveStreams[userID]?.channel === channel else { return }
-        if expiresAt <= expiryCheckedThrough {
-            expire(userID: userID)
-        } else {
+        if expiries.schedule(userID, at: expiresAt) {
             liveStreams[userID]?.expiresAt = expiresAt
-            expiries[expiresAt, default: []].insert(userID)
+        } else {
+            expire(userID: userID)
         }
     }
 
     /// Drops a closed or replaced stream's entry, so a churn of short streams with long tokens leaves nothing behind.
     private func forgetExpiry(of userID: String, at second: Int64) {
-        guard expiries[second]?.remove(userID) != nil, expiries[second]?.isEmpty == true else { return }
-        expiries[second] = nil
+        expiries.cancel(userID, at: second)
     }
 
     private func expireDueStreams() {
-        let now = Int64((Date().timeIntervalSince1970).rounded(.down))
-        guard now > expiryCheckedThrough else { return }
-        let due = expiries.keys.filter { $0 <= now }
-        for second in due {
-            for userID in expiries.removeValue(forKey: second) ?? [] where liveStreams[userID]?.expiresAt == second {
-                expire(userID: userID)
-            }
+        for (userID, second) in expiries.takeDue(now: WallClock.seconds()) where liveStreams[userID]?.expiresAt == second {
+            expire(userID: userID)
         }
-        expiryCheckedThrough = now
     }
 
     /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.

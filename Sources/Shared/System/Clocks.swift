@@ -19,4 +19,9 @@ public enum WallClock {
     public static func milliseconds() -> Int64 {
         Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
     }
+
+    /// Whole seconds since 1970: what a token's `exp` is counted in.
+    public static func seconds() -> Int64 {
+        Int64(Date().timeIntervalSince1970.rounded(.down))
+    }
 }

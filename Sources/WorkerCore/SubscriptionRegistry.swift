@@ -6,36 +6,38 @@ import NIOCore
 /// operation costs what its request names (the topics asked for), never what a user or the worker holds, apart
 /// from a user coming, going or being forgotten, which touch that user's own topics, bounded by
 /// `maximumTopicsPerUser`.
-struct SubscriptionRegistry {
-    struct User {
-        var topics: Set<String> = []
+public struct SubscriptionRegistry: Sendable {
+    public struct User: Sendable {
+        public var topics: Set<String> = []
         /// When a user without a stream is forgotten (and their topics with them).
-        var forgetAt: NIODeadline?
+        public var forgetAt: NIODeadline?
     }
 
     /// A subscribe refused whole: it would take the user past `limit` topics.
-    struct TooManyTopics: Error, Equatable {
-        var limit: Int
+    public struct TooManyTopics: Error, Equatable {
+        public var limit: Int
+
+        public init(limit: Int) { self.limit = limit }
     }
 
-    let maximumTopicsPerUser: Int
-    private(set) var users: [String: User] = [:]
+    public let maximumTopicsPerUser: Int
+    public private(set) var users: [String: User] = [:]
     /// topic → users subscribed to it (with or without an open stream).
-    private(set) var subscribers: [String: Set<String>] = [:]
+    public private(set) var subscribers: [String: Set<String>] = [:]
     /// topic → subscribers with a live stream, kept up to date as users come and go.
     private var connectedCounts: [String: Int] = [:]
     /// Topics whose connected count changed since `takeChangedCounts`.
     private var changedTopics: Set<String> = []
 
-    init(maximumTopicsPerUser: Int) {
+    public init(maximumTopicsPerUser: Int) {
         self.maximumTopicsPerUser = maximumTopicsPerUser
     }
 
-    func topics(of userID: String) -> Set<String> { users[userID]?.topics ?? [] }
+    public func topics(of userID: String) -> Set<String> { users[userID]?.topics ?? [] }
 
     /// Adds `topics` to the user's; returns the ones that were new to them. With `enforcingLimit`, a request that
     /// would take the user past `maximumTopicsPerUser` changes nothing and throws.
-    mutating func subscribe(
+    public mutating func subscribe(
         _ userID: String, to topics: [String], isLive: Bool, graceUntil: NIODeadline, enforcingLimit: Bool = true
     ) throws(TooManyTopics) -> [String] {
         var user = users[userID] ?? User()
@@ -56,7 +58,7 @@ struct SubscriptionRegistry {
     }
 
     /// Removes `topics` from the user's; returns the ones they had.
-    mutating func unsubscribe(_ userID: String, from topics: [String], isLive: Bool) -> [String] {
+    public mutating func unsubscribe(_ userID: String, from topics: [String], isLive: Bool) -> [String] {
         guard var user = users[userID] else { return [] }
         var removed: [String] = []
         for topic in topics where user.topics.remove(topic) != nil {
@@ -69,7 +71,7 @@ struct SubscriptionRegistry {
     }
 
     /// The user has a stream again (none before): their topics count them as connected, and they are kept.
-    mutating func userWentLive(_ userID: String) {
+    public mutating func userWentLive(_ userID: String) {
         guard var user = users[userID] else { return }
         user.forgetAt = nil
         users[userID] = user
@@ -77,7 +79,7 @@ struct SubscriptionRegistry {
     }
 
     /// The user's stream closed: they are no longer counted, and forgotten at `graceUntil` unless they return.
-    mutating func userWentDark(_ userID: String, graceUntil: NIODeadline) {
+    public mutating func userWentDark(_ userID: String, graceUntil: NIODeadline) {
         guard var user = users[userID] else { return }
         user.forgetAt = graceUntil
         users[userID] = user
@@ -85,7 +87,7 @@ struct SubscriptionRegistry {
     }
 
     /// Forgets every user without a stream whose grace period ended by `now`; returns who was forgotten.
-    mutating func forgetUsers(dueBy now: NIODeadline) -> [String] {
+    public mutating func forgetUsers(dueBy now: NIODeadline) -> [String] {
         let due = users.compactMap { userID, user in user.forgetAt.map { $0 <= now } == true ? userID : nil }
         for userID in due {
             for topic in users[userID]?.topics ?? [] { removeSubscriber(userID, from: topic) }
@@ -95,7 +97,7 @@ struct SubscriptionRegistry {
     }
 
     /// Every topic whose connected count changed since the last call, with its count now (0: none left).
-    mutating func takeChangedCounts() -> [String: Int] {
+    public mutating func takeChangedCounts() -> [String: Int] {
         var counts: [String: Int] = [:]
         counts.reserveCapacity(changedTopics.count)
         for topic in changedTopics { counts[topic] = connectedCounts[topic] ?? 0 }
