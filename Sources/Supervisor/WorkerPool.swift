@@ -70,6 +70,8 @@ final class WorkerPool: Service, Sendable {
         var history: EventHistory
         /// Every user's topics: a restarted worker is given its shard's, like the history.
         var subscriptions: SubscriptionLedger
+        /// Events were published since the heap was last trimmed.
+        var publishedSinceTrim = false
         var stats: StatsLedger
     }
 
@@ -125,7 +127,15 @@ final class WorkerPool: Service, Sendable {
 
     func run() async throws {
         for shard in 0..<settings.shardCount { start(shard: shard) }
+        // Publishes allocate and free large buffers (bodies, frames, history entries) that glibc keeps in its
+        // heap: without a trim the supervisor held 345 MiB for a 64 MiB history of 60 KB events.
+        let trim = group.next().scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+            if self.state.withLock({ state in defer { state.publishedSinceTrim = false }; return state.publishedSinceTrim }) {
+                Syscall.releaseFreeMemory()
+            }
+        }
         try? await gracefulShutdown()
+        trim.cancel()
         await stopAll()
     }
 
@@ -409,6 +419,7 @@ final class WorkerPool: Service, Sendable {
                 target: target, event: event, data: data, sequence: state.history.latestSequence + 1,
                 publishedAt: WallClock.milliseconds())
             state.history.append(command)
+            state.publishedSinceTrim = true
             for shard in state.slots.indices where state.slots[shard].status == .up && isOnShard(target, shard) {
                 guard !state.slots[shard].lagging, let control = state.slots[shard].control else { continue }
                 control.writeAndFlush(ControlMessage.publish(command), promise: nil)
