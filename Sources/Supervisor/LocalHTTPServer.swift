@@ -39,8 +39,8 @@ struct LocalHTTPServer: Sendable {
 
     /// Answers a connection whose head could not be read (too large, too slow) without parsing it, reading and
     /// dropping what the client still sends, so the answer is not lost to a reset.
-    func reject(_ fd: CInt, status: Int, message: String) {
-        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: api.responses.cors.responseHeaders(origin: nil)))
+    func reject(_ fd: CInt, status: Int, message: String, headers: [(String, String)] = []) {
+        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: headers + api.responses.cors.responseHeaders(origin: nil)))
     }
 
     /// Answers a stream request (already read) whose worker is unavailable the way EventSource understands: a

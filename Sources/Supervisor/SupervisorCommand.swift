@@ -43,6 +43,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000
 
+    @OptionGroup var clientLimits: ClientLimitOptions
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -116,7 +118,7 @@ struct Serve: AsyncParsableCommand {
             workerWait: .milliseconds(workerWaitMs), retryMilliseconds: stream.retryMs)
         let reactor = try AcceptReactor(
             listeners: listeners,
-            limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes),
+            limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes, perClientAddress: clientLimits.policy),
             logger: logger,
             onHead: { fd, head in router.headArrived(fd: fd, head: head) },
             onRejected: { fd, reason in router.headRejected(fd: fd, reason: reason) }
