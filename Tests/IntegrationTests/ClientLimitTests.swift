@@ -7,18 +7,24 @@ struct ClientLimitTests {
     /// One address opening connections faster than `--conn-rate-per-ip` gets 429 with a JSON body and
     /// `Retry-After`, logged once with counts; another loopback address is served all along.
     @Test func newConnectionsOverTheRateAreRefused() async throws {
+        let started = ContinuousClock.now
         let hub = try await HubProcess.start(workers: 1, arguments: ["--conn-rate-per-ip", "2"])
         defer { Task { try await hub.stop() } }
         var statuses: [Int] = []
         var refused: TestHTTP.Response?
+        let burstStarted = ContinuousClock.now
         // A stream request: refused, it costs no token verification (the token here is not even valid).
         for _ in 0..<20 {
             let response = try await TestHTTP.request(port: hub.port, "GET", "/api/sse/stream?token=x", from: "127.0.0.3")
             statuses.append(response.status)
             if response.status == 429 { refused = response }
         }
+        let burst = burstStarted.duration(to: .now).components
+        let burstSeconds = Double(burst.seconds) + Double(burst.attoseconds) * 1e-18
         #expect(Set(statuses).isSubset(of: [401, 429]), "\(statuses)")
-        #expect(statuses.filter { $0 == 429 }.count >= 10, "burst of 2, refilled at 2 a second: \(statuses)")
+        // A burst of 2, then 2 a second.
+        #expect(statuses.filter { $0 == 401 }.count <= 2 + Int((2 * burstSeconds).rounded(.up)), "\(statuses) in \(burstSeconds) s")
+        #expect(statuses.contains(429))
         let response = try #require(refused)
         #expect(response.json["success"] == .bool(false))
         #expect(response.message == "Too many new connections from this address; retry shortly")
@@ -27,11 +33,11 @@ struct ClientLimitTests {
 
         let other = try await TestHTTP.request(port: hub.port, "GET", "/api/health", from: "127.0.0.4")
         #expect(other.status == 200)
-        try await waitUntil("the refusals logged") { hub.log.contains("client-limited") }
-        let line = try #require(hub.log.split(separator: "\n").first { $0.contains("client-limited") })
-        #expect(line.contains("last-address=127.0.0.3"), "\(line)")
+        // (The hub's start-up health checks, from 127.0.0.1, may have been limited too.)
+        try await waitUntil("the refusals logged") { hub.log.contains("last-address=127.0.0.3") }
         // Refusals are logged at most once a second, with counts: never a line per connection.
-        #expect(hub.log.components(separatedBy: "event=client-limited").count - 1 <= 3, "\(hub.log)")
+        let seconds = started.duration(to: .now).components.seconds
+        #expect(hub.log.components(separatedBy: "event=client-limited").count - 1 <= seconds + 1, "\(hub.log)")
 
         // The bucket refills: the same address is served again.
         try await waitUntil("127.0.0.3 served again") {

@@ -52,6 +52,18 @@ public struct ClientAddressLimiter: Sendable {
         var held: Int32 = 0
         var tokens: Double
         var refilledAt: ContinuousClock.Instant
+
+        /// A method of the entry, not of the limiter: mutated in place inside the table, the entry must not
+        /// need the limiter (a read of it would copy the table on every connection).
+        mutating func admit(_ policy: Policy, now: ContinuousClock.Instant) -> Verdict {
+            if let maximumHeld = policy.maximumHeld, held >= maximumHeld { return .refused(.tooManyHeld) }
+            guard let rate = policy.newPerSecond else { return .admitted }
+            tokens = min(Double(rate), tokens + ClientAddressLimiter.seconds(refilledAt.duration(to: now)) * Double(rate))
+            refilledAt = now
+            guard tokens >= 1 else { return .refused(.tooManyNew) }
+            tokens -= 1
+            return .admitted
+        }
     }
 
     public let policy: Policy
@@ -78,37 +90,28 @@ public struct ClientAddressLimiter: Sendable {
     /// Decides on a connection just accepted from `key`; an admitted one uses a token of its address's bucket.
     public mutating func admit(_ key: ClientAddressKey, now: ContinuousClock.Instant) -> Verdict {
         if now >= nextSweep { sweep(now: now) }
-        if let index = entries.index(forKey: key) { return admit(&entries.values[index], now: now) }
+        if let index = entries.index(forKey: key) { return entries.values[index].admit(policy, now: now) }
         if entries.count >= policy.maximumAddresses {
             guard now >= nextSweepWhenFull else { return .admittedUntracked }
             sweep(now: now)
             guard entries.count < policy.maximumAddresses else { return .admittedUntracked }
         }
         var entry = Entry(tokens: burst, refilledAt: now)
-        let verdict = admit(&entry, now: now)
+        let verdict = entry.admit(policy, now: now)
         entries[key] = entry
         return verdict
     }
 
-    private func admit(_ entry: inout Entry, now: ContinuousClock.Instant) -> Verdict {
-        if let maximumHeld = policy.maximumHeld, entry.held >= maximumHeld { return .refused(.tooManyHeld) }
-        guard let rate = policy.newPerSecond else { return .admitted }
-        entry.tokens = min(burst, entry.tokens + Self.seconds(entry.refilledAt.duration(to: now)) * Double(rate))
-        entry.refilledAt = now
-        guard entry.tokens >= 1 else { return .refused(.tooManyNew) }
-        entry.tokens -= 1
-        return .admitted
-    }
-
     /// Counts an admitted connection the supervisor keeps (its head is not whole yet).
     public mutating func hold(_ key: ClientAddressKey) {
-        entries[key]?.held += 1
+        guard let index = entries.index(forKey: key) else { return }
+        entries.values[index].held += 1
     }
 
     /// The supervisor let go of a connection it held.
     public mutating func release(_ key: ClientAddressKey) {
-        guard let held = entries[key]?.held, held > 0 else { return }
-        entries[key]?.held = held - 1
+        guard let index = entries.index(forKey: key), entries.values[index].held > 0 else { return }
+        entries.values[index].held -= 1
     }
 
     private var burst: Double { Double(policy.newPerSecond ?? 0) }
