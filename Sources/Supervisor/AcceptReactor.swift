@@ -135,12 +135,13 @@ final class AcceptReactor: Service, Sendable {
                 }
                 expireDeadlines()
                 resumeListenersIfDue()
-                clientLimitLog.flushIfDue(now: .now)
+                clientLimitLog.flushIfDue()
             }
         }
 
         private func nextTimeout() -> CInt {
-            var wakeAt = [listenersPausedUntil, clientLimitLog.due].compactMap { $0 }.min()
+            var wakeAt = listenersPausedUntil
+            if let due = clientLimitLog.due { wakeAt = min(wakeAt ?? due, due) }
             if deadlinesHead < deadlines.count, let first = pending[deadlines[deadlinesHead]] {
                 wakeAt = min(wakeAt ?? first.deadline, first.deadline)
             } else if deadlinesHead < deadlines.count {

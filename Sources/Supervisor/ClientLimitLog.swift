@@ -31,11 +31,17 @@ struct ClientLimitLog {
     }
 
     private mutating func record(now: ContinuousClock.Instant) {
-        if now >= quietUntil { flushIfDue(now: now, force: true) } else if due == nil { due = quietUntil }
+        if now >= quietUntil { flush(now: now) } else if due == nil { due = quietUntil }
     }
 
-    mutating func flushIfDue(now: ContinuousClock.Instant, force: Bool = false) {
-        guard force || (due.map { $0 <= now } ?? false) else { return }
+    /// Writes the counts gathered during the quiet second once it is over (reads the clock only if there are some).
+    mutating func flushIfDue() {
+        guard let due else { return }
+        let now = ContinuousClock.now
+        if due <= now { flush(now: now) }
+    }
+
+    private mutating func flush(now: ContinuousClock.Instant) {
         due = nil
         quietUntil = now + .seconds(1)
         if tooManyHeld + tooManyNew > 0 {
