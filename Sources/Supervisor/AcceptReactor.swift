@@ -9,15 +9,18 @@ import SystemPackage
 /// arrived whole: then the connection is given to `onHead`, still holding every byte for whoever serves it.
 ///
 /// One thread and one `epoll` instance, edge-triggered on the clients (see `Epoll.Events.edgeTriggered`).
-/// Heads that stay incomplete past `headTimeout`, or grow past `maximumHeadBytes`, go to `onRejected`.
+/// Heads that stay incomplete past `headTimeout`, or grow past `maximumHeadBytes`, go to `onRejected`, and so
+/// do connections over the limits per client address (`ClientAddressLimiter`), straight after accept.
 final class AcceptReactor: Service, Sendable {
     enum Rejection: Sendable {
         case headTooLarge, headTimeout
+        case clientLimited(ClientAddressLimiter.Refusal)
     }
 
     struct Limits: Sendable {
         var headTimeout: Duration
         var maximumHeadBytes: Int
+        var perClientAddress = ClientAddressLimiter.Policy()
     }
 
     private let listeners: [CInt]
@@ -66,6 +69,8 @@ final class AcceptReactor: Service, Sendable {
         struct Pending {
             var fd: CInt
             var deadline: ContinuousClock.Instant
+            /// The address it counts against, when the limits per client address track it.
+            var client: ClientAddressKey?
         }
 
         private static let wakeToken: UInt64 = .max
@@ -80,9 +85,22 @@ final class AcceptReactor: Service, Sendable {
         var nextToken = firstClientToken
         var peekBuffer: UnsafeMutableRawBufferPointer
         var listenersPausedUntil: ContinuousClock.Instant?
+        /// Nil when no limit per client address is set: then accept asks for no address and looks nothing up.
+        var clientLimiter: ClientAddressLimiter?
+        var clientLimitLog: ClientLimitLog
 
         init(reactor: AcceptReactor) throws {
             self.reactor = reactor
+            let policy = reactor.limits.perClientAddress
+            clientLimiter = policy.isEnabled ? ClientAddressLimiter(policy: policy) : nil
+            if policy.isEnabled {
+                reactor.logger.info(
+                    "limits per client address", metadata: [
+                        "max-conns-per-ip": "\(policy.maximumHeld ?? 0)", "conn-rate-per-ip": "\(policy.newPerSecond ?? 0)",
+                        "tracked-addresses-max": "\(policy.maximumAddresses)",
+                    ])
+            }
+            clientLimitLog = ClientLimitLog(logger: reactor.logger)
             epoll = try Epoll()
             peekBuffer = .allocate(byteCount: reactor.limits.maximumHeadBytes + 1, alignment: 1)
             try epoll.add(reactor.wake.descriptor, events: .readable, token: Self.wakeToken)
@@ -117,11 +135,13 @@ final class AcceptReactor: Service, Sendable {
                 }
                 expireDeadlines()
                 resumeListenersIfDue()
+                clientLimitLog.flushIfDue()
             }
         }
 
         private func nextTimeout() -> CInt {
             var wakeAt = listenersPausedUntil
+            if let due = clientLimitLog.due { wakeAt = min(wakeAt ?? due, due) }
             if deadlinesHead < deadlines.count, let first = pending[deadlines[deadlinesHead]] {
                 wakeAt = min(wakeAt ?? first.deadline, first.deadline)
             } else if deadlinesHead < deadlines.count {
@@ -134,11 +154,12 @@ final class AcceptReactor: Service, Sendable {
         }
 
         private func acceptAll(on listener: CInt) {
+            var peer = sockaddr_storage()
             // Bounded, so a flood of connects cannot starve the heads already waiting.
             for _ in 0..<512 {
                 let fd: CInt?
                 do {
-                    fd = try Syscall.accept(listener)
+                    fd = try clientLimiter == nil ? Syscall.accept(listener) : Syscall.accept(listener, peer: &peer)
                 } catch Errno.tooManyOpenFiles, Errno.tooManyOpenFilesInSystem, Errno.noMemory, Errno.noBufferSpace {
                     reactor.logger.error("accept paused for 100 ms: out of descriptors or memory", metadata: ["errno": "\(errno)"])
                     pauseListeners()
@@ -150,6 +171,11 @@ final class AcceptReactor: Service, Sendable {
                     return
                 }
                 guard let fd else { return }
+                var client: ClientAddressKey?
+                if clientLimiter != nil {
+                    guard case .admitted(let countedAs) = admit(fd, from: peer) else { continue }
+                    client = countedAs
+                }
                 // Clients usually send their request right behind the handshake, so it is often there
                 // already: taking it now spares two epoll_ctl calls and a wake-up per connection.
                 if takeHeadIfComplete(fd) { continue }
@@ -162,8 +188,33 @@ final class AcceptReactor: Service, Sendable {
                     Syscall.close(fd)
                     continue
                 }
-                pending[token] = Pending(fd: fd, deadline: .now + reactor.limits.headTimeout)
+                pending[token] = Pending(fd: fd, deadline: .now + reactor.limits.headTimeout, client: client)
+                if let client { clientLimiter?.hold(client) }
                 deadlines.append(token)
+            }
+        }
+
+        enum Admission {
+            /// Served; while the supervisor holds it, it counts against `countedAs` (nil: not tracked).
+            case admitted(countedAs: ClientAddressKey?)
+            /// Refused, and already given to `onRejected` (a 429).
+            case refused
+        }
+
+        /// Applies the limits per client address to a connection just accepted from `peer`.
+        private func admit(_ fd: CInt, from peer: sockaddr_storage) -> Admission {
+            guard let key = ClientAddressKey(peer), clientLimiter != nil else { return .admitted(countedAs: nil) }
+            let now = ContinuousClock.now
+            switch clientLimiter!.admit(key, now: now) {
+            case .admitted:
+                return .admitted(countedAs: key)
+            case .admittedUntracked:
+                clientLimitLog.admittedUntracked(now: now)
+                return .admitted(countedAs: nil)
+            case .refused(let refusal):
+                clientLimitLog.refused(refusal, from: key, now: now)
+                reactor.onRejected(fd, .clientLimited(refusal))
+                return .refused
             }
         }
 
@@ -222,6 +273,7 @@ final class AcceptReactor: Service, Sendable {
         private func finish(_ token: UInt64, _ connection: Pending, _ next: (CInt) -> Void) {
             epoll.remove(connection.fd)
             pending[token] = nil
+            if let client = connection.client { clientLimiter?.release(client) }
             next(connection.fd)
         }
 

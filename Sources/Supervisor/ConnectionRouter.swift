@@ -100,6 +100,15 @@ struct ConnectionRouter: Sendable {
             localServer.reject(fd, status: 431, message: "Request head too large")
         case .headTimeout:
             localServer.reject(fd, status: 408, message: "Request head not received in time")
+        case .clientLimited(let refusal):
+            // A token refills within a second (rates are whole connections a second), and a held head resolves
+            // within --head-timeout; a client that retries after a second finds room soon enough either way.
+            let message =
+                switch refusal {
+                case .tooManyHeld: "Too many connections from this address"
+                case .tooManyNew: "Too many new connections from this address"
+                }
+            localServer.reject(fd, status: 429, message: message + "; retry shortly", headers: [("Retry-After", "1")])
         }
     }
 }

@@ -16,7 +16,7 @@ struct LocalHTTPServer: Sendable {
     let group: any EventLoopGroup
     let api: SupervisorAPI
     let logger: Logger
-    /// A request must arrive whole within this time.
+    /// A request must arrive whole within this time (`--request-timeout`), or it is answered 408.
     var requestTimeout: TimeAmount = .seconds(30)
 
     /// Adopts `fd` (its unread request still in the socket) into an HTTP/1 pipeline.
@@ -27,8 +27,7 @@ struct LocalHTTPServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        SupervisorHTTPHandler(api: api, disposition: disposition))
-                    channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+                        SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout))
                 }
             }
             .withConnectedSocket(fd)
@@ -39,8 +38,8 @@ struct LocalHTTPServer: Sendable {
 
     /// Answers a connection whose head could not be read (too large, too slow) without parsing it, reading and
     /// dropping what the client still sends, so the answer is not lost to a reset.
-    func reject(_ fd: CInt, status: Int, message: String) {
-        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: api.responses.cors.responseHeaders(origin: nil)))
+    func reject(_ fd: CInt, status: Int, message: String, headers: [(String, String)] = []) {
+        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: headers + api.responses.cors.responseHeaders(origin: nil)))
     }
 
     /// Answers a stream request (already read) whose worker is unavailable the way EventSource understands: a
@@ -109,7 +108,7 @@ final class RawAnswerHandler: ChannelInboundHandler, Sendable {
         context.writeAndFlush(Self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
             channel.close(mode: .output, promise: nil)
         }
-        channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        ConnectionDeadline.schedule(context, after: .seconds(2)) { channel.close(promise: nil) }
         context.fireChannelActive()
     }
 

@@ -94,13 +94,21 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
 
     private let api: SupervisorAPI
     private let disposition: LocalHTTPServer.Disposition
+    private let requestTimeout: TimeAmount
     private var head: HTTPRequestHead?
     private var body = BodyCollector()
     private var answered = false
 
-    init(api: SupervisorAPI, disposition: LocalHTTPServer.Disposition) {
+    init(api: SupervisorAPI, disposition: LocalHTTPServer.Disposition, requestTimeout: TimeAmount) {
         self.api = api
         self.disposition = disposition
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        ConnectionDeadline.schedule(context, after: requestTimeout) { [self] in
+            if answered { context.close(promise: nil) } else { answer(.requestTimeout, context: context) }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

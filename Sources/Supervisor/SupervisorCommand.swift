@@ -46,6 +46,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bytes of publishes that may wait for one worker to read them; past it the worker catches up from the history once it has drained.")
     var workerBacklogBytes: Int = 8 * 1024 * 1024
 
+    @OptionGroup var clientLimits: ClientLimitOptions
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -116,11 +118,11 @@ struct Serve: AsyncParsableCommand {
             verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),
             logger: logger)
         let router = ConnectionRouter(
-            verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger), logger: logger,
+            verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(stream.requestTimeout))), logger: logger,
             workerWait: .milliseconds(workerWaitMs), retryMilliseconds: stream.retryMs)
         let reactor = try AcceptReactor(
             listeners: listeners,
-            limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes),
+            limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes, perClientAddress: clientLimits.policy),
             logger: logger,
             onHead: { fd, head in router.headArrived(fd: fd, head: head) },
             onRejected: { fd, reason in router.headRejected(fd: fd, reason: reason) }

@@ -18,6 +18,8 @@ struct HandoffReceiver: Sendable {
     let logger: Logger
     /// Bytes a stream may have waiting to be sent before it counts as a slow consumer.
     let maximumPendingBytes: Int
+    /// How long a subscribe or unsubscribe request has to arrive whole (`--request-timeout`).
+    let requestTimeout: TimeAmount
 
     /// Starts listening for the doorbell; `finished` is called once it has ended.
     func start(finished: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
@@ -64,6 +66,7 @@ struct HandoffReceiver: Sendable {
         let hub = self.hub
         let responses = self.responses
         let logger = self.logger
+        let requestTimeout = self.requestTimeout
         let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: maximumPendingBytes / 2, high: maximumPendingBytes)
         let isStream = handoff.route == .stream || handoff.route == .migrated
         ClientBootstrap(group: eventLoop)
@@ -79,7 +82,7 @@ struct HandoffReceiver: Sendable {
                         try channel.pipeline.syncOperations.addHandler(LiveStreamHandler(userID: handoff.userID, hub: hub))
                     } else {
                         try channel.pipeline.syncOperations.addHandlers(
-                            TopicRequestHandler.handlers(handoff: handoff, hub: hub, responses: responses))
+                            TopicRequestHandler.handlers(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout))
                     }
                 }
             }

@@ -14,6 +14,7 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let handoff: Handoff
     private let hub: NIOLoopBound<StreamHub>
     private let responses: HTTPResponses
+    private let requestTimeout: TimeAmount
     private var head: HTTPRequestHead?
     private var body = BodyCollector()
     private var state = State.awaitingRequest
@@ -22,21 +23,30 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
         case awaitingRequest, done
     }
 
-    init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses) {
+    init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, requestTimeout: TimeAmount) {
         self.handoff = handoff
         self.hub = hub
         self.responses = responses
+        self.requestTimeout = requestTimeout
     }
 
     /// The handlers of a handed-over connection, in pipeline order.
     static func handlers(
-        handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses
+        handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, requestTimeout: TimeAmount
     ) -> [any ChannelHandler] {
         [
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
             HTTPResponseEncoder(),
-            TopicRequestHandler(handoff: handoff, hub: hub, responses: responses),
+            TopicRequestHandler(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout),
         ]
+    }
+
+    /// A request whose body never comes must not hold a descriptor of this worker: one token could otherwise
+    /// open connections until the worker, and every stream on it, ran out.
+    func handlerAdded(context: ChannelHandlerContext) {
+        ConnectionDeadline.schedule(context, after: requestTimeout) { [self] in
+            if state == .awaitingRequest { fail(.requestTimeout, context: context) } else { context.close(promise: nil) }
+        }
     }
 
     private var origin: String? { head?.headers.first(name: "origin") }

@@ -70,7 +70,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins))
         try await HandoffReceiver(
             socket: handoffFd, doorbell: doorbellFd, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
-            maximumPendingBytes: stream.maxPendingBytes
+            maximumPendingBytes: stream.maxPendingBytes, requestTimeout: .seconds(Int64(stream.requestTimeout))
         )
         .start { stopped.succeed() }.get()
 

@@ -246,4 +246,26 @@ struct HostileInputTests {
         #expect(try await resumed.waitForEvent("bulk").map(\.data) == [#"{"n":60}"#], "live again after the reset")
         await resumed.close()
     }
+
+    /// A request whose body never comes held its connection for good on a worker (a handed-off subscribe), and
+    /// for 30 s after it was answered in the supervisor (the timer kept the closed channel and its body alive).
+    /// Each is answered 408 once `--request-timeout` passes, and the server keeps serving.
+    @Test func aBodyThatNeverComesIsA408() async throws {
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--request-timeout", "1"])
+        defer { Task { try await hub.stop() } }
+        let bystander = try await hub.openStream("bystander")
+        let user = try await hub.token("slow-user")
+        let publisher = try await hub.token("backend", publisher: true)
+        for (target, token) in [("/api/sse/subscribe", user), ("/api/sse/unsubscribe", user), ("/api/sse/publish", publisher)] {
+            let connection = try await TestConnection.open(port: hub.port)
+            try await connection.send(
+                Array("POST \(target) HTTP/1.1\r\nHost: x\r\nx-auth-token: \(token)\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"to".utf8))
+            let response = try await connection.response(timeout: .seconds(10))
+            #expect(response.status == 408, "\(target)")
+            #expect(response.message == "Request not received in time", "\(target)")
+            await connection.close()
+        }
+        try await expectAlive(bystander, hub: hub, "bodies that never came")
+        #expect(try await hub.subscribe("slow-user", ["after"]).status == 200)
+    }
 }

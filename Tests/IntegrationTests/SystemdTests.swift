@@ -93,7 +93,16 @@ struct SystemdTests {
         #expect(try shell("ps -o user= -p \(mainPID)").text.trimmingCharacters(in: .whitespacesAndNewlines) == "root")
 
         // A stopped worker stops answering its pings: it is killed and replaced; the supervisor lives on.
-        let victim = try #require(try workers().first)
+        // The victim is the worker that does not serve alice, whose stream must live on to the reload.
+        struct Status: Decodable {
+            struct Health: Decodable { var workers: [Worker] }
+            struct Worker: Decodable { var shard: Int; var pid: Int32? }
+            var health: Health
+        }
+        let statusText = try sandbox.run(["/usr/local/bin/sse-supervisor", "ctl", "status"]).text
+        let status = try JSONDecoder().decode(Status.self, from: Data(statusText.drop { $0 != "{" }.utf8))
+        let aliceShard = ShardFunction.shard(for: "alice", shardCount: 2)
+        let victim = String(try #require(status.health.workers.first { $0.shard != aliceShard }?.pid))
         #expect(try sandbox.run(["kill", "-STOP", victim]).status == 0)
         try await waitUntil("the stopped worker to be replaced", timeout: .seconds(20)) {
             let current = try workers()

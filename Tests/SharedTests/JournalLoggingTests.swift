@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Shared
 import Testing
@@ -65,7 +66,7 @@ struct JournalLoggingTests {
 
     @Test func theRedactingHandlerRedactsMessageAndEveryMetadataValue() {
         let recorder = RecordingHandler()
-        var logger = Logger(label: "test") { _ in RedactingLogHandler(wrapping: recorder) }
+        var logger = Logger(label: "test") { _ in SanitizingLogHandler(wrapping: recorder) }
         logger[metadataKey: "target"] = "/api/sse/stream?token=\(Self.jwt)"
         logger.warning(
             "rejected \(Self.jwt)", metadata: ["headers": ["authorization": "Bearer \(Self.jwt)"], "user": "alice"])
@@ -80,6 +81,55 @@ struct JournalLoggingTests {
         #expect(!everything.contains(Self.jwt))
     }
 
+    @Test func controlCharactersAreEscaped() {
+        #expect(LogEscaping.escape("alice") == "alice")
+        #expect(LogEscaping.escape("ü 日本 😀 a=b \"q\"") == "ü 日本 😀 a=b \"q\"")
+        #expect(LogEscaping.escape("mallory\nFAKE=1") == "mallory\\nFAKE=1")
+        #expect(LogEscaping.escape("a\r\n\tb") == "a\\r\\n\\tb")
+        #expect(LogEscaping.escape("\u{00}\u{1b}[31m\u{7f}") == "\\u{0}\\u{1b}[31m\\u{7f}")
+        #expect(LogEscaping.escape("x\u{85}y\u{2028}z\u{2029}\u{202e}\u{2066}") == "x\\u{85}y\\u{2028}z\\u{2029}\\u{202e}\\u{2066}")
+        // A client's literal backslash-n is not mistaken for an escaped line feed.
+        #expect(LogEscaping.escape("a\\nb") == "a\\\\nb")
+    }
+
+    /// A user id with a line feed (from a signed token, or a publish body's userId) reaches the plain-text
+    /// log as one line, written by swift-log's own StreamLogHandler into a pipe.
+    @Test func aForgedLineStaysOneLineOnStderr() throws {
+        let (readEnd, writeEnd) = try Syscall.pipe()
+        defer { Syscall.close(readEnd) }
+        let logger = Logger(label: "sse-worker") { label in
+            SanitizingLogHandler(wrapping: StreamLogHandler(label: label, stream: PipeStream(fd: writeEnd), metadataProvider: nil))
+        }
+        let forged = "mallory\n2026-01-01T00:00:00+0000 critical sse-worker: FAKE=1 [Worker] forged\r\u{2028}"
+        logger.info("a new stream replaces \(forged)'s previous one", metadata: ["user": "\(forged)", "topics": ["\(forged)"]])
+        logger.error("failed", error: ForgedError(text: forged))
+        Syscall.close(writeEnd)
+        var output: [UInt8] = []
+        try withUnsafeTemporaryAllocation(byteCount: 65536, alignment: 1) { buffer in
+            while case let count = try Syscall.read(readEnd, into: buffer), count > 0 { output += buffer[0..<count] }
+        }
+        let text = String(decoding: output, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.count == 3 && lines.last == "", "two lines and the final newline: \(text)")
+        #expect(!text.contains("\r") && !text.contains("\u{2028}"))
+        #expect(lines.first?.contains("user=mallory\\n2026-01-01T00:00:00+0000 critical sse-worker: FAKE=1 [Worker] forged\\r\\u{2028}") == true)
+        #expect(lines.dropFirst().first?.contains("error.message=mallory\\n") == true, "\(text)")
+    }
+
+    /// In the journal every field is its own iovec, so a value could never start another field; escaped, it
+    /// also stays one line under `journalctl -o cat`.
+    @Test func aForgedFieldStaysOneJournalField() {
+        let recorder = RecordingHandler()
+        let logger = Logger(label: "test") { _ in SanitizingLogHandler(wrapping: recorder) }
+        logger.info("replaced", metadata: ["user": "mallory\nFAKE=1\nSSE_EVENT=worker-hung"])
+        let event = recorder.events.withLock { $0.first }
+        let fields = JournalFields.fields(
+            level: .info, message: event?.message.description ?? "", metadata: event?.metadata ?? [:], identifier: "sse-worker")
+        #expect(fields.map(\.name) == ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "SSE_USER_ID"])
+        #expect(fields.last?.value == "mallory\\nFAKE=1\\nSSE_EVENT=worker-hung")
+        #expect(fields.allSatisfy { !$0.description.contains("\n") })
+    }
+
     @Test func journalStreamNamesADeviceAndInode() {
         #expect(JournalStream.parse("8:12345")! == (8, 12345))
         #expect(JournalStream.parse("8:") == nil)
@@ -92,6 +142,24 @@ struct JournalLoggingTests {
 }
 
 import Synchronization
+
+/// Writes each log line into a pipe, as StreamLogHandler writes to stderr.
+struct PipeStream: TextOutputStream, Sendable {
+    let fd: CInt
+    mutating func write(_ string: String) {
+        var bytes = Array(string.utf8)
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard written > 0 else { return }
+            bytes.removeFirst(written)
+        }
+    }
+}
+
+struct ForgedError: Error, CustomStringConvertible {
+    var text: String
+    var description: String { text }
+}
 
 /// Keeps what it is asked to log.
 final class RecordingHandler: LogHandler, Sendable {

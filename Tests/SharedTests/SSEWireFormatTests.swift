@@ -74,28 +74,6 @@ import Testing
     }
 }
 
-@Suite struct ShardFunctionTests {
-    @Test func isStableAcrossProcessesAndBuilds() {
-        // FNV-1a 64 of the bytes: fixed values, so a change of function is caught.
-        #expect(ShardFunction.shard(for: "", shardCount: 1_000_003) == Int(UInt64(0xcbf2_9ce4_8422_2325) % 1_000_003))
-        #expect(ShardFunction.shard(for: "a", shardCount: 1_000_003) == Int(UInt64(0xaf63_dc4c_8601_ec8c) % 1_000_003))
-        #expect(ShardFunction.shard(for: "alice", shardCount: 7) == ShardFunction.shard(for: "alice", shardCount: 7))
-    }
-
-    @Test(arguments: [2, 3, 6, 8])
-    func spreadsUsersEvenly(shards: Int) {
-        var counts = [Int](repeating: 0, count: shards)
-        let users = 60_000
-        for index in 0..<users { counts[ShardFunction.shard(for: "user-\(index)", shardCount: shards)] += 1 }
-        let expected = users / shards
-        for count in counts { #expect(abs(count - expected) < expected / 10, "\(counts)") }
-        // Numeric ids spread too.
-        var numeric = [Int](repeating: 0, count: shards)
-        for index in 0..<users { numeric[ShardFunction.shard(for: String(index), shardCount: shards)] += 1 }
-        for count in numeric { #expect(abs(count - expected) < expected / 10, "\(numeric)") }
-    }
-}
-
 @Suite struct HubJSONTests {
     @Test(arguments: [
         "42", "user \"quoted\" \\ back/slash", "line\nbreak\r\ttab\u{08}\u{0C}", "\u{00}\u{01}\u{1F}\u{7F}", "ü 日本 😀",

@@ -28,6 +28,9 @@ public struct StreamOptions: ParsableArguments, Sendable {
     @Option(help: "Reconnection delay sent to clients (retry:, milliseconds).")
     public var retryMs: Int = 3000
 
+    @Option(help: "Seconds a request (head and body) has to arrive whole once its connection is being served (then 408).")
+    public var requestTimeout: Int = 30
+
     @Option(help: "A stream whose unsent bytes exceed this is disconnected (slow consumer).")
     public var maxPendingBytes: Int = 1_048_576
 
@@ -36,7 +39,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
         [
             "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
             "--history-ttl", String(historyTtl), "--history-bytes", String(historyBytes), "--max-topics-per-user",
-            String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--max-pending-bytes", String(maxPendingBytes),
+            String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--request-timeout", String(requestTimeout), "--max-pending-bytes", String(maxPendingBytes),
         ] + corsOrigins.flatMap { ["--cors-origin", $0] }
     }
 
@@ -49,6 +52,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
         guard (1...(30 * day)).contains(historyTtl) else { throw ValidationError("--history-ttl must be 1 to \(30 * day) seconds") }
         guard (1024 * 1024...(1 << 40)).contains(historyBytes) else { throw ValidationError("--history-bytes must be 1 MiB to 1 TiB") }
         guard (1...100_000).contains(maxTopicsPerUser) else { throw ValidationError("--max-topics-per-user must be 1 to 100000") }
+        guard (1...3600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be 1 to 3600 seconds") }
         guard (1...(7 * day * 1000)).contains(retryMs) else { throw ValidationError("--retry-ms must be 1 to \(7 * day * 1000)") }
         guard (4096...(1 << 30)).contains(maxPendingBytes) else { throw ValidationError("--max-pending-bytes must be 4096 to 1 GiB") }
     }

@@ -80,6 +80,8 @@ public struct APIError: Error, Sendable, Equatable {
     public static let malformedJSON = APIError(status: 400, "Malformed JSON body")
     public static let bodyTooLarge = APIError(status: 413, "Request body over 64 KiB")
     public static let notFound = APIError(status: 404, "Not found")
+    /// A request (its body, usually) that did not arrive whole within `--request-timeout`.
+    public static let requestTimeout = APIError(status: 408, "Request not received in time")
     public static let invalidTopics = APIError(
         status: 400, "topics must be an array of at most 100 names of 1-128 characters [A-Za-z0-9_.:-]")
 

@@ -89,9 +89,11 @@ public enum LogRedaction {
     }
 }
 
-/// Wraps the handler that writes (journal or stderr) and redacts every message and metadata value first.
-/// It owns the metadata, so what the inner handler receives has always been through `LogRedaction`.
-public struct RedactingLogHandler<Inner: LogHandler>: LogHandler {
+/// Wraps the handler that writes (journal or stderr) and sanitizes every message and metadata value first:
+/// tokens are redacted (`LogRedaction`), then control characters escaped (`LogEscaping`), so no value can
+/// leak a credential or forge a line. It owns the metadata, so what the inner handler receives has always
+/// been through both; an attached error is folded into the metadata the same way.
+public struct SanitizingLogHandler<Inner: LogHandler>: LogHandler {
     private var inner: Inner
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
@@ -117,11 +119,17 @@ public struct RedactingLogHandler<Inner: LogHandler>: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let merged = mergedMetadata(event.metadata)
-        var redacted = event
-        redacted.message = "\(LogRedaction.redact(event.message.description))"
-        redacted.metadata = merged.isEmpty ? nil : LogRedaction.redact(merged)
-        inner.log(event: redacted)
+        var merged = mergedMetadata(event.metadata)
+        var sanitized = event
+        if let error = event.error {
+            // StreamLogHandler would print the error's description as it is.
+            merged["error.message"] = "\(error)"
+            merged["error.type"] = "\(String(reflecting: type(of: error)))"
+            sanitized.error = nil
+        }
+        sanitized.message = "\(LogEscaping.escape(LogRedaction.redact(event.message.description)))"
+        sanitized.metadata = merged.isEmpty ? nil : LogEscaping.escape(LogRedaction.redact(merged))
+        inner.log(event: sanitized)
     }
 }
 

@@ -39,11 +39,15 @@ public enum Syscall {
         }
     }
 
-    /// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; nil when no connection is waiting.
-    public static func accept(_ listener: CInt) throws(Errno) -> CInt? {
+    /// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; nil when no connection is waiting. With `peer`, the
+    /// client's address is written there (otherwise the kernel is not asked for it).
+    public static func accept(_ listener: CInt, peer: UnsafeMutablePointer<sockaddr_storage>? = nil) throws(Errno) -> CInt? {
+        let flags = Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         do {
             return try retryingEINTR("accept4") {
-                accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                guard let peer else { return accept4(listener, nil, nil, flags) }
+                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                return peer.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept4(listener, $0, &length, flags) }
             }
         } catch where error == Errno.wouldBlock {
             return nil

@@ -63,9 +63,12 @@ final class TestConnection: Sendable {
         }
     }
 
-    static func open(port: Int) async throws -> TestConnection {
+    /// Connects to the hub on `port`, from `source` when given (another loopback address, as another client).
+    static func open(port: Int, from source: String? = nil) async throws -> TestConnection {
         let record = ConnectionRecord()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
@@ -161,13 +164,13 @@ enum TestHTTP {
 
     /// One request on a new connection; returns the whole response.
     static func request(
-        port: Int, _ method: String, _ target: String, headers: [String: String] = [:], body: String? = nil
+        port: Int, _ method: String, _ target: String, headers: [String: String] = [:], body: String? = nil, from source: String? = nil
     ) async throws -> Response {
-        try await raw(port: port, requestBytes(method, target, headers: headers, body: body))
+        try await raw(port: port, requestBytes(method, target, headers: headers, body: body), from: source)
     }
 
-    static func raw(port: Int, _ bytes: [UInt8]) async throws -> Response {
-        let connection = try await TestConnection.open(port: port)
+    static func raw(port: Int, _ bytes: [UInt8], from source: String? = nil) async throws -> Response {
+        let connection = try await TestConnection.open(port: port, from: source)
         defer { Task { await connection.close() } }
         try await connection.send(bytes)
         return try await connection.response()
