@@ -37,10 +37,12 @@ struct LocalHTTPServer: Sendable {
             }
     }
 
-    /// Answers a connection whose head could not be read (too large, too slow) without parsing it, reading and
-    /// dropping what the client still sends, so the answer is not lost to a reset.
-    func reject(_ fd: CInt, status: Int, message: String) {
-        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: api.responses.cors.responseHeaders(origin: nil)))
+    /// Answers a connection whose head is refused (malformed, too large, too slow) without parsing it any further,
+    /// reading and dropping what the client still sends, so the answer is not lost to a reset.
+    func reject(_ fd: CInt, _ error: APIError, origin: String?) {
+        var headers = api.responses.cors.responseHeaders(origin: origin)
+        if let allow = error.allow { headers.append(("Allow", allow)) }
+        answerRaw(fd, RawAnswerHandler.error(status: error.status, message: error.message, extraHeaders: headers))
     }
 
     /// Answers a stream request (already read) whose worker is unavailable the way EventSource understands: a
