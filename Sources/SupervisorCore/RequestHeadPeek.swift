@@ -280,10 +280,10 @@ private struct HeadParser {
         while colon < line.upperBound, ASCIISet.token.contains(bytes[colon]) { colon += 1 }
         guard colon < line.upperBound, bytes[colon] == ASCII.colon, colon > line.lowerBound else {
             // No whitespace is allowed between a name and its colon (RFC 9112 §5.1): a classic smuggling vector.
-            if colon < line.upperBound, colon > line.lowerBound, ASCII.isWhitespace(bytes[colon]) {
-                throw HeadRefusal(.whitespaceBeforeColon)
-            }
-            throw HeadRefusal(.invalidFieldName)
+            var afterName = colon
+            while afterName < line.upperBound, ASCII.isWhitespace(bytes[afterName]) { afterName += 1 }
+            let colonAfterWhitespace = afterName > colon && afterName < line.upperBound && bytes[afterName] == ASCII.colon
+            throw HeadRefusal(colon > line.lowerBound && colonAfterWhitespace ? .whitespaceBeforeColon : .invalidFieldName)
         }
         var valueStart = colon + 1
         var valueEnd = line.upperBound
