@@ -108,7 +108,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // `sse-fuzz TARGET`: libFuzzer when built by scripts/fuzz.sh, else a replay of inputs (see Fuzz/README.md).
+        // `sse-fuzz TARGET`: libFuzzer when built by scripts/fuzz.sh, else a replay of inputs (docs/operations.md, "Fuzzing").
         .executableTarget(
             name: "FuzzHub",
             dependencies: ["FuzzChecks"],

@@ -25,7 +25,8 @@ struct LocalHTTPServer: Sendable {
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // Without NIO's error handler, whose 400 is plain text: SupervisorHTTPHandler answers in JSON.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
                     try channel.pipeline.syncOperations.addHandler(
                         SupervisorHTTPHandler(api: api, disposition: disposition))
                     channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }

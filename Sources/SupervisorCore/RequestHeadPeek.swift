@@ -11,7 +11,7 @@ import Shared
 /// (`MSG_PEEK`) off the socket, before authentication, so it accepts only what RFC 9112 allows *and* SwiftNIO's
 /// `HTTPRequestDecoder` (which parses the same bytes afterwards, in the supervisor or a worker) accepts;
 /// everything else is refused with a `HeadRefusal`, never passed on for another parser to read differently.
-/// `Fuzz/README.md` and the `request-head` fuzz target hold it to that.
+/// The `request-head` fuzz target holds it to that (docs/operations.md, "Fuzzing").
 ///
 /// Read for every connection on the accept thread, so it works on the bytes and makes a `String` only of
 /// what it keeps.
