@@ -4,7 +4,6 @@ import Glibc
 import Darwin
 #endif
 import NIOHTTP1
-import Shared
 
 /// The little the supervisor reads of a request before handing it on: method, version, target, the two headers
 /// that may carry a token, and the two a stream's response depends on. It is read from bytes peeked
@@ -69,82 +68,6 @@ public struct RequestHeadPeek: Sendable, Equatable {
     public static func parse(_ head: [UInt8]) throws(HeadRefusal) -> RequestHeadPeek {
         try head.withUnsafeBytes { HeadParser.parseResult($0) }.get()
     }
-}
-
-/// Why a head is refused, and the answer it gets. Every refusal is answered by the supervisor itself.
-public struct HeadRefusal: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Reason: String, Sendable, CaseIterable {
-        case malformedRequestLine, invalidTarget, unsupportedVersion, bareLineFeed, obsoleteLineFolding
-        case whitespaceBeforeColon, invalidFieldName, invalidFieldValue, hostHeader
-        case invalidContentLength, contentLengthTooLarge, conflictingFraming, unsupportedTransferEncoding
-        case unterminated
-    }
-
-    public let reason: Reason
-
-    public init(_ reason: Reason) { self.reason = reason }
-
-    public var description: String { reason.rawValue }
-
-    public var error: APIError {
-        switch reason {
-        case .malformedRequestLine: APIError(status: 400, "Malformed request line")
-        case .invalidTarget: APIError(status: 400, "Invalid request target")
-        case .unsupportedVersion: APIError(status: 505, "HTTP version not supported (use HTTP/1.1)")
-        case .bareLineFeed: APIError(status: 400, "Header lines must end in CRLF")
-        case .obsoleteLineFolding: APIError(status: 400, "Folded header lines are not accepted")
-        case .whitespaceBeforeColon: APIError(status: 400, "Whitespace between a header name and its colon")
-        case .invalidFieldName: APIError(status: 400, "Malformed header line")
-        case .invalidFieldValue: APIError(status: 400, "Control character in a header value")
-        case .hostHeader: APIError(status: 400, "An HTTP/1.1 request needs exactly one valid Host header")
-        case .invalidContentLength: APIError(status: 400, "Invalid Content-Length")
-        case .contentLengthTooLarge: APIError.bodyTooLarge
-        case .conflictingFraming: APIError(status: 400, "Conflicting Transfer-Encoding and Content-Length")
-        case .unsupportedTransferEncoding: APIError(status: 501, "Transfer-Encoding other than chunked not supported")
-        case .unterminated: APIError(status: 400, "Request head not ended by an empty line")
-        }
-    }
-}
-
-enum ASCII {
-    static let lineFeed = UInt8(ascii: "\n")
-    static let carriageReturn = UInt8(ascii: "\r")
-    static let space = UInt8(ascii: " ")
-    static let tab = UInt8(ascii: "\t")
-    static let colon = UInt8(ascii: ":")
-    static let slash = UInt8(ascii: "/")
-    static let question = UInt8(ascii: "?")
-    static let percent = UInt8(ascii: "%")
-    static let asterisk = UInt8(ascii: "*")
-
-    static func isWhitespace(_ byte: UInt8) -> Bool { byte == space || byte == tab }
-
-    static func isHexDigit(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "f"))
-    }
-
-    static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-
-    /// field-vchar / SP / HTAB (RFC 9110 §5.5): every byte but the controls; obs-text (0x80–0xFF) is allowed.
-    static func isFieldValueByte(_ byte: UInt8) -> Bool { byte == tab || (byte >= space && byte != 0x7F) }
-}
-
-/// A set of ASCII bytes as two 64-bit masks: literal masks, so no lazy global initialisation on the hot path.
-/// `RequestHeadPeekTests` checks each against the characters the RFC lists.
-struct ASCIISet: Sendable {
-    let low: UInt64
-    let high: UInt64
-
-    @inline(__always) func contains(_ byte: UInt8) -> Bool {
-        byte < 64 ? (low >> byte) & 1 == 1 : byte < 128 ? (high >> (byte - 64)) & 1 == 1 : false
-    }
-
-    /// tchar (RFC 9110 §5.6.2): ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~
-    static let token = ASCIISet(low: 0x03ff_6cfa_0000_0000, high: 0x57ff_ffff_c7ff_fffe)
-    /// The bytes of an origin-form target (RFC 3986 pchar, `/`, `?`): unreserved, sub-delims, `:` `@` `/` `?`, and `%`.
-    static let target = ASCIISet(low: 0xafff_fff2_0000_0000, high: 0x47ff_fffe_87ff_ffff)
-    /// The bytes of an authority without userinfo (host, port, IP literal): unreserved, sub-delims, `:` `[` `]`, and `%`.
-    static let authority = ASCIISet(low: 0x2fff_7ff2_0000_0000, high: 0x47ff_fffe_afff_fffe)
 }
 
 /// One pass over a head: the request line, then each header line, each checked as it is read.

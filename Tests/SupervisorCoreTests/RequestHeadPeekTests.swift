@@ -97,6 +97,7 @@ struct RequestHeadPeekTests {
             "POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 000017\r\n\r\n",
             "POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n",
             "GET /api/health HTTP/1.1\r\nHost:\r\n\r\n",
+            "GET /api/health?a-._~!$&'()*+,;=:@/?%20%aF HTTP/1.1\r\nHost: h-._~!$&'()*+,;=:[]%41\r\n\r\n",
         ]
         for text in accepted {
             #expect(throws: Never.self, "\(text.debugDescription)") { try Self.parse(text).get() }
