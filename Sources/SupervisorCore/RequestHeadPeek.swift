@@ -94,6 +94,14 @@ private struct HeadParser {
         return position..<(lineFeed - 1)
     }
 
+    /// The framing headers' values lose only trailing spaces, not tabs: llhttp reads them so (a tab there is an error
+    /// to it), and the supervisor must not accept a framing that SwiftNIO refuses.
+    private func trimmingTrailingSpaces(_ value: Range<Int>) -> Range<Int> {
+        var end = value.upperBound
+        while end > value.lowerBound, bytes[end - 1] == ASCII.space { end -= 1 }
+        return value.lowerBound..<end
+    }
+
     private struct Framing {
         var hosts = 0
         var contentLength: Range<Int>?
@@ -232,10 +240,10 @@ private struct HeadParser {
             if peek.lastEventID == nil { peek.lastEventID = string(value) }
         case 14 where name.equalsIgnoringASCIICase("content-length"):
             guard framing.contentLength == nil else { throw HeadRefusal(.invalidContentLength) }
-            framing.contentLength = value
+            framing.contentLength = valueStart..<line.upperBound
         case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
             guard framing.transferEncoding == nil else { throw HeadRefusal(.unsupportedTransferEncoding) }
-            framing.transferEncoding = value
+            framing.transferEncoding = valueStart..<line.upperBound
         default:
             break
         }
@@ -252,7 +260,7 @@ private struct HeadParser {
     /// Host (RFC 9112 §3.2) and message framing (§6): what a later parser could read as a different request.
     private func check(_ framing: Framing, version: HTTPVersion) throws(HeadRefusal) {
         if framing.hosts > 1 || (version.minor == 1 && framing.hosts == 0) { throw HeadRefusal(.hostHeader) }
-        if let transferEncoding = framing.transferEncoding {
+        if let transferEncoding = framing.transferEncoding.map(trimmingTrailingSpaces) {
             // HTTP/1.0 has no transfer codings: its framing would be read two ways (§6.1).
             guard framing.contentLength == nil, version.minor == 1 else { throw HeadRefusal(.conflictingFraming) }
             let coding = UnsafeRawBufferPointer(rebasing: bytes[transferEncoding])
@@ -260,7 +268,7 @@ private struct HeadParser {
                 throw HeadRefusal(.unsupportedTransferEncoding)
             }
         }
-        if let contentLength = framing.contentLength {
+        if let contentLength = framing.contentLength.map(trimmingTrailingSpaces) {
             guard !contentLength.isEmpty, contentLength.allSatisfy({ ASCII.isDigit(bytes[$0]) }) else {
                 throw HeadRefusal(.invalidContentLength)
             }

@@ -70,6 +70,9 @@ struct RequestHeadPeekTests {
         ("POST /api/sse/publish HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n", .invalidContentLength),
         ("POST /api/sse/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n", .invalidContentLength),
         ("POST /api/sse/publish HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n", .invalidContentLength),
+        // Found by the request-head fuzzer: llhttp allows only spaces after these two values, so a tab is refused.
+        ("POST /api/sse/publish HTTP/1.1\r\nHost: x\r\nContent-Length:\t5\t\r\n\r\n", .invalidContentLength),
+        ("POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\r\n\r\n", .unsupportedTransferEncoding),
         ("POST /api/sse/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 1234567890123456789\r\n\r\n", .contentLengthTooLarge),
         ("POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", .conflictingFraming),
         ("POST /api/sse/subscribe HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", .conflictingFraming),
@@ -95,7 +98,8 @@ struct RequestHeadPeekTests {
             "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /api/health HTTP/1.1\r\nHost: x\r\n!#$%&'*+-.^_`|~09azAZ: v\r\nHost-Like: \t\r\n\r\n",
             "POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 000017\r\n\r\n",
-            "POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n",
+            "POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\t Chunked  \r\n\r\n",
+            "POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\nContent-Length:\t 5  \r\n\r\n",
             "GET /api/health HTTP/1.1\r\nHost:\r\n\r\n",
             "GET /api/health?a-._~!$&'()*+,;=:@/?%20%aF HTTP/1.1\r\nHost: h-._~!$&'()*+,;=:[]%41\r\n\r\n",
         ]
