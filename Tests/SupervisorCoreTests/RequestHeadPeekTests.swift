@@ -181,4 +181,35 @@ struct RequestHeadPeekTests {
             }
         }
     }
+
+    /// Every byte in each place the reader checks, and every method on every kind of path, held to the differential
+    /// check against SwiftNIO: the systematic complement of the fuzzer's random search.
+    @Test func everyByteInEveryPlaceAgreesWithSwiftNIO() {
+        var inputs: [[UInt8]] = []
+        let health = Array("GET /api/health HTTP/1.1\r\nHost: x\r\n".utf8)
+        let subscribe = Array("POST /api/sse/subscribe HTTP/1.1\r\nHost: x\r\n".utf8)
+        let end = Array("\r\n\r\n".utf8)
+        for byte in UInt8.min...UInt8.max {
+            inputs.append(health + Array("X-V: a".utf8) + [byte] + Array("b".utf8) + end)
+            inputs.append(health + Array("X".utf8) + [byte] + Array("Y: v".utf8) + end)
+            inputs.append(subscribe + Array("Content-Length: 5".utf8) + [byte] + end)
+            inputs.append(subscribe + Array("Content-Length:".utf8) + [byte] + Array("5".utf8) + end)
+            inputs.append(subscribe + Array("Transfer-Encoding: chunked".utf8) + [byte] + end)
+            inputs.append(Array("GET /api/health HTTP/1.1\r\nHost: x".utf8) + [byte] + end)
+            inputs.append(Array("GET /api/sse/stream?token=a".utf8) + [byte] + Array("b HTTP/1.1\r\nHost: x".utf8) + end)
+            inputs.append(Array("GET http://h".utf8) + [byte] + Array("x/api/health HTTP/1.1\r\nHost: x".utf8) + end)
+        }
+        let methods = ["GET", "POST", "OPTIONS", "HEAD", "DELETE", "CONNECT", "PRI", "SOURCE", "QUERY", "M-SEARCH", "MSEARCH", "get"]
+        let targets = ["/api/health", "/api/sse/stream?token=t", "/api/sse/subscribe", "/x", "*", "http://h/api/sse/stream?token=t"]
+        for method in methods {
+            for target in targets {
+                inputs.append(Array("\(method) \(target) HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                inputs.append(Array("\(method) \(target) HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".utf8))
+            }
+        }
+        for input in inputs {
+            let finding = input.withUnsafeBytes { FuzzTarget.requestHead.check($0) }
+            #expect(finding == nil, "\(String(decoding: input, as: UTF8.self).debugDescription): \(finding.map(String.init(describing:)) ?? "")")
+        }
+    }
 }
