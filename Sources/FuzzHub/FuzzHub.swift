@@ -13,17 +13,28 @@ import Darwin
 /// replayed once each, so a crash or a disagreement libFuzzer found can be reproduced and debugged without it.
 @main
 struct FuzzHub {
+    /// libFuzzer starts copies of itself (`-merge=1`, `-fork=`, `-jobs=`) with its own arguments only, without the
+    /// target's name: they find it here, set by the first.
+    static let targetVariable = "SSE_FUZZ_TARGET"
+
     static func main() {
-        let arguments = CommandLine.arguments
-        guard arguments.count >= 2, let target = FuzzTarget(rawValue: arguments[1]) else {
+        var arguments = CommandLine.arguments
+        let target: FuzzTarget
+        if arguments.count >= 2, let named = FuzzTarget(rawValue: arguments[1]) {
+            target = named
+            arguments.remove(at: 1)
+        } else if let inherited = getenv(targetVariable).flatMap({ FuzzTarget(rawValue: String(cString: $0)) }) {
+            target = inherited
+        } else {
             let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")
             print("usage: sse-fuzz \(names) [libFuzzer options and corpus directories | inputs to replay]")
             exit(64)
         }
+        setenv(targetVariable, target.rawValue, 1)
         #if LIBFUZZER
         exit(LibFuzzer.run(target, arguments: arguments))
         #else
-        exit(Replay.run(target, paths: Array(arguments.dropFirst(2))))
+        exit(Replay.run(target, paths: Array(arguments.dropFirst())))
         #endif
     }
 }
@@ -41,8 +52,8 @@ nonisolated(unsafe) private var currentTarget = FuzzTarget.requestHead
 private enum LibFuzzer {
     static func run(_ target: FuzzTarget, arguments: [String]) -> CInt {
         currentTarget = target
-        // libFuzzer sees the program name and the options, not the target's name.
-        var argumentVector: [UnsafeMutablePointer<CChar>?] = ([arguments[0]] + arguments.dropFirst(2)).map { strdup($0) } + [nil]
+        // The program name and libFuzzer's options: the target's name is taken out.
+        var argumentVector: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         var argumentCount = CInt(argumentVector.count - 1)
         return argumentVector.withUnsafeMutableBufferPointer { vector in
             var base = vector.baseAddress
