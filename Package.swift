@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "sse-supervisor", targets: ["Supervisor"]),
         .executable(name: "sse-worker", targets: ["Worker"]),
         .executable(name: "sse-bench", targets: ["Bench"]),
+        .executable(name: "sse-fuzz", targets: ["FuzzHub"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -48,10 +49,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What the supervisor decides on the accept thread, in a library the fuzzers and tests link.
+        .target(
+            name: "SupervisorCore",
+            dependencies: ["Shared", .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "Supervisor",
             dependencies: [
                 "Shared",
+                "SupervisorCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -91,6 +99,34 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // The fuzz targets' checks, shared by the libFuzzer harness and the corpus replay in the tests.
+        .target(
+            name: "FuzzChecks",
+            dependencies: [
+                "Shared", "SupervisorCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+            ],
+            swiftSettings: strict
+        ),
+        // `sse-fuzz TARGET`: libFuzzer when built by scripts/fuzz.sh, else a replay of inputs (docs/operations.md, "Fuzzing").
+        .executableTarget(
+            name: "FuzzHub",
+            dependencies: ["FuzzChecks"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SupervisorCoreTests",
+            dependencies: [
+                "SupervisorCore", "FuzzChecks", "Shared",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -1,10 +1,11 @@
 import Logging
 import NIOCore
 import Shared
+import SupervisorCore
 
 /// Decides, for each connection whose head has arrived, who serves it: the worker of the user its token
 /// names (the descriptor is passed and closed here), or the supervisor itself (health, the publishers'
-/// API, every error, and anything the supervisor's quick read of the head does not understand).
+/// API, and every error).
 struct ConnectionRouter: Sendable {
     let verifier: TokenVerifier
     let pool: WorkerPool
@@ -16,17 +17,20 @@ struct ConnectionRouter: Sendable {
     var retryMilliseconds = 3000
 
     func headArrived(fd: CInt, head: [UInt8]) {
-        guard let peek = RequestHeadPeek(head),
-            case .route(let route) = APIRoute.resolve(method: peek.method, target: peek.target),
-            let handoffRoute = route.handoffRoute
-        else {
+        switch RoutingDecision(head: head) {
+        case .refuse(let error, let origin):
+            localServer.reject(fd, error, origin: origin)
+        case .serveLocally:
             localServer.serve(fd, disposition: .normal)
-            return
+        case .handOff(let request):
+            handOff(fd, request, headLength: head.count)
         }
-        let token = TokenLocation.token(target: peek.target, authorization: peek.authorization, xAuthToken: peek.xAuthToken)
+    }
+
+    private func handOff(_ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int) {
         // All on the accept thread, without a hop: verify, pick the shard, pass the descriptor.
         let identity: Identity
-        switch verifier.verifyUser(token) {
+        switch verifier.verifyUser(request.token) {
         case .failure(let failure):
             localServer.serve(fd, disposition: .reject(APIError(failure)))
             return
@@ -35,12 +39,11 @@ struct ConnectionRouter: Sendable {
         }
         let userID = identity.userID ?? ""
         let shard = ShardFunction.shard(for: userID, shardCount: pool.shardCount)
-        var handoff = Handoff(route: handoffRoute, userID: userID, tokenExpiry: identity.expiresAt)
-        if handoffRoute == .stream {
+        var handoff = Handoff(route: request.route, userID: userID, tokenExpiry: identity.expiresAt)
+        if request.route == .stream {
             // The worker answers a stream from the hand-off alone, so the request leaves the socket here.
-            // Browsers resend the last id they saw as a header; polyfills (and first connections) use the query.
-            handoff.lastEventID = peek.lastEventID ?? TokenLocation.queryValue("lastEventId", in: peek.target)
-            handoff.origin = peek.origin
+            handoff.lastEventID = request.lastEventID
+            handoff.origin = request.origin
         }
         let payload: [UInt8]
         do {
@@ -48,11 +51,12 @@ struct ConnectionRouter: Sendable {
         } catch {
             // Only a header a hand-off cannot carry gets here (a long Last-Event-ID or Origin): the request is
             // still unread, so the answer is a plain 431 like any other oversized head.
-            localServer.reject(fd, status: 431, message: "Request header fields too large: \(error.field) is over \(Handoff.maximumHeaderValueBytes) bytes")
+            let message = "Request header fields too large: \(error.field) is over \(Handoff.maximumHeaderValueBytes) bytes"
+            localServer.reject(fd, APIError(status: 431, message), origin: nil)
             return
         }
-        if handoffRoute == .stream {
-            guard consume(head.count, from: fd) else { return }
+        if request.route == .stream {
+            guard consume(headLength, from: fd) else { return }
         }
         if pool.handOff(fd, payload, shard: shard) == .sent {
             Syscall.close(fd)
@@ -97,9 +101,9 @@ struct ConnectionRouter: Sendable {
     func headRejected(fd: CInt, reason: AcceptReactor.Rejection) {
         switch reason {
         case .headTooLarge:
-            localServer.reject(fd, status: 431, message: "Request head too large")
+            localServer.reject(fd, APIError(status: 431, "Request head too large"), origin: nil)
         case .headTimeout:
-            localServer.reject(fd, status: 408, message: "Request head not received in time")
+            localServer.reject(fd, APIError(status: 408, "Request head not received in time"), origin: nil)
         case .clientLimited(let refusal):
             // A token refills within a second (rates are whole connections a second), and a held head resolves
             // within --head-timeout; a client that retries after a second finds room soon enough either way.
@@ -108,7 +112,7 @@ struct ConnectionRouter: Sendable {
                 case .tooManyHeld: "Too many connections from this address"
                 case .tooManyNew: "Too many new connections from this address"
                 }
-            localServer.reject(fd, status: 429, message: message + "; retry shortly", headers: [("Retry-After", "1")])
+            localServer.reject(fd, APIError(status: 429, message + "; retry shortly"), origin: nil, headers: [("Retry-After", "1")])
         }
     }
 }

@@ -25,7 +25,8 @@ struct LocalHTTPServer: Sendable {
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // Without NIO's error handler, whose 400 is plain text: SupervisorHTTPHandler answers in JSON.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
                     try channel.pipeline.syncOperations.addHandler(
                         SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout))
                 }
@@ -36,10 +37,13 @@ struct LocalHTTPServer: Sendable {
             }
     }
 
-    /// Answers a connection whose head could not be read (too large, too slow) without parsing it, reading and
-    /// dropping what the client still sends, so the answer is not lost to a reset.
-    func reject(_ fd: CInt, status: Int, message: String, headers: [(String, String)] = []) {
-        answerRaw(fd, RawAnswerHandler.error(status: status, message: message, extraHeaders: headers + api.responses.cors.responseHeaders(origin: nil)))
+    /// Answers a connection whose head is refused (malformed, too large, too slow, or its address over a limit)
+    /// without parsing it any further, reading and dropping what the client still sends, so the answer is not lost
+    /// to a reset.
+    func reject(_ fd: CInt, _ error: APIError, origin: String?, headers: [(String, String)] = []) {
+        var headers = headers + api.responses.cors.responseHeaders(origin: origin)
+        if let allow = error.allow { headers.append(("Allow", allow)) }
+        answerRaw(fd, RawAnswerHandler.error(status: error.status, message: error.message, extraHeaders: headers))
     }
 
     /// Answers a stream request (already read) whose worker is unavailable the way EventSource understands: a

@@ -164,7 +164,7 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
                 }
             }
         case .route(.stream), .route(.subscribe), .route(.unsubscribe):
-            // Only a head the supervisor's quick reader could not parse, but SwiftNIO could, lands here.
+            // Not reached: `RoutingDecision` hands these to a worker. Refused rather than served without a token check.
             answer(APIError(status: 400, "Malformed request head"), context: context)
         }
     }
@@ -183,6 +183,9 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        // The head was read whole by the supervisor's own reader, so what SwiftNIO's parser can still refuse is
+        // the body (chunk framing): answered like every other error.
+        guard !answered, error is HTTPParserError else { return context.close(promise: nil) }
+        answer(APIError(status: 400, "Malformed request body"), context: context)
     }
 }

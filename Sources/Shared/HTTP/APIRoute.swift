@@ -36,10 +36,24 @@ public enum APIRoute: String, Sendable, CaseIterable {
 
     /// Matches a request target (path, optionally with a query) and method.
     public static func resolve(method: HTTPMethod, target: String) -> Resolution {
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        guard let route = APIRoute(rawValue: path) else { return .notFound }
+        guard let route = APIRoute(rawValue: String(path(of: target))) else { return .notFound }
         if method == route.method { return .route(route) }
         if method == .OPTIONS { return .preflight(route) }
         return .methodNotAllowed(route)
+    }
+
+    /// The path of a request target in origin-form (`/api/health?x`) or absolute-form (`http://host/api/health?x`,
+    /// which RFC 9112 §3.2.2 obliges a server to accept).
+    public static func path(of target: String) -> Substring {
+        let bytes = target.utf8
+        var start = bytes.startIndex
+        if bytes.first != UInt8(ascii: "/"), let colon = bytes.firstIndex(of: UInt8(ascii: ":")),
+            bytes[colon...].starts(with: "://".utf8)
+        {
+            let authority = bytes.index(colon, offsetBy: 3)
+            start = bytes[authority...].firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? bytes.endIndex
+        }
+        let end = bytes[start...].firstIndex(of: UInt8(ascii: "?")) ?? bytes.endIndex
+        return Substring(bytes[start..<end])
     }
 }
