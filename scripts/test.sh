@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian/Ubuntu machine: installs what the build and the tests need
 # (libsystemd-dev for the build; python3 for the descriptor-passing tests' independent peer; sseclient-py),
-# then `swift test`.
+# then a short fuzzing run and `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,12 @@ fi
 if ! python3 -c 'import sseclient, requests' 2>/dev/null; then
   python3 -m pip install --quiet sseclient-py requests 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages sseclient-py requests
+fi
+
+# The whole suite (no arguments) starts with a short real libFuzzer run of every fuzz target (docs/operations.md,
+# "Fuzzing"; about 8 minutes cold, 2 once built); a focused run (`--filter ...`) skips it, and so does SSE_SKIP_FUZZ=1.
+if [ $# -eq 0 ] && [ "${SSE_SKIP_FUZZ:-}" != 1 ]; then
+  scripts/fuzz.sh short
 fi
 
 exec swift test "$@"
