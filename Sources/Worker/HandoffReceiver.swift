@@ -20,6 +20,8 @@ struct HandoffReceiver: Sendable {
     let maximumPendingBytes: Int
     /// How long a subscribe or unsubscribe request has to arrive whole (`--request-timeout`).
     let requestTimeout: TimeAmount
+    /// Connections held per client address, when `--max-worker-conns-per-ip` bounds them.
+    let addressTally: NIOLoopBound<ClientAddressTally>?
 
     /// Starts listening for the doorbell; `finished` is called once it has ended.
     func start(finished: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
@@ -34,7 +36,9 @@ struct HandoffReceiver: Sendable {
     }
 
     /// Adopts every connection waiting on the socket. On the event loop.
-    fileprivate func adoptWaiting(using buffers: DescriptorPassing.ReceiveBuffers, outOfDescriptors: DroppedConnections) {
+    fileprivate func adoptWaiting(
+        using buffers: DescriptorPassing.ReceiveBuffers, outOfDescriptors: DroppedConnections, overAddressLimit: DroppedConnections
+    ) {
         while true {
             let received: DescriptorPassing.Received?
             do {
@@ -54,7 +58,13 @@ struct HandoffReceiver: Sendable {
                 continue
             }
             do {
-                adopt(fd, handoff: try Handoff(decoding: received.payload))
+                let handoff = try Handoff(decoding: received.payload)
+                guard let address = admit(fd, handoff) else {
+                    overAddressLimit.record()
+                    refuse(fd, handoff)
+                    continue
+                }
+                adopt(fd, handoff: handoff, address: address)
             } catch {
                 logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
                 Syscall.close(fd)
@@ -62,8 +72,37 @@ struct HandoffReceiver: Sendable {
         }
     }
 
-    private func adopt(_ fd: CInt, handoff: Handoff) {
+    /// Counts the connection against its address's limit: `.some(nil)` when no limit applies (none is set, or the
+    /// peer has no address to count by, or is already gone), nil when the address is at the limit.
+    private func admit(_ fd: CInt, _ handoff: Handoff) -> ClientAddressKey?? {
+        guard let tally = addressTally?.value else { return .some(nil) }
+        let peer: sockaddr_storage
+        do {
+            peer = try Syscall.peerAddress(fd)
+        } catch {
+            return .some(nil)  // ENOTCONN: the client left; the adoption fails on its own
+        }
+        guard let key = ClientAddressKey(peer) else { return .some(nil) }
+        return tally.admit(key, enforcing: handoff.route != .migrated) ? .some(key) : nil
+    }
+
+    /// Answers 429 (the stream's request was read by the supervisor; a topic request's is drained unread).
+    private func refuse(_ fd: CInt, _ handoff: Handoff) {
+        let answer = RawAnswerHandler.error(
+            status: 429, message: "Too many connections from this address; retry shortly",
+            extraHeaders: [("Retry-After", "1")] + responses.cors.responseHeaders(origin: handoff.origin))
+        let logger = self.logger
+        ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RawAnswerHandler(response: answer)) }
+            }
+            .withConnectedSocket(fd)
+            .whenFailure { error in logger.warning("cannot answer a refused connection", metadata: ["error": "\(error)"]) }
+    }
+
+    private func adopt(_ fd: CInt, handoff: Handoff, address: ClientAddressKey?) {
         let hub = self.hub
+        let addressTally = self.addressTally
         let responses = self.responses
         let logger = self.logger
         let requestTimeout = self.requestTimeout
@@ -88,6 +127,12 @@ struct HandoffReceiver: Sendable {
             }
             .withConnectedSocket(fd)
             .whenComplete { result in
+                if let address, let addressTally {
+                    switch result {
+                    case .success(let channel): channel.closeFuture.whenComplete { _ in addressTally.value.release(address) }
+                    case .failure: addressTally.value.release(address)
+                    }
+                }
                 switch result {
                 case .success(let channel):
                     // On the channel's event loop (the loop of the future): the stream starts in this turn.
@@ -114,19 +159,27 @@ private final class DoorbellHandler: ChannelInboundHandler {
     private let finished: @Sendable () -> Void
     private let buffers = DescriptorPassing.ReceiveBuffers()
     private let outOfDescriptors: DroppedConnections
+    private let overAddressLimit: DroppedConnections
 
     init(receiver: HandoffReceiver, finished: @escaping @Sendable () -> Void) {
         self.receiver = receiver
         self.finished = finished
-        outOfDescriptors = DroppedConnections(eventLoop: receiver.eventLoop, logger: receiver.logger)
+        outOfDescriptors = DroppedConnections(
+            eventLoop: receiver.eventLoop, logger: receiver.logger,
+            message: "connections lost: this worker has reached its open-files limit (RLIMIT_NOFILE); run more workers (--workers) or raise the limit (LimitNOFILE=)",
+            event: "worker-out-of-descriptors", countKey: "lost")
+        overAddressLimit = DroppedConnections(
+            eventLoop: receiver.eventLoop, logger: receiver.logger,
+            message: "connections refused (429): their address holds --max-worker-conns-per-ip connections on this worker",
+            event: "client-limited", countKey: "refused")
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        receiver.adoptWaiting(using: buffers, outOfDescriptors: outOfDescriptors)
+        receiver.adoptWaiting(using: buffers, outOfDescriptors: outOfDescriptors, overAddressLimit: overAddressLimit)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        receiver.adoptWaiting(using: buffers, outOfDescriptors: outOfDescriptors)
+        receiver.adoptWaiting(using: buffers, outOfDescriptors: outOfDescriptors, overAddressLimit: overAddressLimit)
         finished()
     }
 
@@ -136,18 +189,25 @@ private final class DoorbellHandler: ChannelInboundHandler {
     }
 }
 
-/// Connections lost because this worker had no descriptor left for them, logged at most once a second (a
-/// full worker loses them by the thousand) with how many, and what to do about it. On the event loop.
+/// Connections this worker could not serve (no descriptor left, or their address over its limit), logged at most
+/// once a second (they come by the thousand) with how many, and what to do about it. On the event loop.
 final class DroppedConnections {
     private let eventLoop: any EventLoop
     private let logger: Logger
+    private let message: Logger.Message
+    private let event: String
+    /// The metadata key of the count (`SSE_LOST`, `SSE_REFUSED` in the journal).
+    private let countKey: String
     private var unlogged = 0
     private var quietUntil = NIODeadline.uptimeNanoseconds(0)
     private var flushScheduled = false
 
-    init(eventLoop: any EventLoop, logger: Logger) {
+    init(eventLoop: any EventLoop, logger: Logger, message: Logger.Message, event: String, countKey: String) {
         self.eventLoop = eventLoop
         self.logger = logger
+        self.message = message
+        self.event = event
+        self.countKey = countKey
     }
 
     func record() {
@@ -166,9 +226,7 @@ final class DroppedConnections {
 
     private func flush() {
         guard unlogged > 0 else { return }
-        logger.error(
-            "connections lost: this worker has reached its open-files limit (RLIMIT_NOFILE); run more workers (--workers) or raise the limit (LimitNOFILE=)",
-            metadata: ["lost": "\(unlogged)", "event": "worker-out-of-descriptors"])
+        logger.error(message, metadata: [countKey: "\(unlogged)", "event": "\(event)"])
         unlogged = 0
         quietUntil = .now() + .seconds(1)
     }

@@ -70,7 +70,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins))
         try await HandoffReceiver(
             socket: handoffFd, doorbell: doorbellFd, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
-            maximumPendingBytes: stream.maxPendingBytes, requestTimeout: .seconds(Int64(stream.requestTimeout))
+            maximumPendingBytes: stream.maxPendingBytes, requestTimeout: .seconds(Int64(stream.requestTimeout)),
+            addressTally: stream.maxWorkerConnsPerIp > 0
+                ? try await eventLoop.submit { NIOLoopBound(ClientAddressTally(limit: stream.maxWorkerConnsPerIp), eventLoop: eventLoop) }.get()
+                : nil
         )
         .start { stopped.succeed() }.get()
 

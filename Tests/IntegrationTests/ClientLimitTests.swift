@@ -92,4 +92,38 @@ struct ClientLimitTests {
         #expect(!hub.log.contains("limits per client address"))
         for connection in slow { await connection.close() }
     }
+
+    /// Once handed to a worker a connection is out of the supervisor's sight, so a worker bounds what one address
+    /// holds on it (`--max-worker-conns-per-ip`): past it, 429; another address, or the same once one closes, is served.
+    @Test func aWorkerBoundsTheConnectionsOneAddressHoldsOnIt() async throws {
+        let hub = try await HubProcess.start(workers: 1, arguments: ["--max-worker-conns-per-ip", "2"])
+        defer { Task { try await hub.stop() } }
+        func stream(_ user: String, from source: String) async throws -> TestConnection {
+            let connection = try await TestConnection.open(port: hub.port, from: source)
+            try await connection.send(TestHTTP.requestBytes("GET", "/api/sse/stream?token=\(try await hub.token(user))"))
+            return connection
+        }
+        let first = try await stream("a1", from: "127.0.0.5")
+        let second = try await stream("a2", from: "127.0.0.5")
+        try await waitUntil("two streams") { try await hub.health().services.sse.totalClients == 2 }
+        let third = try await stream("a3", from: "127.0.0.5")
+        let refused = try await third.response()
+        #expect(refused.status == 429)
+        #expect(refused.message == "Too many connections from this address; retry shortly")
+        #expect(refused.headers["retry-after"] == "1")
+        // A subscribe from that address is refused too; from another address everything is served.
+        let subscribe = try await TestHTTP.request(
+            port: hub.port, "POST", "/api/sse/subscribe", headers: ["x-auth-token": try await hub.token("a1")], body: #"{"topics":["t"]}"#,
+            from: "127.0.0.5")
+        #expect(subscribe.status == 429)
+        let elsewhere = try await stream("b1", from: "127.0.0.6")
+        try await waitUntil("the other address served") { try await hub.health().services.sse.totalClients == 3 }
+        // One closes: the address has room again.
+        await first.close()
+        try await waitUntil("one stream closed") { try await hub.health().services.sse.totalClients == 2 }
+        let again = try await stream("a3", from: "127.0.0.5")
+        try await waitUntil("the address served again") { try await hub.health().services.sse.totalClients == 3 }
+        try await waitUntil("the refusals logged") { hub.log.contains("event=client-limited") && hub.log.contains("refused=") }
+        for connection in [second, elsewhere, again] { await connection.close() }
+    }
 }

@@ -31,6 +31,9 @@ public struct StreamOptions: ParsableArguments, Sendable {
     @Option(help: "Seconds a request (head and body) has to arrive whole once its connection is being served (then 408).")
     public var requestTimeout: Int = 30
 
+    @Option(help: "Connections one client address (IPv4, or IPv6 /64) may hold on one worker (streams and topic requests); past it: 429. 0: no limit.")
+    public var maxWorkerConnsPerIp: Int = 0
+
     @Option(help: "A stream whose unsent bytes exceed this is disconnected (slow consumer).")
     public var maxPendingBytes: Int = 1_048_576
 
@@ -39,7 +42,8 @@ public struct StreamOptions: ParsableArguments, Sendable {
         [
             "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
             "--history-ttl", String(historyTtl), "--history-bytes", String(historyBytes), "--max-topics-per-user",
-            String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--request-timeout", String(requestTimeout), "--max-pending-bytes", String(maxPendingBytes),
+            String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--request-timeout", String(requestTimeout),
+            "--max-worker-conns-per-ip", String(maxWorkerConnsPerIp), "--max-pending-bytes", String(maxPendingBytes),
         ] + corsOrigins.flatMap { ["--cors-origin", $0] }
     }
 
@@ -52,6 +56,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
         guard (1...(30 * day)).contains(historyTtl) else { throw ValidationError("--history-ttl must be 1 to \(30 * day) seconds") }
         guard (1024 * 1024...(1 << 40)).contains(historyBytes) else { throw ValidationError("--history-bytes must be 1 MiB to 1 TiB") }
         guard (1...100_000).contains(maxTopicsPerUser) else { throw ValidationError("--max-topics-per-user must be 1 to 100000") }
+        guard maxWorkerConnsPerIp >= 0 else { throw ValidationError("--max-worker-conns-per-ip must not be negative") }
         guard (1...3600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be 1 to 3600 seconds") }
         guard (1...(7 * day * 1000)).contains(retryMs) else { throw ValidationError("--retry-ms must be 1 to \(7 * day * 1000)") }
         guard (4096...(1 << 30)).contains(maxPendingBytes) else { throw ValidationError("--max-pending-bytes must be 4096 to 1 GiB") }

@@ -154,6 +154,18 @@ public enum Syscall {
         return status
     }
 
+    /// `getpeername(2)`: the address of a connected socket's peer.
+    public static func peerAddress(_ fd: CInt) throws(Errno) -> sockaddr_storage {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try retryingEINTR("getpeername") {
+            withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+            }
+        }
+        return storage
+    }
+
     /// `signal(SIGPIPE, SIG_IGN)`: a peer that hangs up must cost an `EPIPE`, not the process.
     public static func ignoreSIGPIPE() {
         _ = signal(SIGPIPE, SIG_IGN)
