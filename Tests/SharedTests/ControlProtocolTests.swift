@@ -79,6 +79,7 @@ import Testing
         #expect(decodeError([0, 0, 0, 10, 2, 2, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]) == .malformed)  // absurd topic count
         #expect(decodeError([0, 0, 0, 10, 2, 4, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]) == .malformed)  // absurd topic count
         #expect(decodeError([0x00, 0x40, 0x00, 0x01]) == .badLength, "one byte over the 4 MiB bound")
+        #expect(decodeError([0, 0, 0, 11, 2, 7, 0, 0, 0, 5] + [0x75, 0x9c, 0x9c, 0xff, 0x75]) == .malformed, "a user id that is not UTF-8")
     }
 
     @Test func garbageClosesTheNIOPipelineWithAnError() throws {
@@ -116,7 +117,14 @@ import Testing
         // A length field past the bound, though the bytes are there.
         let longID = [UInt8](repeating: UInt8(ascii: "1"), count: Handoff.maximumHeaderValueBytes + 1)
         #expect(code(Array(valid.prefix(18)) + [0x10, 0x01] + longID + [0xff, 0xff, UInt8(ascii: "u")]) == .malformed)
-        #expect(code(Array(valid.prefix(22)) + [UInt8](repeating: UInt8(ascii: "u"), count: Handoff.maximumUserIDBytes + 1)) == .malformed)
+        // Everything before the user id of a hand-off without optional strings: 18 fixed bytes, two absent markers.
+        let beforeUser = Array(try Handoff(route: .stream, userID: "x", tokenExpiry: nil).encoded().dropLast())
+        #expect(beforeUser.count == 22)
+        #expect(code(beforeUser + [UInt8](repeating: UInt8(ascii: "u"), count: Handoff.maximumUserIDBytes)) == nil)
+        #expect(code(beforeUser + [UInt8](repeating: UInt8(ascii: "u"), count: Handoff.maximumUserIDBytes + 1)) == .malformed)
+        // Invalid UTF-8 is refused, not repaired: U+FFFD takes three bytes, so a repaired id could outgrow its bound
+        // (found by the hand-off fuzzer; the input is in Fuzz/Corpus/handoff/invalid-utf8-user-id).
+        #expect(code(beforeUser + [UInt8](repeating: 0x9c, count: Handoff.maximumUserIDBytes)) == .malformed)
     }
 
     /// A request whose headers a hand-off cannot carry is refused by encoding (the supervisor answers 431),

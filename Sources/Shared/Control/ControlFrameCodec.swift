@@ -210,8 +210,12 @@ public enum ControlFrame {
 
     private static func readString(_ frame: inout ByteBuffer) throws(ControlProtocolError) -> String {
         let length = Int(try read(UInt32.self, &frame))
-        guard let string = frame.readString(length: length) else {
+        guard let bytes = frame.readBytes(length: length) else {
             throw ControlProtocolError(.malformed, "string of \(length) bytes cut short")
+        }
+        // Both ends write only valid UTF-8: anything else is corruption, refused rather than repaired.
+        guard let string = String(validating: bytes, as: UTF8.self) else {
+            throw ControlProtocolError(.malformed, "string of \(length) bytes is not UTF-8")
         }
         return string
     }

@@ -109,19 +109,26 @@ public struct Handoff: Sendable, Hashable {
             }
             if length == Self.absent {
                 optionals.append(nil)
-            } else if Int(length) <= Self.maximumHeaderValueBytes, let value = buffer.readString(length: Int(length)) {
+            } else if Int(length) <= Self.maximumHeaderValueBytes, let value = Self.readUTF8(&buffer, length: Int(length)) {
                 optionals.append(value)
             } else {
                 throw ControlProtocolError(.malformed, "hand-off header value of \(length) bytes")
             }
         }
-        guard buffer.readableBytes <= Self.maximumUserIDBytes, let userID = buffer.readString(length: buffer.readableBytes),
+        guard buffer.readableBytes <= Self.maximumUserIDBytes, let userID = Self.readUTF8(&buffer, length: buffer.readableBytes),
             !userID.isEmpty
         else {
-            throw ControlProtocolError(.malformed, "hand-off without a user, or with one over \(Self.maximumUserIDBytes) bytes")
+            throw ControlProtocolError(.malformed, "hand-off without a valid user id of at most \(Self.maximumUserIDBytes) bytes")
         }
         self.init(
             route: route, userID: userID, tokenExpiry: expiry < 0 ? nil : expiry, resumeAfter: resumeAfter == 0 ? nil : resumeAfter,
             lastEventID: optionals[0], origin: optionals[1])
+    }
+
+    /// `length` bytes as UTF-8, or nil when they are not valid UTF-8: repairing them (U+FFFD is three bytes) would
+    /// make a string that no longer fits the bound it was read within (found by the hand-off fuzzer).
+    private static func readUTF8(_ buffer: inout ByteBuffer, length: Int) -> String? {
+        guard let bytes = buffer.readBytes(length: length) else { return nil }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
