@@ -245,8 +245,8 @@ final class StreamHub {
     // MARK: Reload
 
     /// Passes every live stream on to the worker replacing this one: for each, once its queued frames are
-    /// written, a duplicate of its descriptor goes to `send` with the user, the topics, the token expiry and the
-    /// last event sequence written (the new worker continues after it), and this worker's copy is closed
+    /// written, a duplicate of its descriptor goes to `send` with the user, the token expiry and the last event
+    /// sequence written (the new worker continues after it), and this worker's copy is closed
     /// without ending the HTTP body, so the connection lives on. A stream whose frames are still stuck after
     /// `patience` is closed (its client reconnects and resumes). Then `done` runs. Topics need no passing on: the
     /// supervisor keeps every user's and gave them to the new worker when it started.
@@ -281,7 +281,6 @@ final class StreamHub {
             for stream in streams.values where stream.channel.isActive { stream.channel.close(promise: nil) }
         }
     }
-
 
     /// Closes every stream cleanly (on shutdown).
     func endAllStreams() {
