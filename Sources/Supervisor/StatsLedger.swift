@@ -7,7 +7,8 @@ struct StatsLedger: Sendable {
     private var topicsByShard: [[String: Int]]
     /// Connected subscribers of each topic, over every worker (a user lives on one shard, so counts add).
     private(set) var topics: [String: Int] = [:]
-    private(set) var totalClients = 0
+
+    var totalClients: Int { clientsByShard.reduce(0, +) }
 
     init(shardCount: Int) {
         clientsByShard = Array(repeating: 0, count: shardCount)
@@ -17,7 +18,6 @@ struct StatsLedger: Sendable {
     func topicCount(shard: Int) -> Int { topicsByShard[shard].count }
 
     mutating func apply(_ report: StatsReport, shard: Int) {
-        totalClients += report.clients - clientsByShard[shard]
         clientsByShard[shard] = report.clients
         for (topic, count) in report.topicCounts {
             let previous = topicsByShard[shard][topic] ?? 0
@@ -28,7 +28,6 @@ struct StatsLedger: Sendable {
 
     /// The shard's worker is gone or replaced: its counts leave the totals (the next one reports from nothing).
     mutating func reset(shard: Int) {
-        totalClients -= clientsByShard[shard]
         clientsByShard[shard] = 0
         for (topic, count) in topicsByShard[shard] { adjustTotal(topic, by: -count) }
         topicsByShard[shard] = [:]

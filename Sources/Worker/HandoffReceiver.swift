@@ -20,8 +20,10 @@ struct HandoffReceiver: Sendable {
     let maximumPendingBytes: Int
     /// How long a subscribe or unsubscribe request has to arrive whole (`--request-timeout`).
     let requestTimeout: TimeAmount
-    /// Connections held per client address, when `--max-worker-conns-per-ip` bounds them.
-    let addressTally: NIOLoopBound<ClientAddressTally>?
+    /// Connections held per client address, when `--max-worker-conns-per-ip` bounds them (`maximumHeld`):
+    /// the supervisor's own limits see a connection only until it hands it over, so without this one address
+    /// holding many users' tokens could fill this worker's descriptors.
+    let addressLimiter: NIOLoopBoundBox<ClientAddressLimiter>?
 
     /// Starts listening for the doorbell; `finished` is called once it has ended.
     func start(finished: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
@@ -59,12 +61,13 @@ struct HandoffReceiver: Sendable {
             }
             do {
                 let handoff = try Handoff(decoding: received.payload)
-                guard let address = admit(fd, handoff) else {
+                switch admit(fd, handoff) {
+                case .uncounted: adopt(fd, handoff: handoff, address: nil)
+                case .counted(let address): adopt(fd, handoff: handoff, address: address)
+                case .refused:
                     overAddressLimit.record()
                     refuse(fd, handoff)
-                    continue
                 }
-                adopt(fd, handoff: handoff, address: address)
             } catch {
                 logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
                 Syscall.close(fd)
@@ -72,18 +75,34 @@ struct HandoffReceiver: Sendable {
         }
     }
 
-    /// Counts the connection against its address's limit: `.some(nil)` when no limit applies (none is set, or the
-    /// peer has no address to count by, or is already gone), nil when the address is at the limit.
-    private func admit(_ fd: CInt, _ handoff: Handoff) -> ClientAddressKey?? {
-        guard let tally = addressTally?.value else { return .some(nil) }
+    private enum Admission {
+        /// No limit applies: none is set, the peer has no address to count by, or the table is full.
+        case uncounted
+        /// Counted against this address until the connection closes.
+        case counted(ClientAddressKey)
+        /// The address holds `--max-worker-conns-per-ip` connections here already.
+        case refused
+    }
+
+    /// Counts the connection against its address's limit. A stream migrating in on reload is counted, never refused.
+    private func admit(_ fd: CInt, _ handoff: Handoff) -> Admission {
+        guard let limiter = addressLimiter else { return .uncounted }
         let peer: sockaddr_storage
         do {
             peer = try Syscall.peerAddress(fd)
         } catch {
-            return .some(nil)  // ENOTCONN: the client left; the adoption fails on its own
+            return .uncounted  // ENOTCONN: the client left; the adoption fails on its own
         }
-        guard let key = ClientAddressKey(peer) else { return .some(nil) }
-        return tally.admit(key, enforcing: handoff.route != .migrated) ? .some(key) : nil
+        guard let key = ClientAddressKey(peer) else { return .uncounted }
+        let now = ContinuousClock.now
+        if handoff.route == .migrated { return limiter.value.holdRegardless(key, now: now) ? .counted(key) : .uncounted }
+        switch limiter.value.admit(key, now: now) {
+        case .admitted:
+            limiter.value.hold(key)
+            return .counted(key)
+        case .admittedUntracked: return .uncounted
+        case .refused: return .refused
+        }
     }
 
     /// Answers 429 (the stream's request was read by the supervisor; a topic request's is drained unread).
@@ -102,7 +121,7 @@ struct HandoffReceiver: Sendable {
 
     private func adopt(_ fd: CInt, handoff: Handoff, address: ClientAddressKey?) {
         let hub = self.hub
-        let addressTally = self.addressTally
+        let addressLimiter = self.addressLimiter
         let responses = self.responses
         let logger = self.logger
         let requestTimeout = self.requestTimeout
@@ -127,10 +146,10 @@ struct HandoffReceiver: Sendable {
             }
             .withConnectedSocket(fd)
             .whenComplete { result in
-                if let address, let addressTally {
+                if let address, let addressLimiter {
                     switch result {
-                    case .success(let channel): channel.closeFuture.whenComplete { _ in addressTally.value.release(address) }
-                    case .failure: addressTally.value.release(address)
+                    case .success(let channel): channel.closeFuture.whenComplete { _ in addressLimiter.value.release(address) }
+                    case .failure: addressLimiter.value.release(address)
                     }
                 }
                 switch result {

@@ -71,8 +71,9 @@ struct WorkerCommand: AsyncParsableCommand {
         try await HandoffReceiver(
             socket: handoffFd, doorbell: doorbellFd, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
             maximumPendingBytes: stream.maxPendingBytes, requestTimeout: .seconds(Int64(stream.requestTimeout)),
-            addressTally: stream.maxWorkerConnsPerIp > 0
-                ? try await eventLoop.submit { NIOLoopBound(ClientAddressTally(limit: stream.maxWorkerConnsPerIp), eventLoop: eventLoop) }.get()
+            addressLimiter: stream.maxWorkerConnsPerIp > 0
+                ? NIOLoopBoundBox.makeBoxSendingValue(
+                    ClientAddressLimiter(policy: .init(maximumHeld: stream.maxWorkerConnsPerIp)), eventLoop: eventLoop)
                 : nil
         )
         .start { stopped.succeed() }.get()

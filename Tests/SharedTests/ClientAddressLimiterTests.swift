@@ -42,6 +42,22 @@ struct ClientAddressLimiterTests {
         #expect(limiter.held(by: Self.bob) == 0)
     }
 
+    /// A stream moving in on reload is counted past the limit, never refused, and then holds the address back.
+    @Test func aConnectionKeptRegardlessIsCountedNotRefused() {
+        let now = ContinuousClock.now
+        var limiter = ClientAddressLimiter(policy: .init(maximumHeld: 1, maximumAddresses: 1), now: now)
+        #expect(limiter.admit(Self.alice, now: now) == .admitted)
+        limiter.hold(Self.alice)
+        let movedIn = limiter.holdRegardless(Self.alice, now: now)
+        #expect(movedIn && limiter.held(by: Self.alice) == 2)
+        #expect(limiter.admit(Self.alice, now: now) == .refused(.tooManyHeld))
+        let untracked = limiter.holdRegardless(Self.bob, now: now)
+        #expect(!untracked, "the table is full: not tracked, so not released later")
+        limiter.release(Self.alice)
+        limiter.release(Self.alice)
+        #expect(limiter.admit(Self.alice, now: now) == .admitted)
+    }
+
     @Test func idleAddressesAreForgottenAndTheTableIsBounded() {
         var limiter = ClientAddressLimiter(policy: .init(maximumHeld: 10, newPerSecond: 1, maximumAddresses: 3), now: start)
         for address in UInt32(1)...3 { #expect(limiter.admit(.ipv4(address), now: start) == .admitted) }

@@ -108,6 +108,18 @@ public struct ClientAddressLimiter: Sendable {
         entries.values[index].held += 1
     }
 
+    /// Counts a connection that is kept whatever the limits say (a stream already serving that moves in on reload:
+    /// refusing it would break it mid-stream). False when it could not be tracked (the table is full): then do
+    /// not `release` it.
+    public mutating func holdRegardless(_ key: ClientAddressKey, now: ContinuousClock.Instant) -> Bool {
+        if entries[key] == nil {
+            guard entries.count < policy.maximumAddresses else { return false }
+            entries[key] = Entry(tokens: burst, refilledAt: now)
+        }
+        hold(key)
+        return true
+    }
+
     /// The supervisor let go of a connection it held.
     public mutating func release(_ key: ClientAddressKey) {
         guard let index = entries.index(forKey: key), entries.values[index].held > 0 else { return }
