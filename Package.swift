@@ -49,10 +49,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // What the supervisor decides on the accept thread, in a library the fuzzers and tests link.
+        // What the supervisor decides, as values: the request head's routing (on the accept thread), the publish
+        // body, the shards' state machine and back-off. In a library the fuzzers and the unit tests link.
         .target(
             name: "SupervisorCore",
-            dependencies: ["Shared", .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: [
+                "Shared", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -124,7 +128,7 @@ let package = Package(
         .testTarget(
             name: "SupervisorCoreTests",
             dependencies: [
-                "SupervisorCore", "FuzzChecks", "Shared",
+                "SupervisorCore", "FuzzChecks", "Shared", .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
@@ -140,6 +144,7 @@ let package = Package(
             dependencies: [
                 "Shared", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "SystemPackage", package: "swift-system"), .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
             ],
             swiftSettings: strict

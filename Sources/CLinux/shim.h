@@ -19,6 +19,35 @@ extern int pipe2(int pipefd[2], int flags);
 // glibc 2.34+, declared by <spawn.h> only under __USE_MISC.
 extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
 
+#include <signal.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/wait.h>
+
+// SIGCHLD as an event: the handler writes a byte to a non-blocking pipe that the supervisor's event loop reads
+// (a full pipe already holds a byte to read, so a lost write loses nothing). Written in C because a signal handler
+// may only touch async-signal-safe state.
+static int clinux_child_exit_pipe = -1;
+
+static void clinux_on_child_exit(int signal) {
+    (void)signal;
+    int saved = errno;
+    char byte = 1;
+    if (clinux_child_exit_pipe >= 0) (void)write(clinux_child_exit_pipe, &byte, 1);
+    errno = saved;
+}
+
+// SA_NOCLDSTOP: a child stopped (SIGSTOP) has not exited; SA_RESTART: other threads' blocking calls carry on.
+static inline int clinux_install_child_exit_pipe(int pipe_write_end) {
+    clinux_child_exit_pipe = pipe_write_end;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = clinux_on_child_exit;
+    action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGCHLD, &action, NULL);
+}
+
 // prctl(2) is variadic, and variadic C functions do not import into Swift.
 static inline int clinux_set_parent_death_signal(int signal) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0UL, 0UL, 0UL);

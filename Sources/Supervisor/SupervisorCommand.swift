@@ -11,7 +11,7 @@ struct SupervisorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-supervisor",
         abstract: "sse-hub: a Server-Sent Events hub. The supervisor owns the listening sockets and hands each connection to a worker process.",
-        subcommands: [Serve.self, MintToken.self, Control.self],
+        subcommands: [Serve.self, MintToken.self, OperatorCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -82,7 +82,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(78)
         }
         // As root, every worker becomes `user` before it serves (`PrivilegeDrop`); as anyone else, they run as we do.
-        var workerUser: [String] = []
+        var workerUser: String?
         if Syscall.effectiveUserID == 0 {
             let user: String
             if let named = self.user {
@@ -100,53 +100,54 @@ struct Serve: AsyncParsableCommand {
                 logger.critical("cannot run workers as \(user): \(error)")
                 throw ExitCode(78)
             }
-            workerUser = ["--user", user]
+            workerUser = user
             logger.info("workers run as \(user)")
         }
-        let (listeners, controlSocket) = try Listeners.open(addresses: listenAddresses, controlPath: controlSocket, logger: logger)
+        let (listeners, operatorSocket) = try Listeners.open(addresses: listenAddresses, controlPath: controlSocket, logger: logger)
 
+        // One event loop: the control plane, the workers' control channels, and the connections the supervisor
+        // answers itself. The accept thread is apart (`AcceptReactor`).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let eventLoop = group.next()
         let verifier = TokenVerifier(secret: secret)
-        let pool = WorkerPool(
-            settings: .init(
-                shardCount: workers, workerPath: workerExecutable,
-                workerArguments: stream.workerArguments + ["--log-level", logLevel.rawValue] + workerUser,
-                historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl), historyBytes: stream.historyBytes,
-                epoch: UInt64(WallClock.milliseconds()), workerBacklogBytes: workerBacklogBytes),
-            group: group, logger: logger)
+        let tables = try HandoffTablePublisher(shardCount: workers)
+        let epoch = UInt64(WallClock.milliseconds())
+        let settings = ControlPlane.Settings(
+            shardCount: workers, workerPath: workerExecutable,
+            workerArguments: { [stream, logLevel, workerUser] shard in
+                WorkerLaunch.arguments(shard: shard, epoch: epoch, stream: stream, logLevel: logLevel, user: workerUser)
+            },
+            historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl), historyBytes: stream.historyBytes,
+            epoch: epoch, workerBacklogBytes: workerBacklogBytes)
+        let plane = try await eventLoop.submit {
+            NIOLoopBound(ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger), eventLoop: eventLoop)
+        }.get()
         let api = SupervisorAPI(
-            verifier: verifier, pool: pool, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),
+            verifier: verifier, plane: plane, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),
             logger: logger)
         let router = ConnectionRouter(
-            verifier: verifier, pool: pool, localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(stream.requestTimeout))), logger: logger,
-            workerWait: .milliseconds(workerWaitMs), retryMilliseconds: stream.retryMs)
+            verifier: verifier, shardCount: workers,
+            localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(stream.requestTimeout))),
+            logger: logger, workerWait: .milliseconds(workerWaitMs), retryMilliseconds: stream.retryMs)
         let reactor = try AcceptReactor(
             listeners: listeners,
             limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes, perClientAddress: clientLimits.policy),
-            logger: logger,
-            onHead: { fd, head in router.headArrived(fd: fd, head: head) },
-            onRejected: { fd, reason in router.headRejected(fd: fd, reason: reason) }
-        )
-        let liveness = WorkerLiveness(pool: pool, policy: .init())
-        let reloads = ReloadCoordinator(pool: pool)
-        var controlService: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let controlSocket {
-            controlService = [
+            router: router, tables: tables, logger: logger)
+        var operatorService: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let operatorSocket {
+            operatorService = [
                 .init(
-                    service: ControlSocketServer(socket: controlSocket, group: group, pool: pool, reloads: reloads, logger: logger),
+                    service: OperatorSocketServer(socket: operatorSocket, plane: plane, logger: logger),
                     successTerminationBehavior: .gracefullyShutdownGroup)
             ]
         }
         let services = ServiceGroup(
             configuration: .init(
-                services: controlService + [
-                    .init(service: pool, successTerminationBehavior: .gracefullyShutdownGroup),
+                services: operatorService + [
                     .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: liveness, successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: ReloadOnHangup(reloads: reloads), successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(
-                        service: ServiceManagerLink(pool: pool, liveness: liveness.policy, logger: logger),
-                        successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
+                    // Last: the first to hear of shutdown, so STOPPING=1 goes out and the workers are told at once.
+                    .init(service: ControlPlaneService(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
@@ -185,28 +186,5 @@ struct MintToken: AsyncParsableCommand {
     func run() async throws {
         let signer = await TokenSigner(secret: try JWTSecret.load(file: jwtSecretFile))
         print(try await signer.sign(userID: userID, publisher: publisher, lifetime: TimeInterval(lifetime)))
-    }
-}
-
-/// The operator's client for the control socket: `sse-supervisor ctl status`, `sse-supervisor ctl reload`.
-struct Control: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ctl", abstract: "Ask a running server over its control socket: status, or reload.")
-
-    enum Action: String, ExpressibleByArgument, CaseIterable {
-        case status, reload
-    }
-
-    @Argument(help: "status (the health report with topic counts) or reload (replace every worker; streams stay open).")
-    var action: Action
-
-    @Option(help: "The control socket.")
-    var socket = "/run/sse-hub/control"
-
-    func run() async throws {
-        let (status, body) = try await ControlClient.request(
-            socket: socket, method: action == .status ? .GET : .POST, path: action == .status ? "/status" : "/reload")
-        print(body)
-        if !(200..<300).contains(status) { throw ExitCode(1) }
     }
 }

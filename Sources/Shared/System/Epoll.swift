@@ -21,6 +21,7 @@ public final class Epoll {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         public static let readable = Events(rawValue: EPOLLIN.rawValue)
+        public static let writable = Events(rawValue: EPOLLOUT.rawValue)
         public static let peerClosed = Events(rawValue: EPOLLRDHUP.rawValue)
         public static let hangUp = Events(rawValue: EPOLLHUP.rawValue)
         public static let error = Events(rawValue: EPOLLERR.rawValue)
@@ -75,6 +76,12 @@ public final class EventCounter: Sendable {
     /// `eventfd_write(1)`.
     public func signal() {
         _ = eventfd_write(descriptor, 1)
+    }
+
+    /// `eventfd_read`: takes every signal so far (none waiting is not an error: the counter is non-blocking).
+    public func clear() {
+        var value: eventfd_t = 0
+        _ = eventfd_read(descriptor, &value)
     }
 
 }

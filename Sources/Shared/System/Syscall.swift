@@ -147,11 +147,18 @@ public enum Syscall {
         _ = try retryingEINTR("kill") { Glibc.kill(pid, signal) }
     }
 
-    /// `waitpid(2)`, blocking until `pid` exits. Returns the raw wait status.
-    public static func waitForExit(_ pid: pid_t) throws(Errno) -> CInt {
+    /// `waitpid(2)` with `WNOHANG`: the raw wait status if the child `pid` has exited (it is reaped), nil while
+    /// it runs. `ECHILD` (not our child, or reaped already) is thrown.
+    public static func reapIfExited(_ pid: pid_t) throws(Errno) -> CInt? {
         var status: CInt = 0
-        _ = try retryingEINTR("waitpid") { waitpid(pid, &status, 0) }
-        return status
+        let reaped = try retryingEINTR("waitpid") { waitpid(pid, &status, WNOHANG) }
+        return reaped == pid ? status : nil
+    }
+
+    /// `sigaction(SIGCHLD)`: from now on every SIGCHLD writes a byte to `pipeWriteEnd` (non-blocking, the write end
+    /// of a pipe whose read end the caller watches). For one pipe per process: the handler has one slot.
+    public static func signalChildExits(to pipeWriteEnd: CInt) throws(Errno) {
+        _ = try retryingEINTR("sigaction") { clinux_install_child_exit_pipe(pipeWriteEnd) }
     }
 
     /// `getpeername(2)`: the address of a connected socket's peer.

@@ -2,8 +2,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// One HTTP request over the control socket, for `sse-supervisor ctl`.
-enum ControlClient {
+/// One HTTP request over the operator's socket, for `sse-supervisor ctl`.
+enum OperatorClient {
     struct Failed: Error, CustomStringConvertible {
         let description: String
     }
@@ -48,7 +48,7 @@ enum ControlClient {
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            promise.fail(Failed(description: "the server closed the control connection without an answer"))
+            promise.fail(Failed(description: "the server closed the operator connection without an answer"))
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {

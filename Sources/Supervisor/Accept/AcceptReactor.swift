@@ -7,11 +7,14 @@ import SupervisorCore
 import SystemPackage
 
 /// Accepts connections on every listener and watches each, without reading it, until its request head has
-/// arrived whole: then the connection is given to `onHead`, still holding every byte for whoever serves it.
+/// arrived whole: then `ConnectionRouter` decides who serves it, and a connection for a worker is passed on by
+/// `HandoffDispatcher`, from the hand-off table the control plane publishes. The accept path never waits for the
+/// control plane.
 ///
 /// One thread and one `epoll` instance, edge-triggered on the clients (see `Epoll.Events.edgeTriggered`).
-/// Heads that stay incomplete past `headTimeout`, or grow past `maximumHeadBytes`, go to `onRejected`, and so
-/// do connections over the limits per client address (`ClientAddressLimiter`), straight after accept.
+/// Heads that stay incomplete past `headTimeout`, or grow past `maximumHeadBytes`, go to the router's
+/// `headRejected`, and so do connections over the limits per client address (`ClientAddressLimiter`), straight
+/// after accept.
 final class AcceptReactor: Service, Sendable {
     enum Rejection: Sendable {
         case headTooLarge, headTimeout
@@ -26,22 +29,26 @@ final class AcceptReactor: Service, Sendable {
 
     private let listeners: [CInt]
     private let limits: Limits
-    private let onHead: @Sendable (CInt, [UInt8]) -> Void
-    private let onRejected: @Sendable (CInt, Rejection) -> Void
+    private let router: ConnectionRouter
+    private let tables: HandoffTablePublisher
     private let logger: Logger
     private let wake: EventCounter
 
-    init(
-        listeners: [CInt], limits: Limits, logger: Logger,
-        onHead: @escaping @Sendable (CInt, [UInt8]) -> Void,
-        onRejected: @escaping @Sendable (CInt, Rejection) -> Void
-    ) throws {
+    init(listeners: [CInt], limits: Limits, router: ConnectionRouter, tables: HandoffTablePublisher, logger: Logger) throws {
         self.listeners = listeners
         self.limits = limits
+        self.router = router
+        self.tables = tables
         self.logger = logger
-        self.onHead = onHead
-        self.onRejected = onRejected
         self.wake = try EventCounter()
+    }
+
+    private func onHead(_ fd: CInt, _ head: [UInt8], dispatcher: HandoffDispatcher) {
+        if let job = router.headArrived(fd: fd, head: head) { dispatcher.dispatch(job) }
+    }
+
+    private func onRejected(_ fd: CInt, _ reason: Rejection) {
+        router.headRejected(fd: fd, reason: reason)
     }
 
     func run() async throws {
@@ -75,10 +82,12 @@ final class AcceptReactor: Service, Sendable {
         }
 
         private static let wakeToken: UInt64 = .max
+        private static let tableToken: UInt64 = .max - 1
         private static let firstClientToken: UInt64 = 1 << 32
 
         let reactor: AcceptReactor
         let epoll: Epoll
+        let dispatcher: HandoffDispatcher
         var pending: [UInt64: Pending] = [:]
         /// Tokens in arrival order, which is deadline order: every connection gets the same timeout.
         var deadlines: [UInt64] = []
@@ -103,8 +112,14 @@ final class AcceptReactor: Service, Sendable {
             }
             clientLimitLog = ClientLimitLog(logger: reactor.logger)
             epoll = try Epoll()
+            let router = reactor.router
+            dispatcher = HandoffDispatcher(
+                epoll: epoll, tables: reactor.tables, connectionWait: router.workerWait, logger: reactor.logger,
+                onUnavailable: { fd, handoff, shard in router.workerUnavailable(fd: fd, handoff: handoff, shard: shard) })
             peekBuffer = .allocate(byteCount: reactor.limits.maximumHeadBytes + 1, alignment: 1)
             try epoll.add(reactor.wake.descriptor, events: .readable, token: Self.wakeToken)
+            try epoll.add(reactor.tables.changed.descriptor, events: .readable, token: Self.tableToken)
+            dispatcher.tableChanged()
             try addListeners()
         }
 
@@ -120,6 +135,7 @@ final class AcceptReactor: Service, Sendable {
             defer {
                 for connection in pending.values { Syscall.close(connection.fd) }
                 pending.removeAll()
+                dispatcher.closeAll()
             }
             while true {
                 let ready = try epoll.wait(timeoutMilliseconds: nextTimeout())
@@ -128,13 +144,18 @@ final class AcceptReactor: Service, Sendable {
                     case Self.wakeToken:
                         reactor.logger.debug("accept loop stopping")
                         return
-                    case ..<Self.firstClientToken:
+                    case Self.tableToken:
+                        dispatcher.tableChanged()
+                    case ..<UInt64(reactor.listeners.count):
                         acceptAll(on: reactor.listeners[Int(event.token)])
+                    case ..<Self.firstClientToken:
+                        _ = dispatcher.handle(token: event.token)
                     default:
                         peek(token: event.token, events: event.events)
                     }
                 }
                 expireDeadlines()
+                dispatcher.expire(now: .now)
                 resumeListenersIfDue()
                 clientLimitLog.flushIfDue()
             }
@@ -143,6 +164,7 @@ final class AcceptReactor: Service, Sendable {
         private func nextTimeout() -> CInt {
             var wakeAt = listenersPausedUntil
             if let due = clientLimitLog.due { wakeAt = min(wakeAt ?? due, due) }
+            if let due = dispatcher.nextDeadline { wakeAt = min(wakeAt ?? due, due) }
             if deadlinesHead < deadlines.count, let first = pending[deadlines[deadlinesHead]] {
                 wakeAt = min(wakeAt ?? first.deadline, first.deadline)
             } else if deadlinesHead < deadlines.count {
@@ -241,7 +263,7 @@ final class AcceptReactor: Service, Sendable {
             guard let length = RequestHeadPeek.headLength(in: bytes), length <= reactor.limits.maximumHeadBytes else {
                 return false
             }
-            reactor.onHead(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])))
+            reactor.onHead(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), dispatcher: dispatcher)
             return true
         }
 
@@ -262,7 +284,7 @@ final class AcceptReactor: Service, Sendable {
             let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<count])
             if let length = RequestHeadPeek.headLength(in: bytes), length <= reactor.limits.maximumHeadBytes {
                 let head = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
-                finish(token, connection) { reactor.onHead($0, head) }
+                finish(token, connection) { reactor.onHead($0, head, dispatcher: dispatcher) }
             } else if count > reactor.limits.maximumHeadBytes {
                 finish(token, connection) { reactor.onRejected($0, .headTooLarge) }
             } else if events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) {

@@ -2,13 +2,14 @@ import Logging
 import NIOCore
 import Shared
 import SupervisorCore
+import SystemPackage
 
 /// Decides, for each connection whose head has arrived, who serves it: the worker of the user its token
-/// names (the descriptor is passed and closed here), or the supervisor itself (health, the publishers'
-/// API, and every error).
+/// names (a `HandoffDispatcher.Job` for the accept thread to pass on), or the supervisor itself (health, the
+/// publishers' API, and every error).
 struct ConnectionRouter: Sendable {
     let verifier: TokenVerifier
-    let pool: WorkerPool
+    let shardCount: Int
     let localServer: LocalHTTPServer
     let logger: Logger
     /// How long a connection waits for its worker to come back (restart) or catch up, before it is turned away.
@@ -16,29 +17,31 @@ struct ConnectionRouter: Sendable {
     /// The `retry:` a stream turned away is given (`--retry-ms`).
     var retryMilliseconds = 3000
 
-    func headArrived(fd: CInt, head: [UInt8]) {
+    /// The job that passes the connection to its worker, or nil when it was answered or refused here.
+    func headArrived(fd: CInt, head: [UInt8]) -> HandoffDispatcher.Job? {
         switch RoutingDecision(head: head) {
         case .refuse(let error, let origin):
             localServer.reject(fd, error, origin: origin)
         case .serveLocally:
             localServer.serve(fd, disposition: .normal)
         case .handOff(let request):
-            handOff(fd, request, headLength: head.count)
+            return handOff(fd, request, headLength: head.count)
         }
+        return nil
     }
 
-    private func handOff(_ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int) {
-        // All on the accept thread, without a hop: verify, pick the shard, pass the descriptor.
+    private func handOff(_ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int) -> HandoffDispatcher.Job? {
+        // All on the accept thread, without a hop: verify, pick the shard; the dispatcher passes the descriptor.
         let identity: Identity
         switch verifier.verifyUser(request.token) {
         case .failure(let failure):
             localServer.serve(fd, disposition: .reject(APIError(failure)))
-            return
+            return nil
         case .success(let verified):
             identity = verified
         }
         let userID = identity.userID ?? ""
-        let shard = ShardFunction.shard(for: userID, shardCount: pool.shardCount)
+        let shard = ShardFunction.shard(for: userID, shardCount: shardCount)
         var handoff = Handoff(route: request.route, userID: userID, tokenExpiry: identity.expiresAt)
         if request.route == .stream {
             // The worker answers a stream from the hand-off alone, so the request leaves the socket here.
@@ -53,49 +56,38 @@ struct ConnectionRouter: Sendable {
             // still unread, so the answer is a plain 431 like any other oversized head.
             let message = "Request header fields too large: \(error.field) is over \(Handoff.maximumHeaderValueBytes) bytes"
             localServer.reject(fd, APIError(status: 431, message), origin: nil)
-            return
+            return nil
         }
         if request.route == .stream {
-            guard consume(headLength, from: fd) else { return }
+            guard consume(headLength, from: fd) else { return nil }
         }
-        if pool.handOff(fd, payload, shard: shard) == .sent {
-            Syscall.close(fd)
-            return
-        }
-        // The worker is restarting or behind: wait for it off the accept thread.
-        Task { await retryHandOff(fd: fd, handoff: handoff, payload: payload, shard: shard) }
+        return HandoffDispatcher.Job(fd: fd, payload: payload, shard: shard, kind: .connection(handoff))
     }
 
     /// Reads the `count` bytes of the request head (peeked before, so they are there) off the socket.
     private func consume(_ count: Int, from fd: CInt) -> Bool {
         let read = withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
-            try? Syscall.receive(fd, into: buffer)
+            Result { () throws(Errno) in try Syscall.receive(fd, into: buffer) }
         }
-        guard read == count else {
-            logger.warning("a request head could not be read after it was peeked; connection closed")
+        guard case .success(count?) = read else {
+            // The client reset the connection in between (or the kernel lost the bytes): nothing to answer.
+            logger.warning("a request head could not be read after it was peeked; connection closed", metadata: ["read": "\(read)"])
             Syscall.close(fd)
             return false
         }
         return true
     }
 
-    private func retryHandOff(fd: CInt, handoff: Handoff, payload: [UInt8], shard: Int) async {
-        var retry = WorkerPool.HandoffRetry(for: workerWait)
-        while pool.handOff(fd, payload, shard: shard) != .sent {
-            guard let pause = retry.nextPause() else {
-                logger.warning("no worker took the connection in time", metadata: ["worker": "\(shard)", "user": "\(handoff.userID)"])
-                let message = "The worker for this user is unavailable; retry shortly"
-                if handoff.route == .stream {
-                    // Its request is read; a 503 would make a browser's EventSource give up for good.
-                    localServer.streamUnavailable(fd, message: message, retryMilliseconds: retryMilliseconds, origin: handoff.origin)
-                } else {
-                    localServer.serve(fd, disposition: .reject(APIError(status: 503, message)))
-                }
-                return
-            }
-            try? await Task.sleep(for: pause)
+    /// No worker of the shard took the connection within `workerWait`: a 503, or for a stream (its request read
+    /// already) the answer that makes an EventSource come back by itself.
+    func workerUnavailable(fd: CInt, handoff: Handoff, shard: Int) {
+        let message = "The worker for this user is unavailable; retry shortly"
+        if handoff.route == .stream {
+            // Its request is read; a 503 would make a browser's EventSource give up for good.
+            localServer.streamUnavailable(fd, message: message, retryMilliseconds: retryMilliseconds, origin: handoff.origin)
+        } else {
+            localServer.serve(fd, disposition: .reject(APIError(status: 503, message)))
         }
-        Syscall.close(fd)
     }
 
     func headRejected(fd: CInt, reason: AcceptReactor.Rejection) {

@@ -5,27 +5,26 @@ import NIOPosix
 import ServiceLifecycle
 import Shared
 
-/// The operator's local API on the control socket (`/run/sse-hub/control` under systemd, root:root 0660, or
-/// `--control-socket PATH`): who may connect is decided by the file's permissions, so no token is asked.
-/// `sse-supervisor ctl` is its client.
+/// The operator's local API on its Unix socket (`/run/sse-hub/control` under systemd, root:root 0660, or
+/// `--control-socket PATH`; the names stay for compatibility): who may connect is decided by the file's
+/// permissions, so no token is asked. `sse-supervisor ctl` is its client (`OperatorClient`). Not to be confused
+/// with the supervisor-worker control channel (`ControlChannel`, `ControlMessage`).
 ///
 /// - `GET /status`: the health report with every topic's subscriber count;
 /// - `POST /reload`: a reload (as SIGHUP), answered when it is done.
-struct ControlSocketServer: Service {
+struct OperatorSocketServer: Service {
     let socket: CInt
-    let group: any EventLoopGroup
-    let pool: WorkerPool
-    let reloads: ReloadCoordinator
+    let plane: NIOLoopBound<ControlPlane>
     let logger: Logger
 
     func run() async throws {
-        let (pool, reloads, responses) = (pool, reloads, HTTPResponses(cors: CORSPolicy(allowedOrigins: [])))
-        let server = try await ServerBootstrap(group: group)
+        let (plane, responses) = (plane, HTTPResponses(cors: CORSPolicy(allowedOrigins: [])))
+        // On the plane's loop, so a request reads the plane directly.
+        let server = try await ServerBootstrap(group: plane.eventLoop)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(
-                        ControlRequestHandler(pool: pool, reloads: reloads, responses: responses))
+                    try channel.pipeline.syncOperations.addHandler(OperatorRequestHandler(plane: plane, responses: responses))
                 }
             }
             .withBoundSocket(socket)
@@ -36,17 +35,15 @@ struct ControlSocketServer: Service {
 }
 
 /// `GET /status` and `POST /reload`; anything else is a 404. One request per connection.
-final class ControlRequestHandler: ChannelInboundHandler {
+final class OperatorRequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
 
-    let pool: WorkerPool
-    let reloads: ReloadCoordinator
+    let plane: NIOLoopBound<ControlPlane>
     let responses: HTTPResponses
     private var head: HTTPRequestHead?
 
-    init(pool: WorkerPool, reloads: ReloadCoordinator, responses: HTTPResponses) {
-        self.pool = pool
-        self.reloads = reloads
+    init(plane: NIOLoopBound<ControlPlane>, responses: HTTPResponses) {
+        self.plane = plane
         self.responses = responses
     }
 
@@ -65,11 +62,9 @@ final class ControlRequestHandler: ChannelInboundHandler {
             guard let head else { return }
             switch (head.method, head.uri) {
             case (.GET, "/status"):
-                responses.json(Status(health: HealthBody(pool), topics: pool.topicCounts), origin: nil, context: context)
+                responses.json(Status(health: plane.value.health, topics: plane.value.topicCounts), origin: nil, context: context)
             case (.POST, "/reload"):
-                let (reloads, promise) = (reloads, context.eventLoop.makePromise(of: Void.self))
-                promise.completeWithTask { try await reloads.reload() }
-                promise.futureResult.assumeIsolated().whenComplete { result in
+                plane.value.reload().assumeIsolated().whenComplete { result in
                     switch result {
                     case .success:
                         self.responses.json(TopicsResponse(msg: "Reload done", topics: []), origin: nil, context: context)
@@ -85,29 +80,5 @@ final class ControlRequestHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
-    }
-}
-
-/// Runs reloads one after another, whoever asks (SIGHUP or the control socket).
-actor ReloadCoordinator {
-    let pool: WorkerPool
-    private var previous: Task<Result<Void, ReloadRefused>, Never>?
-
-    init(pool: WorkerPool) { self.pool = pool }
-
-    func reload() async throws(ReloadRefused) {
-        let earlier = previous
-        let pool = self.pool
-        let task = Task { () async -> Result<Void, ReloadRefused> in
-            _ = await earlier?.value
-            do throws(ReloadRefused) {
-                try await pool.reload()
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
-        }
-        previous = task
-        try await task.value.get()
     }
 }

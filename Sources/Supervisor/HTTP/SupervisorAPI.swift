@@ -3,87 +3,30 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Shared
+import SupervisorCore
 
-/// What the supervisor answers itself: health, the publishers' API, and errors.
+/// What the supervisor answers itself: health, and the publishers' API. Called on the control plane's loop
+/// (the supervisor's one event loop serves these connections too).
 struct SupervisorAPI: Sendable {
     let verifier: TokenVerifier
-    let pool: WorkerPool
+    let plane: NIOLoopBound<ControlPlane>
     let responses: HTTPResponses
     let logger: Logger
 
-    /// `{"status":"healthy"|"degraded","services":{"sse":{...}},"workers":[...]}`; 503 while any worker is down.
+    /// 503 while any shard is not serving.
     func health() -> (HTTPResponseStatus, HealthBody) {
-        let body = HealthBody(pool)
+        let body = plane.value.health
         return (body.status == "healthy" ? .ok : .serviceUnavailable, body)
     }
 
     /// Stats summed over the workers. Each user lives on one shard, so per-topic counts simply add.
     func stats() -> StatsBody {
-        StatsBody(totalClients: pool.totals.clients, topics: pool.topicCounts)
+        StatsBody(totalClients: plane.value.totals.clients, topics: plane.value.topicCounts)
     }
 
     /// Validates a publish body and routes it; the error says what was wrong.
     func publish(body: ByteBuffer) -> Result<EventID, APIError> {
-        guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(body.readableBytesView)) else {
-            let isJSON = (try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))) != nil
-            return .failure(isJSON ? APIError(status: 400, "body must be a JSON object") : .malformedJSON)
-        }
-        guard case .string(let event)? = fields["event"], HubName.isValidEvent(event) else {
-            return .failure(APIError(status: 400, "event must be 1-64 characters [A-Za-z0-9_.:-]"))
-        }
-        let target: PublishTarget
-        switch (fields["topic"], fields["userId"]) {
-        case (.some, .some):
-            return .failure(APIError(status: 400, "topic and userId cannot be combined"))
-        case (.some(let topic), nil):
-            guard case .string(let name) = topic, HubName.isValidTopic(name) else {
-                return .failure(APIError(status: 400, "topic must be 1-128 characters [A-Za-z0-9_.:-]"))
-            }
-            target = .topic(name)
-        case (nil, .some(let user)):
-            guard let userID = user.idString, userID.utf8.count <= Handoff.maximumUserIDBytes else {
-                return .failure(APIError(status: 400, "userId must be a non-empty string (at most \(Handoff.maximumUserIDBytes) bytes) or an integer"))
-            }
-            target = .user(userID)
-        case (nil, nil):
-            target = .everyone
-        }
-        return .success(pool.publish(target: target, event: event, data: HubJSON.encode(fields["data"] ?? .null)))
-    }
-}
-
-struct HealthBody: Codable, Sendable {
-    struct Services: Codable, Sendable {
-        var sse: Totals
-    }
-    struct Totals: Codable, Sendable {
-        var totalClients: Int
-        var totalTopics: Int
-    }
-    struct Worker: Codable, Sendable {
-        var shard: Int
-        var pid: Int32?
-        var status: String
-        var clients: Int
-        var topics: Int
-        var restarts: Int
-    }
-
-    var status: String
-    var services: Services
-    var workers: [Worker]
-
-    init(_ pool: WorkerPool) {
-        let summaries = pool.workers
-        let totals = pool.totals
-        // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams).
-        status = summaries.allSatisfy { $0.slot.status == .up || $0.slot.retiring != nil } ? "healthy" : "degraded"
-        services = Services(sse: Totals(totalClients: totals.clients, totalTopics: totals.topics))
-        workers = summaries.map {
-            Worker(
-                shard: $0.slot.shard, pid: $0.slot.pid, status: $0.slot.status.rawValue, clients: $0.clients, topics: $0.topics,
-                restarts: $0.slot.restarts)
-        }
+        PublishRequest.parse(body).map { plane.value.publish($0) }
     }
 }
 

@@ -7,16 +7,38 @@ import SystemPackage
 /// Why a doorbell: SwiftNIO cannot watch a socket it does not read, and it has no way to receive descriptors, so
 /// a worker would need a thread blocked in `recvmsg` that then wakes the event loop: two wake-ups per connection.
 /// With the doorbell the event loop itself is woken, once, and drains the socket with non-blocking `recvmsg`.
-struct HandoffLink: Sendable {
+///
+/// A class that closes both descriptors when the last holder lets go: the control plane (while the worker runs)
+/// and the accept thread (while a hand-off table that lists it is current, or while it drains a retiring
+/// worker's streams). So a descriptor is never closed, and its number reused, while the other still sends on it.
+/// The worker takes the doorbell's end as its signal to stop, which therefore comes only once neither needs it.
+final class HandoffLink: Sendable {
     let socket: CInt
     let doorbell: CInt
 
-    /// Descriptor numbers a worker finds its ends at.
-    static let workerSocketDescriptor: CInt = 4
-    static let workerDoorbellDescriptor: CInt = 5
+    /// The worker's ends of a new link, to be placed at `WorkerLaunch`'s descriptor numbers and then closed.
+    struct WorkerEnds {
+        let socket: CInt
+        let doorbell: CInt
 
-    /// A new link: ours, and the worker's ends (for `posix_spawn`, then closed here).
-    static func make() throws(Errno) -> (ours: HandoffLink, theirs: (socket: CInt, doorbell: CInt)) {
+        func close() {
+            Syscall.close(socket)
+            Syscall.close(doorbell)
+        }
+    }
+
+    private init(socket: CInt, doorbell: CInt) {
+        self.socket = socket
+        self.doorbell = doorbell
+    }
+
+    deinit {
+        Syscall.close(doorbell)
+        Syscall.close(socket)
+    }
+
+    /// A new link: ours, and the worker's ends.
+    static func make() throws(Errno) -> (ours: HandoffLink, theirs: WorkerEnds) {
         let (socketOurs, socketTheirs) = try Syscall.socketPair(type: .seqpacket)
         let doorbell: (read: CInt, write: CInt)
         do {
@@ -25,26 +47,23 @@ struct HandoffLink: Sendable {
             [socketOurs, socketTheirs].forEach(Syscall.close)
             throw error
         }
+        let ours = HandoffLink(socket: socketOurs, doorbell: doorbell.write)
+        let theirs = WorkerEnds(socket: socketTheirs, doorbell: doorbell.read)
         do {
             try Syscall.setNonBlocking(socketOurs, true)
             try Syscall.setNonBlocking(doorbell.write, true)
         } catch {
-            [socketOurs, socketTheirs, doorbell.read, doorbell.write].forEach(Syscall.close)
+            theirs.close()
             throw error
         }
-        return (HandoffLink(socket: socketOurs, doorbell: doorbell.write), (socketTheirs, doorbell.read))
+        return (ours, theirs)
     }
 
     /// Sends `descriptor` with `payload`, then rings. Throws `Errno.wouldBlock` when the worker's queue is full.
     /// A full doorbell is no loss: the worker has a ring to read still, and drains everything queued when it does.
     func send(descriptor: CInt, payload: [UInt8]) throws(Errno) {
         try DescriptorPassing.send(descriptor: descriptor, payload: payload, over: socket)
+        // Full (a ring is pending) is no loss; EPIPE means the worker is gone, which its exit tells the control plane.
         _ = try? Syscall.writeByte(doorbell)
-    }
-
-    /// Closing the doorbell tells the worker no more connections come (it drains what is queued and stops).
-    func close() {
-        Syscall.close(doorbell)
-        Syscall.close(socket)
     }
 }

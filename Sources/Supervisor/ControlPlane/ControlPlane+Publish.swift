@@ -1,0 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import Shared
+import SupervisorCore
+
+/// Publishing: every event gets the next id, is kept in the history, and goes to each worker that has a recipient
+/// of it, in id order (one loop writes every control channel).
+extension ControlPlane {
+    /// Gives the event the next id, records it in the history, and sends it to every shard's serving worker that
+    /// has a recipient of it (a worker that is starting gets it from the history when it says hello, one that lags
+    /// when it has drained).
+    @discardableResult
+    func publish(_ request: PublishRequest) -> EventID {
+        eventLoop.preconditionInEventLoop()
+        let command = PublishCommand(
+            target: request.target, event: request.event, data: request.data, sequence: history.latestSequence + 1,
+            publishedAt: WallClock.milliseconds())
+        history.append(command)
+        publishedSinceTrim = true
+        for shard in shards.indices where isOnShard(command.target, shard) {
+            guard let worker = shards[shard].state.serving, !worker.lagging, let control = worker.control else { continue }
+            control.writeAndFlush(ControlMessage.publish(command), promise: nil)
+            worker.sentThrough = command.sequence
+            if !control.isWritable {
+                worker.lagging = true
+                logger.warning(
+                    "worker is lagging behind publishes; holding them in the history until it drains",
+                    metadata: ["worker": "\(shard)", "event": "worker-lagging", "sequence": "\(command.sequence)"])
+            }
+        }
+        return EventID(epoch: settings.epoch, sequence: command.sequence)
+    }
+
+    /// Whether a worker of `shard` receives events for `target`.
+    func isOnShard(_ target: PublishTarget, _ shard: Int) -> Bool {
+        switch target {
+        case .everyone, .topic: true
+        case .user(let userID): ShardFunction.shard(for: userID, shardCount: settings.shardCount) == shard
+        }
+    }
+
+    /// A lagging worker's control channel drained below half the bound: it is reading (so it is alive), and gets
+    /// what it missed from the history, in order, until the bound is reached again or it has caught up. If the
+    /// history no longer holds everything it missed, it is restarted: its clients reconnect and resume, and a
+    /// client whose events are gone is told so (`reset`). Nothing is lost silently.
+    func workerDrained(_ worker: WorkerHandle) {
+        guard shards[worker.shard].state.serving === worker, worker.lagging, let channel = worker.control else { return }
+        if worker.lastAnswer != nil { worker.lastAnswer = .now }
+        if history.evictedThrough > worker.sentThrough {
+            logger.error(
+                "worker fell further behind than the history reaches; restarting it (its clients resume or get reset)",
+                metadata: ["worker": "\(worker.shard)", "pid": "\(worker.pid)", "event": "worker-fell-behind"])
+            worker.lastAnswer = nil  // like a hung worker: killed, and restarted when reaped
+            signal(worker, SIGKILL)
+            return
+        }
+        for command in history.entries(after: worker.sentThrough) where isOnShard(command.target, worker.shard) {
+            channel.write(ControlMessage.publish(command), promise: nil)
+            worker.sentThrough = command.sequence
+            if !channel.isWritable { break }
+        }
+        channel.flush()
+        if channel.isWritable {
+            worker.lagging = false
+            worker.sentThrough = history.latestSequence
+            logger.info("worker caught up", metadata: ["worker": "\(worker.shard)", "event": "worker-caught-up"])
+        }
+    }
+}

@@ -1,0 +1,270 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import Shared
+import SupervisorCore
+
+/// The supervisor's control plane: the shards and their worker processes, the event sequence and history,
+/// publish routing, stats, reloads and shutdown. It lives on one event loop, like a worker's `StreamHub`: every
+/// method runs there (`NIOLoopBound`, `preconditionInEventLoop`), so there is no lock, and nothing here waits.
+///
+/// A shard's state changes only through its `ShardMachine`, one event at a time (`apply`): a worker's hello, the
+/// end of its migration, its exit, a reload, shutdown. After each change the plane publishes the hand-off table the
+/// accept thread reads (`HandoffTablePublisher`); the accept thread never calls in here.
+final class ControlPlane {
+    struct Settings: Sendable {
+        var shardCount: Int
+        var workerPath: String
+        /// The arguments of the worker of a shard (`WorkerLaunch.arguments`).
+        var workerArguments: @Sendable (Int) -> [String]
+        var shutdownGrace: Duration = .seconds(10)
+        /// Bounds of the event history kept for Last-Event-ID replay.
+        var historySize: Int
+        var historyTTL: Duration
+        var historyBytes: Int
+        /// This run's epoch: its start time in milliseconds since 1970, the first part of every event id.
+        var epoch: UInt64
+        /// Bytes of publishes that may wait for a worker to read them (`--worker-backlog-bytes`); past it the
+        /// worker is lagging: it gets no more until it has drained, then catches up from the history.
+        var workerBacklogBytes = 8 * 1024 * 1024
+        var liveness = WorkerLiveness.Policy()
+        /// How long a retiring worker has to pass its streams on, and then to exit, before it is stopped or killed.
+        var migrationPatience: Duration = .seconds(30)
+        var retiringExitPatience: Duration = .seconds(10)
+    }
+
+    let eventLoop: any EventLoop
+    let settings: Settings
+    let logger: Logger
+    let tables: HandoffTablePublisher
+    let children: ChildProcesses
+    /// Each shard's state machine: the only place a shard's state changes.
+    var shards: [ShardMachine<WorkerHandle>]
+    /// Restarts of each shard's worker after a failure (health's `restarts`).
+    private(set) var restarts: [Int]
+    private var generations: [Int]
+    /// Every event published in this epoch, within bounds: a starting worker is given its share.
+    var history: EventHistory
+    /// Every user's topics: a starting worker is given its shard's, like the history.
+    var subscriptions: SubscriptionLedger
+    var stats: StatsLedger
+    /// Events were published since the heap was last trimmed.
+    var publishedSinceTrim = false
+    var serviceManager: ServiceManagerLink
+    var reloads: ReloadQueue
+    private var lastTable: HandoffTable?
+    private(set) var shuttingDown = false
+    private var stopped: EventLoopPromise<Void>?
+
+    init(eventLoop: any EventLoop, settings: Settings, tables: HandoffTablePublisher, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.settings = settings
+        self.logger = logger
+        self.tables = tables
+        children = ChildProcesses(eventLoop: eventLoop, logger: logger)
+        shards = (0..<settings.shardCount).map { ShardMachine(shard: $0) }
+        restarts = Array(repeating: 0, count: settings.shardCount)
+        generations = Array(repeating: 0, count: settings.shardCount)
+        let ttl = settings.historyTTL.components
+        history = EventHistory(
+            capacity: settings.historySize, maximumAge: ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000,
+            maximumBytes: settings.historyBytes)
+        subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
+        stats = StatsLedger(shardCount: settings.shardCount)
+        serviceManager = ServiceManagerLink(logger: logger)
+        reloads = ReloadQueue()
+    }
+
+    var bound: NIOLoopBound<ControlPlane> { NIOLoopBound(self, eventLoop: eventLoop) }
+
+    // MARK: Running
+
+    /// Starts every shard's worker, and the plane's timers.
+    func start() -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        return children.start().map { [bound] in
+            let plane = bound.value
+            plane.startTimers()
+            for shard in plane.shards.indices { plane.apply(plane.shards[shard].start(now: .now), shard: shard) }
+        }
+    }
+
+    private func startTimers() {
+        let bound = self.bound
+        // Publishes allocate and free large buffers (bodies, frames, evicted history entries) that glibc keeps in its
+        // heap after a burst; the workers trim theirs the same way.
+        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+            let plane = bound.value
+            if plane.publishedSinceTrim {
+                plane.publishedSinceTrim = false
+                Syscall.releaseFreeMemory()
+            }
+        }
+        let interval = settings.liveness.interval
+        eventLoop.scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { task in
+            let plane = bound.value
+            guard !plane.shuttingDown else { return task.cancel() }
+            plane.checkLiveness()
+        }
+        serviceManager.startWatchdog(on: eventLoop) { bound.value.everyWorkerAnswered(within: bound.value.settings.liveness.unanswered) }
+    }
+
+    /// Tells every worker to stop, kills those that have not within `shutdownGrace`; succeeds once all are gone.
+    func shutdown() -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        if let stopped { return stopped.futureResult }
+        let promise = eventLoop.makePromise(of: Void.self)
+        stopped = promise
+        shuttingDown = true
+        serviceManager.stopping()
+        reloads.cancelAll(eventLoop: eventLoop)
+        logger.info("stopping workers", metadata: ["event": "shutdown-begin"])
+        for shard in shards.indices { apply(shards[shard].shutdownAsked(), shard: shard) }
+        finishShutdownIfDone()
+        return promise.futureResult
+    }
+
+    private func finishShutdownIfDone() {
+        guard let stopped, shards.allSatisfy({ $0.state.name == .stopped }) else { return }
+        logger.info("all workers stopped", metadata: ["event": "shutdown-done"])
+        stopped.succeed()
+    }
+
+    // MARK: Applying transitions
+
+    /// Performs what a shard's transition asks for and logs it; publishes the hand-off table if it changed.
+    func apply(_ outcome: ShardMachine<WorkerHandle>.Outcome, shard: Int, metadata: Logger.Metadata = [:]) {
+        eventLoop.preconditionInEventLoop()
+        switch outcome {
+        case .ignored(let reason):
+            logger.debug("shard event ignored", metadata: ["worker": "\(shard)", "reason": "\(reason)"])
+        case .moved(let transition):
+            var metadata = metadata
+            metadata["worker"] = "\(shard)"
+            metadata["state"] = "\(transition.to.rawValue)"
+            if transition.event == .workerStarted || transition.event == .workerExited { stats.reset(shard: shard) }
+            if transition.event == .workerExited, !shuttingDown { restarts[shard] += 1 }
+            var next: [ShardMachine<WorkerHandle>.Outcome] = []
+            for action in transition.actions { perform(action, shard: shard, metadata: &metadata, next: &next) }
+            ShardEventLog.log(transition, shuttingDown: shuttingDown, metadata: metadata, logger: logger)
+            publishTableIfChanged()
+            serviceManager.shardsChanged(self)
+            if transition.from == .replacing, transition.to != .replacing { reloads.shardReplaced(shard, plane: self) }
+            if shuttingDown { finishShutdownIfDone() }
+            // Events the actions caused (a spawn's outcome), in this turn of the loop: no other event comes between.
+            for outcome in next { apply(outcome, shard: shard) }
+        }
+    }
+
+    private func perform(
+        _ action: ShardMachine<WorkerHandle>.Action, shard: Int, metadata: inout Logger.Metadata,
+        next: inout [ShardMachine<WorkerHandle>.Outcome]
+    ) {
+        switch action {
+        case .spawn:
+            next.append(spawnWorker(shard: shard))
+        case .scheduleSpawn(let due):
+            metadata["restart-in"] = "\(ContinuousClock.now.duration(to: due))"
+            let bound = self.bound
+            eventLoop.scheduleTask(in: TimeAmount(max(.zero, ContinuousClock.now.duration(to: due)))) {
+                let plane = bound.value
+                plane.apply(plane.shards[shard].restartDue(now: .now), shard: shard)
+            }
+        case .replayHistory(let worker):
+            metadata["pid"] = "\(worker.pid)"
+            metadata["history"] = "\(replayHistory(to: worker))"
+        case .beginMigration(let retiring, let successor):
+            metadata["retiring-pid"] = "\(retiring.pid)"
+            metadata["pid"] = "\(successor.pid)"
+            retiring.control?.writeAndFlush(ControlMessage.migrate, promise: nil)
+            let (bound, generation) = (self.bound, retiring.generation)
+            eventLoop.scheduleTask(in: TimeAmount(settings.migrationPatience)) {
+                let plane = bound.value
+                plane.apply(plane.shards[shard].migrationTimedOut(generation: generation), shard: shard)
+            }
+        case .stop(let worker):
+            stop(worker)
+        case .release(let worker):
+            metadata["pid"] = "\(worker.pid)"
+            metadata["uptime"] = "\(worker.uptime)"
+            worker.release()
+        }
+    }
+
+    /// Tells the worker to stop, and kills it if it has not exited in time.
+    private func stop(_ worker: WorkerHandle) {
+        if let control = worker.control {
+            control.writeAndFlush(ControlMessage.shutdown, promise: nil)
+        } else {
+            signal(worker, SIGTERM)  // it never connected: it cannot be asked
+        }
+        let patience = shuttingDown ? settings.shutdownGrace : settings.retiringExitPatience
+        let bound = self.bound
+        eventLoop.scheduleTask(in: TimeAmount(patience)) {
+            guard !worker.released else { return }
+            bound.value.logger.warning(
+                "worker did not stop in time; killing it", metadata: ["worker": "\(worker.shard)", "pid": "\(worker.pid)"])
+            bound.value.signal(worker, SIGKILL)
+        }
+    }
+
+    /// Sends `signal` to a worker that has not been reaped (so its pid is still its own).
+    func signal(_ worker: WorkerHandle, _ signal: CInt) {
+        guard !worker.released else { return }
+        do {
+            try Syscall.kill(worker.pid, signal)
+        } catch {
+            logger.error("cannot signal a worker", metadata: ["pid": "\(worker.pid)", "signal": "\(signal)", "error": "\(error)"])
+        }
+    }
+
+    /// The hand-off table as the shards are now, published when a link came or went.
+    private func publishTableIfChanged() {
+        let links = shards.map { $0.state.serving?.link }
+        let retiring = shards.indices.compactMap { shard -> (shard: Int, link: HandoffLink)? in
+            guard case .replacing(let replacing) = shards[shard].state, let link = replacing.retiring.link else { return nil }
+            return (shard, link)
+        }
+        if let lastTable, lastTable.links.elementsEqual(links, by: ===),
+            lastTable.retiring.elementsEqual(retiring, by: { $0.shard == $1.shard && $0.link === $1.link })
+        {
+            return
+        }
+        let table = HandoffTable(links: links, retiring: retiring)
+        lastTable = table
+        tables.publish(table)
+    }
+
+    // MARK: Lookups
+
+    /// The shard's worker with this generation, if it is still one of the shard's.
+    func worker(shard: Int, generation: Int) -> WorkerHandle? {
+        shards[shard].state.workers.first { $0.generation == generation }
+    }
+
+    /// The shard's newest worker: the one up or starting, or a reload's successor (not the retiring one).
+    func newestWorker(shard: Int) -> WorkerHandle? {
+        switch shards[shard].state {
+        case .starting(let running), .up(let running): running.worker
+        case .replacing(let replacing): replacing.successorWorker
+        default: nil
+        }
+    }
+
+    func nextGeneration(shard: Int) -> Int {
+        generations[shard] += 1
+        return generations[shard]
+    }
+}
+
+extension Replacing {
+    var successorWorker: Worker? {
+        switch successor {
+        case .down: nil
+        case .starting(let running), .up(let running): running.worker
+        }
+    }
+}
+

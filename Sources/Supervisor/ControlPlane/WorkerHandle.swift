@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import Shared
+import SupervisorCore
+
+/// One worker process as the control plane holds it: what the shard state machine moves around. Loop-owned:
+/// only the control plane's event loop reads or changes it.
+final class WorkerHandle: ShardWorker {
+    let shard: Int
+    /// Which start of the shard this is: a late event of an earlier worker never moves a later one.
+    let generation: Int
+    let pid: pid_t
+    let startedAt: ContinuousClock.Instant
+    /// Its hand-off link, until its process is gone (then the accept thread lets go of it too, and it closes).
+    private(set) var link: HandoffLink?
+    /// Its control channel, once adopted; closed when the process is gone.
+    private(set) var control: (any Channel)?
+    /// When it last showed its event loop runs (its start, then each pong); nil once it was killed for silence.
+    var lastAnswer: ContinuousClock.Instant?
+    /// The last event sequence written to it (live, or from the history as it started or caught up).
+    var sentThrough: UInt64 = 0
+    /// Its control channel holds more than the backlog bound: publishes wait in the history until it drains.
+    var lagging = false
+    /// Its process has exited and was reaped.
+    private(set) var released = false
+
+    init(shard: Int, generation: Int, pid: pid_t, link: HandoffLink) {
+        self.shard = shard
+        self.generation = generation
+        self.pid = pid
+        self.link = link
+        startedAt = .now
+        lastAnswer = .now
+    }
+
+    /// The channel was adopted; false (and the channel is closed) when the process has gone meanwhile.
+    func adopt(_ channel: any Channel) -> Bool {
+        guard !released else {
+            channel.close(promise: nil)
+            return false
+        }
+        control = channel
+        return true
+    }
+
+    /// The process is gone: closes the control channel and lets go of the link.
+    func release() {
+        released = true
+        control?.close(promise: nil)
+        control = nil
+        link = nil
+    }
+
+    var uptime: Duration { startedAt.duration(to: .now) }
+}

@@ -1,0 +1,45 @@
+import Shared
+import Synchronization
+
+/// What the accept thread needs of the shards, as of one moment: the hand-off link of each shard whose worker is
+/// up (nil while it is down or starting), and the links of workers a reload is retiring, whose streams come back
+/// over them to be passed to their successor. Immutable: the control plane publishes a new one whenever a shard
+/// changes (`HandoffTablePublisher`), and the accept thread reads a whole table without waiting for anything.
+final class HandoffTable: Sendable {
+    /// Indexed by shard.
+    let links: [HandoffLink?]
+    /// Retiring workers' links, by shard.
+    let retiring: [(shard: Int, link: HandoffLink)]
+
+    init(links: [HandoffLink?], retiring: [(shard: Int, link: HandoffLink)]) {
+        self.links = links
+        self.retiring = retiring
+    }
+
+    static func empty(shardCount: Int) -> HandoffTable { HandoffTable(links: Array(repeating: nil, count: shardCount), retiring: []) }
+}
+
+/// Hands the current `HandoffTable` from the control plane to the accept thread: the plane swaps in a new table
+/// and rings `changed`; the accept thread, woken, takes the table. The lock guards one reference swap (never a
+/// write, a `sendmsg` or a wait), so neither side ever waits on the other's work.
+final class HandoffTablePublisher: Sendable {
+    private let current: Mutex<HandoffTable>
+    /// Rung after every publish; the accept thread's epoll watches it.
+    let changed: EventCounter
+
+    init(shardCount: Int) throws {
+        current = Mutex(.empty(shardCount: shardCount))
+        changed = try EventCounter()
+    }
+
+    func publish(_ table: HandoffTable) {
+        current.withLock { $0 = table }
+        changed.signal()
+    }
+
+    /// The latest table; clears the ring first, so a publish that follows is not missed.
+    func take() -> HandoffTable {
+        changed.clear()
+        return current.withLock { $0 }
+    }
+}

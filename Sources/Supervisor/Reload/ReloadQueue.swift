@@ -1,0 +1,111 @@
+import Logging
+import NIOCore
+import Shared
+import SupervisorCore
+
+/// `systemctl reload` (SIGHUP) or `ctl reload`: every worker is replaced by a freshly started `sse-worker` (a new
+/// binary, if one was installed), one shard at a time, and its live streams move to the new worker on the same TCP
+/// connections. Clients see nothing: no reconnect, no lost, repeated or reordered event.
+///
+/// Reloads run one after another, on the control plane's loop. One reload:
+/// 1. asks the installed worker binary for its protocol versions (`WorkerProbe`), and is refused, before any worker
+///    is touched, when they are not this supervisor's;
+/// 2. for each shard, asks its machine for `reloadAsked`: the current worker becomes the retiring one (connections
+///    and publishes stop reaching it) and its successor is started; once the successor is up (it has the history),
+///    the retiring worker is told to `migrate`: it writes out what it queued for each stream, then passes the
+///    stream's descriptor back over its hand-off socket with the last sequence it wrote, and the accept thread
+///    (`HandoffDispatcher`) passes it to the successor, which continues after that sequence; then `migrationDone`,
+///    and the retiring worker is told to stop, and is reaped: the shard is replaced, and the next one begins.
+/// A retiring worker that dies midway takes its streams with it: those clients reconnect and resume, and nothing
+/// else is affected. All of it is the shard's state machine's doing (`ShardMachine`); this only sequences shards.
+/// A class owned by the control plane, on its loop.
+final class ReloadQueue {
+    private var waiting: [EventLoopPromise<Void>] = []
+    private var current: Run?
+
+    private struct Run {
+        var promise: EventLoopPromise<Void>
+        /// The shard being replaced.
+        var shard = 0
+    }
+
+    /// Queues a reload; the promise succeeds when it is done, or fails with `ReloadRefused`.
+    func request(_ promise: EventLoopPromise<Void>, plane: ControlPlane) {
+        waiting.append(promise)
+        if current == nil { startNext(plane) }
+    }
+
+    private func startNext(_ plane: ControlPlane) {
+        guard current == nil, !waiting.isEmpty else { return }
+        let promise = waiting.removeFirst()
+        guard !plane.shuttingDown else { return promise.fail(ReloadRefused.shuttingDown) }
+        current = Run(promise: promise)
+        let (bound, path) = (plane.bound, plane.settings.workerPath)
+        WorkerProbe.protocolVersions(ofWorkerAt: path, children: plane.children, eventLoop: plane.eventLoop).whenSuccess { installed in
+            let plane = bound.value
+            guard installed == WireProtocol.versions else {
+                let refusal = ReloadRefused.incompatible(installed: installed, path: path)
+                plane.logger.error(
+                    "\(refusal)",
+                    metadata: [
+                        "event": "reload-refused", "installed": "\(installed ?? "unknown")", "supervisor": "\(WireProtocol.versions)",
+                    ])
+                plane.reloads.finish(.failure(refusal), plane: plane)
+                return
+            }
+            plane.logger.notice("reload: replacing every worker", metadata: ["event": "reload-begin"])
+            SystemdNotifier.notify(.reloading)
+            plane.reloads.replaceCurrentShard(plane)
+        }
+    }
+
+    /// Asks the current shard's machine to replace its worker; a shard that is not up is skipped (it is being
+    /// restarted anyway, by the binary installed now).
+    private func replaceCurrentShard(_ plane: ControlPlane) {
+        guard let run = current else { return }
+        guard run.shard < plane.shards.count, !plane.shuttingDown else {
+            SystemdNotifier.notify(.ready)
+            plane.logger.notice("reload done", metadata: ["event": "reload-done"])
+            return finish(.success(()), plane: plane)
+        }
+        let shard = run.shard
+        let outcome = plane.shards[shard].reloadAsked(now: .now)
+        if case .ignored = outcome {
+            plane.logger.warning("reload skipped a worker that is not up (it is being restarted anyway)", metadata: ["worker": "\(shard)"])
+            current?.shard += 1
+            return replaceCurrentShard(plane)
+        }
+        let bound = plane.bound
+        plane.eventLoop.scheduleTask(in: .seconds(30)) {
+            let plane = bound.value
+            guard plane.reloads.current?.shard == shard, case .replacing(let replacing) = plane.shards[shard].state,
+                replacing.phase == .awaitingSuccessor
+            else { return }
+            plane.logger.error(
+                "the new worker did not come up; the retiring one serves its streams until one does",
+                metadata: ["worker": "\(shard)", "event": "reload-successor-late"])
+        }
+        plane.apply(outcome, shard: shard)
+    }
+
+    /// The shard left `replacing` (its retiring worker is gone): on to the next.
+    func shardReplaced(_ shard: Int, plane: ControlPlane) {
+        guard current?.shard == shard else { return }
+        current?.shard += 1
+        let bound = plane.bound
+        // After the transition that ended the replacement has been applied in full.
+        plane.eventLoop.execute { bound.value.reloads.replaceCurrentShard(bound.value) }
+    }
+
+    private func finish(_ result: Result<Void, ReloadRefused>, plane: ControlPlane) {
+        current?.promise.completeWith(result.mapError { $0 as any Error })
+        current = nil
+        startNext(plane)
+    }
+
+    /// Shutdown: reloads not begun are refused; the one running ends as its shards stop.
+    func cancelAll(eventLoop: any EventLoop) {
+        for promise in waiting { promise.fail(ReloadRefused.shuttingDown) }
+        waiting = []
+    }
+}

@@ -1,0 +1,71 @@
+import Logging
+import NIOCore
+import Shared
+import SupervisorCore
+
+/// What the supervisor tells systemd (`Type=notify`), driven by the control plane's events: `READY=1` when every
+/// shard is first up, a `STATUS=` line that follows the shards (at most once a second), `WATCHDOG=1` while every
+/// worker answers its pings, `STOPPING=1` when shutdown begins. On the plane's event loop.
+struct ServiceManagerLink {
+    private let logger: Logger
+    private let statusInterval: Duration
+    private var ready = false
+    private var status = ""
+    private var statusSentAt: ContinuousClock.Instant?
+    private var statusScheduled = false
+
+    init(logger: Logger, statusInterval: Duration = .seconds(1)) {
+        self.logger = logger
+        self.statusInterval = statusInterval
+    }
+
+    /// A shard or the counts changed: READY once all are up, then STATUS when it reads differently.
+    mutating func shardsChanged(_ plane: ControlPlane) {
+        let summary = Self.summary(plane)
+        if !ready, !plane.shuttingDown, plane.shards.allSatisfy({ $0.state.name == .up }) {
+            ready = true
+            (status, statusSentAt) = (summary, .now)
+            SystemdNotifier.notify(.ready, .status(summary))
+            logger.info("all workers up", metadata: ["event": "ready"])
+            return
+        }
+        guard ready, summary != status else { return }
+        if let sentAt = statusSentAt, ContinuousClock.now - sentAt < statusInterval {
+            guard !statusScheduled else { return }
+            statusScheduled = true
+            let bound = plane.bound
+            plane.eventLoop.scheduleTask(in: TimeAmount(statusInterval - (ContinuousClock.now - sentAt))) {
+                bound.value.serviceManager.statusScheduled = false
+                bound.value.serviceManager.shardsChanged(bound.value)
+            }
+            return
+        }
+        send(summary)
+    }
+
+    private mutating func send(_ summary: String) {
+        status = summary
+        statusSentAt = .now
+        SystemdNotifier.notify(.status(summary))
+    }
+
+    /// Feeds systemd's watchdog (when the unit has one) every half of its timeout, while `everyWorkerAnswered`.
+    func startWatchdog(on eventLoop: any EventLoop, everyWorkerAnswered: @escaping () -> Bool) {
+        guard let timeout = SystemdNotifier.watchdogTimeout else { return }
+        let interval = TimeAmount(timeout / 2)
+        logger.info("systemd watchdog enabled", metadata: ["interval": "\(timeout / 2)"])
+        eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
+            if everyWorkerAnswered() { SystemdNotifier.notify(.watchdog) }
+        }
+    }
+
+    func stopping() {
+        SystemdNotifier.notify(.stopping, .status("stopping: ending streams and workers"))
+    }
+
+    /// `3/3 workers up, 12 clients, 4 topics`.
+    static func summary(_ plane: ControlPlane) -> String {
+        let up = plane.shards.filter { $0.state.name == .up }.count
+        return "\(up)/\(plane.shards.count) workers up, \(plane.stats.totalClients) clients, \(plane.stats.topics.count) topics"
+    }
+}
