@@ -116,7 +116,9 @@ extension ControlPlane {
     }
 
     func workerAnswered(_ worker: WorkerHandle) {
-        if worker.lastAnswer != nil { worker.lastAnswer = .now }
+        guard worker.lastAnswer != nil else { return }
+        worker.lastAnswer = .now
+        serviceManager.workerAnswered(self)
     }
 
     /// A worker changed a user's topics. Kept whichever worker of the shard says so; a change from a worker a

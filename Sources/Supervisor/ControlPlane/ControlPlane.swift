@@ -108,7 +108,7 @@ final class ControlPlane {
             guard !plane.shuttingDown else { return task.cancel() }
             plane.checkLiveness()
         }
-        serviceManager.startWatchdog(on: eventLoop) { bound.value.everyWorkerAnswered(within: bound.value.settings.liveness.unanswered) }
+        serviceManager.startWatchdog(self)
     }
 
     /// Tells every worker to stop, kills those that have not within `shutdownGrace`; succeeds once all are gone.
@@ -151,6 +151,7 @@ final class ControlPlane {
             ShardEventLog.log(transition, shuttingDown: shuttingDown, metadata: metadata, logger: logger)
             publishTableIfChanged()
             serviceManager.shardsChanged(self)
+            serviceManager.workerAnswered(self)
             if transition.from == .replacing, transition.to != .replacing { reloads.shardReplaced(shard, plane: self) }
             if shuttingDown { finishShutdownIfDone() }
             // Events the actions caused (a spawn's outcome), in this turn of the loop: no other event comes between.

@@ -13,6 +13,9 @@ struct ServiceManagerLink {
     private var status = ""
     private var statusSentAt: ContinuousClock.Instant?
     private var statusScheduled = false
+    /// The watchdog's last turn found a worker silent: it is fed as soon as every worker answers again, not a
+    /// whole interval later (which could be past the unit's `WatchdogSec`).
+    private var watchdogOwed = false
 
     init(logger: Logger, statusInterval: Duration = .seconds(1)) {
         self.logger = logger
@@ -49,14 +52,25 @@ struct ServiceManagerLink {
         SystemdNotifier.notify(.status(summary))
     }
 
-    /// Feeds systemd's watchdog (when the unit has one) every half of its timeout, while `everyWorkerAnswered`.
-    func startWatchdog(on eventLoop: any EventLoop, everyWorkerAnswered: @escaping () -> Bool) {
+    /// Feeds systemd's watchdog (when the unit has one) every half of its timeout while every worker answers its
+    /// pings; after a turn that found one silent, at the first moment all answer again (`workerAnswered`).
+    func startWatchdog(_ plane: ControlPlane) {
         guard let timeout = SystemdNotifier.watchdogTimeout else { return }
-        let interval = TimeAmount(timeout / 2)
         logger.info("systemd watchdog enabled", metadata: ["interval": "\(timeout / 2)"])
-        eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
-            if everyWorkerAnswered() { SystemdNotifier.notify(.watchdog) }
+        let bound = plane.bound
+        plane.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(timeout / 2)) { _ in
+            let plane = bound.value
+            plane.serviceManager.watchdogOwed = true
+            plane.serviceManager.workerAnswered(plane)
         }
+    }
+
+    /// A worker answered (a pong, a hello) or a silent one was reaped: feeds the watchdog if it is owed and every
+    /// worker now answers.
+    mutating func workerAnswered(_ plane: ControlPlane) {
+        guard watchdogOwed, plane.everyWorkerAnswered(within: plane.settings.liveness.unanswered) else { return }
+        watchdogOwed = false
+        SystemdNotifier.notify(.watchdog)
     }
 
     func stopping() {
