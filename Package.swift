@@ -52,7 +52,9 @@ let package = Package(
         // What the supervisor decides on the accept thread, in a library the fuzzers and tests link.
         .target(
             name: "SupervisorCore",
-            dependencies: ["Shared", .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: [
+                "Shared", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(
