@@ -2,11 +2,14 @@ import Foundation
 import NIOCore
 import Shared
 
-/// A publish, validated: what the publishers' API accepts, with the error that says what was wrong otherwise.
+/// A publish body (`POST /api/sse/publish`), validated: where the event goes, its name, and its data as compact JSON.
+///
+/// `{"event": name, "topic": name}` to a topic's subscribers, `{"event": name, "userId": id}` to one user's streams
+/// (a non-empty string, or an integer), `{"event": name}` to everyone; `data` is any JSON value, `null` if absent.
 public struct PublishRequest: Sendable, Equatable {
     public var target: PublishTarget
     public var event: String
-    /// The event's data, as JSON text (`null` when the body has none).
+    /// `data` re-encoded by `HubJSON.encode`, as the streams send it.
     public var data: String
 
     public init(target: PublishTarget, event: String, data: String) {
@@ -15,9 +18,12 @@ public struct PublishRequest: Sendable, Equatable {
         self.data = data
     }
 
+    /// The request in `body`, or the error to answer, saying what was wrong. Checked in this order: JSON, an object,
+    /// `event`, `topic` and `userId` not both, then whichever of them is present.
     public static func parse(_ body: ByteBuffer) -> Result<PublishRequest, APIError> {
-        guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(body.readableBytesView)) else {
-            let isJSON = (try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))) != nil
+        let json = Data(body.readableBytesView)
+        guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: json) else {
+            let isJSON = (try? JSONDecoder().decode(JSONValue.self, from: json)) != nil
             return .failure(isJSON ? APIError(status: 400, "body must be a JSON object") : .malformedJSON)
         }
         guard case .string(let event)? = fields["event"], HubName.isValidEvent(event) else {
@@ -35,7 +41,9 @@ public struct PublishRequest: Sendable, Equatable {
         case (nil, .some(let user)):
             guard let userID = user.idString, userID.utf8.count <= Handoff.maximumUserIDBytes else {
                 return .failure(
-                    APIError(status: 400, "userId must be a non-empty string (at most \(Handoff.maximumUserIDBytes) bytes) or an integer"))
+                    APIError(
+                        status: 400,
+                        "userId must be a non-empty string (at most \(Handoff.maximumUserIDBytes) bytes) or an integer"))
             }
             target = .user(userID)
         case (nil, nil):

@@ -160,7 +160,7 @@ struct HostileInputTests {
         let pids = Set(try await hub.health().workers.compactMap(\.pid))
 
         kill(hub.process.processIdentifier, SIGHUP)
-        try await waitUntil("the reload done", timeout: .seconds(60)) { hub.log.contains("reload done") }
+        try await waitUntil("the reload done", timeout: .seconds(60)) { !hub.logged("event=reload-done").isEmpty }
         #expect(Set(try await hub.health().workers.compactMap(\.pid)).isDisjoint(with: pids))
         #expect(try await hub.publish(#"{"event":"deep","topic":"\#(topics[699])","data":1}"#).status == 200)
         #expect(try await hub.publish(#"{"event":"near","topic":"next-door","data":2}"#).status == 200)

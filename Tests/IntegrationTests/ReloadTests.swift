@@ -25,7 +25,7 @@ struct ReloadTests {
             try await Task.sleep(for: .milliseconds(10))
         }
         try await waitUntil("both reloads done", timeout: .seconds(60)) {
-            hub.log.components(separatedBy: "reload done").count - 1 >= 2
+            hub.logged("event=reload-done").count >= 2
         }
         for client in clients {
             try await waitUntil("\(client.userID) has every event", timeout: .seconds(30)) { client.numbers(of: "seq").count >= total }
@@ -67,7 +67,7 @@ struct ReloadTests {
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        try await waitUntil("the reload to finish", timeout: .seconds(60)) { hub.log.contains("reload done") }
+        try await waitUntil("the reload to finish", timeout: .seconds(60)) { !hub.logged("event=reload-done").isEmpty }
         for client in clients {
             try await waitUntil("\(client.userID) has every event", timeout: .seconds(30)) { client.numbers(of: "seq").count >= total }
         }

@@ -35,6 +35,11 @@ struct SystemdTests {
         let sandbox = try SystemdSandbox.start(name: "systemd-tests", stage: stage)
         defer { sandbox.stop() }
         func shell(_ command: String) throws -> SystemdSandbox.Output { try sandbox.run(["sh", "-c", command]) }
+        /// sse-hub's journal entries with every one of `fields` (`SSE_EVENT=worker-started`), one JSON object each.
+        func entries(_ fields: String...) throws -> [Substring] {
+            try sandbox.run(["journalctl", "-u", "sse-hub", "-o", "json", "-q", "--no-pager"] + fields).text
+                .split(separator: "\n").filter { $0.hasPrefix("{") }
+        }
 
         // What install.sh does on a real host after copying: the user, /run/sse-hub.
         #expect(try sandbox.run(["systemd-sysusers", "/etc/sysusers.d/sse-hub.conf"]).status == 0)
@@ -73,8 +78,7 @@ struct SystemdTests {
 
         // The journal, by field.
         try await waitUntil("worker-started entries in the journal", timeout: .seconds(10)) {
-            let entries = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=worker-started", "-o", "cat", "--no-pager"])
-            return entries.text.components(separatedBy: "worker started").count - 1 == 2
+            try entries("SSE_EVENT=worker-started").count == 2
         }
         let workerOne = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_WORKER=1", "SYSLOG_IDENTIFIER=sse-worker", "-o", "cat", "--no-pager"])
         #expect(workerOne.text.contains("worker serving"), "worker 1's own entries: \(workerOne.text)")
@@ -108,8 +112,7 @@ struct SystemdTests {
             let current = try workers()
             return current.count == 2 && !current.contains(victim)
         }
-        let hung = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=worker-hung", "-o", "cat", "--no-pager"])
-        #expect(hung.text.contains("stopped answering"))
+        #expect(try entries("SSE_EVENT=worker-hung", "SSE_PID=\(victim)").count == 1)
         #expect(
             try sandbox.run(["systemctl", "show", "-p", "MainPID", "--value", "sse-hub.service"]).text
                 .trimmingCharacters(in: .whitespacesAndNewlines) == mainPID, "the watchdog did not restart the service")
@@ -119,8 +122,7 @@ struct SystemdTests {
         #expect(try sandbox.run(["systemctl", "reload", "sse-hub.service"], timeout: 40).status == 0)
         // systemd 252 may return from reload before READY=1: wait for the supervisor's own word.
         try await waitUntil("the reload to finish", timeout: .seconds(30)) {
-            try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=reload-done", "-o", "cat", "--no-pager"]).text
-                .contains("reload done")
+            try !entries("SSE_EVENT=reload-done").isEmpty
         }
         let afterReload = Set(try workers())
         #expect(afterReload.count == 2 && afterReload.isDisjoint(with: beforeReload), "workers before \(beforeReload), after \(afterReload)")
@@ -135,8 +137,7 @@ struct SystemdTests {
             stream.text.contains("event: after-reload")
         }
         #expect(stream.text.components(separatedBy: "event: connected").count - 1 == 1, "one connection all along")
-        let migrated = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=connection-migrated", "-o", "cat", "--no-pager"])
-        #expect(migrated.text.contains("streams moved to the new worker"))
+        #expect(try !entries("SSE_EVENT=connection-migrated").isEmpty)
 
         // Stop ends every process, and the stream ends cleanly.
         #expect(try sandbox.run(["systemctl", "stop", "sse-hub.service"], timeout: 40).status == 0)
@@ -145,7 +146,6 @@ struct SystemdTests {
         #expect(try sandbox.run(["systemctl", "is-active", "sse-hub.service"]).text.hasPrefix("inactive"))
         let left = try shell("ps -eo comm= | grep '^sse-' || true").text
         #expect(left.isEmpty, "processes left: \(left)")
-        let stopping = try sandbox.run(["journalctl", "-u", "sse-hub", "SSE_EVENT=shutdown-done", "-o", "cat", "--no-pager"])
-        #expect(stopping.text.contains("all workers stopped"))
+        #expect(try entries("SSE_EVENT=shutdown-done").count == 1)
     }
 }
