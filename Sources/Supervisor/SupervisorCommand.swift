@@ -92,7 +92,9 @@ struct Serve: AsyncParsableCommand {
             } else {
                 // The embedded default must run on a fresh machine, where nobody has created sse-hub yet.
                 user = "nobody"
-                logger.warning("no user sse-hub (create it with systemd-sysusers, see docs/operations.md): workers run as nobody")
+                logger.warning(
+                    "no user sse-hub (create it with systemd-sysusers, see docs/operations.md): workers run as nobody",
+                    metadata: ["event": "worker-user", "worker-user": "nobody"])
             }
             do {
                 _ = try PrivilegeDrop.account(named: user)
@@ -101,7 +103,7 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode(78)
             }
             workerUser = user
-            logger.info("workers run as \(user)")
+            logger.info("workers run as \(user)", metadata: ["event": "worker-user", "worker-user": "\(user)"])
         }
         let (listeners, operatorSocket) = try Listeners.open(addresses: listenAddresses, controlPath: controlSocket, logger: logger)
 

@@ -152,8 +152,7 @@ struct StartupTests {
         // The first connection (the health check in `start`) is what starts the supervisor.
         let hub = try await HubProcess.start(workers: 2, socketActivatedOn: port)
         defer { Task { try await hub.stop() } }
-        #expect(hub.log.contains("listening on a socket from systemd"))
-        #expect(hub.log.contains("name=http"))
+        #expect(hub.logged("event=listener-inherited", "name=http").count == 1)
         let stream = try await hub.openStream("activated")
         #expect(try await hub.publish(#"{"event":"hi","userId":"activated"}"#).status == 200)
         try await stream.waitForEvent("hi")
@@ -164,7 +163,7 @@ struct StartupTests {
     func asRootWithoutTheServiceUserWorkersRunAsNobody() async throws {
         let hub = try await HubProcess.start(workers: 1, choosingWorkerUser: false)
         defer { Task { try await hub.stop() } }
-        #expect(hub.log.contains("workers run as nobody"))
+        #expect(hub.logged("event=worker-user", "worker-user=nobody", level: "warning").count == 1)
         _ = try await hub.openStream("fresh-machine")
     }
 

@@ -106,6 +106,7 @@ final class AcceptReactor: Service, Sendable {
             if policy.isEnabled {
                 reactor.logger.info(
                     "limits per client address", metadata: [
+                        "event": "client-limits",
                         "max-conns-per-ip": "\(policy.maximumHeld ?? 0)", "conn-rate-per-ip": "\(policy.newPerSecond ?? 0)",
                         "tracked-addresses-max": "\(policy.maximumAddresses)",
                     ])
@@ -258,9 +259,10 @@ final class AcceptReactor: Service, Sendable {
 
         /// Peeks a just-accepted connection; if its whole head is there, hands it on and returns true.
         private func takeHeadIfComplete(_ fd: CInt) -> Bool {
+            // Any failure (a reset, nothing there yet) is left to the watched path, which peeks again and handles it.
             guard let count = try? Syscall.peek(fd, into: peekBuffer), count > 0 else { return false }
             let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<count])
-            guard let length = RequestHeadPeek.headLength(in: bytes), length <= reactor.limits.maximumHeadBytes else {
+            guard case .complete(let length) = PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) else {
                 return false
             }
             reactor.onHead(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), dispatcher: dispatcher)
@@ -282,13 +284,16 @@ final class AcceptReactor: Service, Sendable {
                 return
             }
             let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<count])
-            if let length = RequestHeadPeek.headLength(in: bytes), length <= reactor.limits.maximumHeadBytes {
+            switch PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) {
+            case .complete(let length):
                 let head = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
                 finish(token, connection) { reactor.onHead($0, head, dispatcher: dispatcher) }
-            } else if count > reactor.limits.maximumHeadBytes {
+            case .tooLarge:
                 finish(token, connection) { reactor.onRejected($0, .headTooLarge) }
-            } else if events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) {
-                finish(token, connection) { Syscall.close($0) }
+            case .incomplete:
+                if events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) {
+                    finish(token, connection) { Syscall.close($0) }
+                }
             }
         }
 

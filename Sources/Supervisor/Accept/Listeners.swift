@@ -26,7 +26,7 @@ enum Listeners {
                 let address = (try? ListeningSocket.localAddress(of: socket.descriptor)).map { "\($0)" } ?? "?"
                 logger.info(
                     "listening on a socket from systemd",
-                    metadata: ["name": "\(socket.name)", "address": "\(address)", "fd": "\(socket.descriptor)"])
+                    metadata: ["event": "listener-inherited", "name": "\(socket.name)", "address": "\(address)", "fd": "\(socket.descriptor)"])
             }
             return passed.map(\.descriptor)
         }
@@ -35,7 +35,7 @@ enum Listeners {
             let fd = try ListeningSocket.bind(address)
             let bound = try ListeningSocket.localAddress(of: fd)
             // Printed for people and for tests that asked for port 0.
-            logger.notice("listening on http://\(formatted(bound))", metadata: ["address": "\(bound)"])
+            logger.notice("listening on http://\(formatted(bound))", metadata: ["event": "listening", "address": "\(bound)"])
             return fd
         }
     }

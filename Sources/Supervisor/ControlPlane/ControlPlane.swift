@@ -202,8 +202,9 @@ final class ControlPlane {
             signal(worker, SIGTERM)  // it never connected: it cannot be asked
         }
         let patience = shuttingDown ? settings.shutdownGrace : settings.retiringExitPatience
-        let bound = self.bound
+        let (bound, loopBoundWorker) = (self.bound, NIOLoopBound(worker, eventLoop: eventLoop))
         eventLoop.scheduleTask(in: TimeAmount(patience)) {
+            let worker = loopBoundWorker.value
             guard !worker.released else { return }
             bound.value.logger.warning(
                 "worker did not stop in time; killing it", metadata: ["worker": "\(worker.shard)", "pid": "\(worker.pid)"])

@@ -45,8 +45,8 @@ final class WorkerChannelHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         // Later, not now: this can run inside a write the plane is making (a publish, a replay).
-        let (plane, worker) = (plane, worker)
-        context.eventLoop.execute { plane.value.controlClosed(worker) }
+        let (plane, worker) = (plane, NIOLoopBound(worker, eventLoop: context.eventLoop))
+        context.eventLoop.execute { plane.value.controlClosed(worker.value) }
         context.fireChannelInactive()
     }
 

@@ -202,9 +202,10 @@ public struct ShardMachine<Worker: ShardWorker> {
         Down(restartAt: now + backoff.delay(afterFailures: failures), failures: failures)
     }
 
-    /// A worker's event in a state that has no worker to match it: stale if it names a generation.
+    /// A worker's event the state has no use for: from a worker that is not one of the shard's (stale), or from one
+    /// that is, at the wrong time (a second hello, a migration it was not asked for).
     private func workerEvent(_ event: String, generation: Int) -> Outcome {
-        state.workers.isEmpty ? .ignored(.staleWorker(generation: generation)) : notApplicable(event)
+        state.workers.contains { $0.generation == generation } ? notApplicable(event) : .ignored(.staleWorker(generation: generation))
     }
 
     private func notApplicable(_ event: String) -> Outcome {
