@@ -91,6 +91,8 @@ final class ReloadQueue {
     /// The shard left `replacing` (its retiring worker is gone): on to the next.
     func shardReplaced(_ shard: Int, plane: ControlPlane) {
         guard current?.shard == shard else { return }
+        plane.logger.info(
+            "worker replaced", metadata: ["worker": "\(shard)", "pid": "\(plane.newestWorker(shard: shard).map { "\($0.pid)" } ?? "none")", "event": "worker-replaced"])
         current?.shard += 1
         let bound = plane.bound
         // After the transition that ended the replacement has been applied in full.

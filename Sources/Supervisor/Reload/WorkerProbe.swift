@@ -31,7 +31,7 @@ enum WorkerProbe {
             return eventLoop.makeSucceededFuture(nil)  // not runnable: the refusal says it speaks nothing understood
         }
         let promise = eventLoop.makePromise(of: String?.self)
-        let deadline = eventLoop.scheduleTask(in: patience) { _ = try? Syscall.kill(pid, SIGKILL) }  // ESRCH: it just ended
+        let deadline = eventLoop.scheduleTask(in: patience) { _ = try? Syscall.kill(pid, SIGKILL) }  // an unreaped child: cannot fail
         children.watch(pid) { status in
             deadline.cancel()
             // It has exited, so whatever it wrote (at most a pipe's buffer) is there to read without waiting.
