@@ -39,7 +39,8 @@ import Testing
         + "Access-Control-Allow-Methods: POST, OPTIONS\r\n"
         + "Access-Control-Allow-Headers: Authorization, x-auth-token, Content-Type, Last-Event-ID\r\nAccess-Control-Max-Age: 600\r\n\r\n"
 
-    static var encoders: [@Sendable () -> any ChannelHandler] { [{ HTTPResponseEncoder() }] }
+    /// NIO's encoder (the supervisor's pipelines) and the hub's own (the worker's) must write the same bytes.
+    static var encoders: [@Sendable () -> any ChannelHandler] { [{ HTTPResponseEncoder() }, { HTTPResponsePartEncoder() }] }
 
     @Test(arguments: 0..<encoders.count) func httpResponsesWritesTodaysBytes(encoder: Int) throws {
         let responses = HTTPResponses(cors: Self.cors)
@@ -74,5 +75,11 @@ import Testing
                 == "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
                 + "Access-Control-Allow-Origin: https://app.example\r\nVary: Origin\r\nConnection: close\r\n\r\n"
                 + String(frames.utf8.count, radix: 16) + "\r\n" + frames + "\r\n0\r\n\r\n")
+    }
+
+    @Test func theRetryLineIsOneField() {
+        var buffer = ByteBuffer()
+        SSEWireFormat.retry(3000, into: &buffer)
+        #expect(String(buffer: buffer) == "retry: 3000\n")
     }
 }
