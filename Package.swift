@@ -70,10 +70,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The worker's bookkeeping as values (subscriptions, token expiries), unit-tested on their own.
+        // The worker's logic (its hub, the parts it is made of, its channel handlers) in a library the tests link;
+        // the `Worker` executable only parses its arguments, drops privileges and runs it.
         .target(
             name: "WorkerCore",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Shared",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -132,7 +139,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerCoreTests",
-            dependencies: ["WorkerCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "WorkerCore", "Shared", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
