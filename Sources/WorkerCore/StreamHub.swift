@@ -77,7 +77,7 @@ final class StreamHub {
             loopBound.value.expireDueStreams(now: WallClock.seconds())
         }
         trimmer.start(on: eventLoop)
-        stats = StatsReporter(eventLoop: eventLoop, delay: settings.statsDelay) { [unowned self] in reportStats() }
+        stats = StatsReporter(eventLoop: eventLoop, delay: settings.statsDelay) { [weak self] in self?.reportStats() }
         statsChanged()
     }
 
