@@ -74,10 +74,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The worker's bookkeeping as values (subscriptions, token expiries), unit-tested on their own.
+        // The worker's logic (its hub, the parts it is made of, its channel handlers) in a library the tests link;
+        // the `Worker` executable only parses its arguments, drops privileges and runs it.
         .target(
             name: "WorkerCore",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Shared",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -85,12 +92,8 @@ let package = Package(
             dependencies: [
                 "Shared",
                 "WorkerCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -136,14 +139,17 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerCoreTests",
-            dependencies: ["WorkerCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "WorkerCore", "Shared", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SharedTests",
             dependencies: [
                 "Shared", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "SystemPackage", package: "swift-system"), .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
             ],

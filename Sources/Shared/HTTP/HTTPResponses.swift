@@ -1,7 +1,9 @@
 import NIOCore
 import NIOHTTP1
 
-/// Writing whole API responses on a NIO HTTP/1 server pipeline, the same way in the supervisor and the workers.
+/// Writing whole API responses on a NIO HTTP/1 server pipeline, the same way in the supervisor and the workers,
+/// as `HTTPServerResponsePart`s: `HTTPResponsePartEncoder` (or NIO's `HTTPResponseEncoder`, which writes the same
+/// bytes for these answers) turns them into bytes.
 ///
 /// Every non-stream response closes its connection afterwards: a connection reaches a worker for one
 /// request only, so a pooled connection can never carry a second user's request to the wrong shard.
@@ -32,8 +34,8 @@ public struct HTTPResponses: Sendable {
     }
 
     public func preflight(route: APIRoute, origin: String?, context: ChannelHandlerContext) {
+        // No `Content-Length`: a 204 has no body and must not carry one (RFC 9110 §8.6); NIO's encoder drops it.
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Length", value: "0")
         headers.add(name: "Connection", value: "close")
         headers.add(contentsOf: cors.preflightHeaders(origin: origin, route: route))
         write(status: .noContent, headers: headers, body: nil, context: context)

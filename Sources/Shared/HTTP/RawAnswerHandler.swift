@@ -10,30 +10,34 @@ public final class RawAnswerHandler: ChannelInboundHandler, Sendable {
 
     public init(response: String) { self.response = response }
 
-    private static func head(status: Int, _ fields: [(String, String)]) -> String {
-        "HTTP/1.1 \(status) \(HTTPResponseStatus(statusCode: status).reasonPhrase)\r\n"
-            + fields.map { "\($0.0): \($0.1)\r\n" }.joined() + "Connection: close\r\n\r\n"
+    /// The head of a canned answer: it always closes the connection.
+    private static func head(status: Int, _ fields: [(String, String)]) -> ByteBuffer {
+        var head = ByteBuffer()
+        ResponseHead(status: HTTPResponseStatus(statusCode: status), fields: fields + [("Connection", "close")]).write(into: &head)
+        return head
     }
 
     /// A JSON error, as every other error is answered.
     public static func error(status: Int, message: String, extraHeaders: [(String, String)] = []) -> String {
         let body = HubJSON.encode(FailureBody(msg: message))
-        return head(
+        var answer = head(
             status: status,
             [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", String(body.utf8.count))] + extraHeaders)
-            + body
+        answer.writeString(body)
+        return String(buffer: answer)
     }
 
     /// An event stream that asks the client to come back: `retry:`, `event: unavailable`, end.
     public static func streamUnavailable(message: String, retryMilliseconds: Int, extraHeaders: [(String, String)] = []) -> String {
-        var frames = ByteBuffer(string: "retry: \(retryMilliseconds)\n")
+        var frames = ByteBuffer()
+        SSEWireFormat.retry(retryMilliseconds, into: &frames)
         SSEWireFormat.event("unavailable", data: HubJSON.encode(UnavailableEventData(msg: message, retryMs: retryMilliseconds)), into: &frames)
-        var body = SSEWireFormat.chunk(frames)
-        body.writeImmutableBuffer(SSEWireFormat.lastChunk)
-        return head(
+        var answer = head(
             status: 200,
             [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")] + extraHeaders)
-            + String(buffer: body)
+        SSEWireFormat.writeChunk(frames, into: &answer)
+        answer.writeImmutableBuffer(SSEWireFormat.lastChunk)
+        return String(buffer: answer)
     }
 
     public func channelActive(context: ChannelHandlerContext) {

@@ -38,13 +38,4 @@ public enum TokenLocation {
         }
         return nil
     }
-
-    /// The target with `token` values masked, for log lines: a token must never reach a log.
-    public static func redacted(_ target: String) -> String {
-        guard let query = target.firstIndex(of: "?") else { return target }
-        let pairs = target[target.index(after: query)...].split(separator: "&", omittingEmptySubsequences: false).map { pair in
-            pair.hasPrefix("token=") ? "token=REDACTED" : String(pair)
-        }
-        return target[..<query] + "?" + pairs.joined(separator: "&")
-    }
 }

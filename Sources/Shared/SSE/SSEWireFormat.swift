@@ -39,6 +39,13 @@ public enum SSEWireFormat {
         return buffer
     }
 
+    /// `retry: <milliseconds>`: how long a client waits before it reconnects. The first line of every stream.
+    public static func retry(_ milliseconds: Int, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("retry: ")
+        buffer.writeString(String(milliseconds))
+        buffer.writeStaticString("\n")
+    }
+
     /// A comment line, which clients ignore: used to keep idle connections open through proxies.
     public static func comment(_ text: String) -> ByteBuffer {
         var buffer = ByteBuffer()

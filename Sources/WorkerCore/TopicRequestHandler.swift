@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import NIOHTTP1
 import Shared
@@ -36,7 +35,7 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     ) -> [any ChannelHandler] {
         [
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-            HTTPResponseEncoder(),
+            HTTPResponsePartEncoder(),
             TopicRequestHandler(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout),
         ]
     }
@@ -77,16 +76,10 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func changeTopics(context: ChannelHandlerContext) {
-        guard let request = try? JSONDecoder().decode(JSONValue.self, from: Data(body.body.readableBytesView)) else {
-            return fail(.malformedJSON, context: context)
-        }
-        guard case .object(let fields) = request, case .array(let values)? = fields["topics"], values.count <= 100 else {
-            return fail(.invalidTopics, context: context)
-        }
-        var topics: [String] = []
-        for value in values {
-            guard case .string(let topic) = value, HubName.isValidTopic(topic) else { return fail(.invalidTopics, context: context) }
-            topics.append(topic)
+        let topics: [String]
+        switch TopicsRequestBody.parse(body.body) {
+        case .success(let parsed): topics = parsed
+        case .failure(let error): return fail(error, context: context)
         }
         let message: String
         if handoff.route == .subscribe {

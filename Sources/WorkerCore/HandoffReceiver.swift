@@ -154,8 +154,14 @@ struct HandoffReceiver: Sendable {
                 }
                 switch result {
                 case .success(let channel):
+                    guard isStream else { return }
                     // On the channel's event loop (the loop of the future): the stream starts in this turn.
-                    guard isStream, let live = try? channel.pipeline.syncOperations.handler(type: LiveStreamHandler.self) else {
+                    let live: LiveStreamHandler
+                    do {
+                        live = try channel.pipeline.syncOperations.handler(type: LiveStreamHandler.self)
+                    } catch {
+                        // The client left and its pipeline is gone already: nothing to start.
+                        logger.debug("a handed-over stream closed before it started", metadata: ["error": "\(error)"])
                         return
                     }
                     if handoff.route == .migrated {
@@ -205,48 +211,5 @@ private final class DoorbellHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         receiver.logger.error("the hand-off doorbell failed", metadata: ["error": "\(error)"])
         context.close(promise: nil)
-    }
-}
-
-/// Connections this worker could not serve (no descriptor left, or their address over its limit), logged at most
-/// once a second (they come by the thousand) with how many, and what to do about it. On the event loop.
-final class DroppedConnections {
-    private let eventLoop: any EventLoop
-    private let logger: Logger
-    private let message: Logger.Message
-    private let event: String
-    /// The metadata key of the count (`SSE_LOST`, `SSE_REFUSED` in the journal).
-    private let countKey: String
-    private var unlogged = 0
-    private var quietUntil = NIODeadline.uptimeNanoseconds(0)
-    private var flushScheduled = false
-
-    init(eventLoop: any EventLoop, logger: Logger, message: Logger.Message, event: String, countKey: String) {
-        self.eventLoop = eventLoop
-        self.logger = logger
-        self.message = message
-        self.event = event
-        self.countKey = countKey
-    }
-
-    func record() {
-        unlogged += 1
-        if NIODeadline.now() >= quietUntil {
-            flush()
-        } else if !flushScheduled {
-            flushScheduled = true
-            let this = NIOLoopBound(self, eventLoop: eventLoop)
-            eventLoop.scheduleTask(deadline: quietUntil) {
-                this.value.flushScheduled = false
-                this.value.flush()
-            }
-        }
-    }
-
-    private func flush() {
-        guard unlogged > 0 else { return }
-        logger.error(message, metadata: [countKey: "\(unlogged)", "event": "\(event)"])
-        unlogged = 0
-        quietUntil = .now() + .seconds(1)
     }
 }

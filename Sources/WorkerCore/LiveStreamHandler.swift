@@ -25,21 +25,7 @@ final class LiveStreamHandler: ChannelInboundHandler {
         attached = true
         hub.value.attach(
             userID: userID, channel: channel, descriptor: descriptor, lastEventID: handoff.lastEventID,
-            tokenExpiry: handoff.tokenExpiry, responseHead: Self.responseHead(cors: cors, origin: handoff.origin))
-    }
-
-    private static let responseHeadFields =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n"
-        + "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n"
-
-    /// The head of a stream's response: an endless chunked body of `text/event-stream`.
-    static func responseHead(cors: CORSPolicy, origin: String?) -> ByteBuffer {
-        var head = ByteBuffer(string: responseHeadFields)
-        for (name, value) in cors.responseHeaders(origin: origin) {
-            head.writeString("\(name): \(value)\r\n")
-        }
-        head.writeStaticString("\r\n")
-        return head
+            tokenExpiry: handoff.tokenExpiry, responseHead: StreamPreamble.responseHead(cors: cors, origin: handoff.origin))
     }
 
     /// Continues a stream migrated from a retiring worker.

@@ -1,0 +1,309 @@
+import Logging
+import NIOCore
+import Shared
+
+/// A worker's users, their streams and their topics, composed of parts with one job each: `LiveStreams` (whose
+/// stream is which, and when it ends), `SubscriptionRegistry` (topics), `StreamPreamble` (what a stream gets before
+/// going live), `StreamDelivery` (publish and flush), `StreamMigration` (reload), `StatsReporter` and `HeapTrimmer`.
+/// Lives on the worker's one event loop: every method is called there (`NIOLoopBound` enforces it), so there is
+/// no lock and no race between a publish and a stream closing.
+final class StreamHub {
+    struct Settings: Sendable {
+        var heartbeat: TimeAmount
+        var topicGrace: TimeAmount
+        var epoch: UInt64
+        var historySize: Int
+        /// Milliseconds.
+        var historyTTL: Int64
+        /// Bytes of event data and names the history may hold (`--history-bytes`).
+        var historyBytes: Int
+        /// `--max-topics-per-user`.
+        var maximumTopicsPerUser: Int
+        /// Sent to clients as `retry:` (milliseconds).
+        var retryMilliseconds: Int
+        /// How soon after a change the stats are reported.
+        var statsDelay: TimeAmount = .milliseconds(100)
+        /// A stream's `--max-pending-bytes` (see `StreamDelivery`).
+        var maximumPendingBytes: Int = 1_048_576
+    }
+
+    let eventLoop: any EventLoop
+    let settings: Settings
+    let logger: Logger
+    /// Users' topics, which belong to the user, not the socket, and outlive a closed stream by `topicGrace`. A user
+    /// without topics has no entry there, which keeps an idle stream cheap.
+    private var subscriptions: SubscriptionRegistry
+    /// The live stream of each user that has one: what a publish walks, kept apart from the topics so a broadcast
+    /// touches only channels.
+    private var streams = LiveStreams(now: WallClock.seconds())
+    private var delivery: StreamDelivery
+    private let preamble: StreamPreamble
+    /// What this worker's users could have received lately, for Last-Event-ID replay.
+    private var history: EventHistory
+    /// False until the supervisor has sent the history from before this worker started: streams that arrive before
+    /// then wait in `waitingStreams`, so none resumes from a history with a hole in it.
+    private var hasHistory = false
+    private var waitingStreams: [() -> Void] = []
+    /// Writes a message to the supervisor (stats, subscription changes); set by `start`.
+    private var toSupervisor: ((ControlMessage) -> Void)?
+    private var stats: StatsReporter?
+    private let trimmer = HeapTrimmer()
+
+    init(eventLoop: any EventLoop, settings: Settings, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.settings = settings
+        self.logger = logger
+        history = EventHistory(capacity: settings.historySize, maximumAge: settings.historyTTL, maximumBytes: settings.historyBytes)
+        subscriptions = SubscriptionRegistry(maximumTopicsPerUser: settings.maximumTopicsPerUser)
+        delivery = StreamDelivery(maximumPendingBytes: settings.maximumPendingBytes)
+        preamble = StreamPreamble(frames: EventFrames(epoch: settings.epoch), retryMilliseconds: settings.retryMilliseconds)
+    }
+
+    /// Starts the heartbeat, the sweep of users past their grace period, the expiry of streams and the heap trim;
+    /// `send` writes (and flushes) a message to the supervisor: stats after changes, and every change of a user's topics.
+    func start(send: @escaping (ControlMessage) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        toSupervisor = send
+        let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.scheduleRepeatedTask(initialDelay: settings.heartbeat, delay: settings.heartbeat) { _ in
+            loopBound.value.sendHeartbeats()
+        }
+        let sweepEvery = TimeAmount.nanoseconds(
+            max(1_000_000_000, min(30_000_000_000, settings.topicGrace.nanoseconds / 10)))
+        eventLoop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { _ in
+            loopBound.value.forgetExpiredUsers()
+        }
+        eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            loopBound.value.expireDueStreams(now: WallClock.seconds())
+        }
+        trimmer.start(on: eventLoop)
+        stats = StatsReporter(eventLoop: eventLoop, delay: settings.statsDelay) { [weak self] in self?.reportStats() }
+        statsChanged()
+    }
+
+    // MARK: Streams
+
+    /// Makes `channel` the user's one live stream, closing any earlier one, sends the response head, `connected`
+    /// (with `retry:`), then what the user missed since `lastEventID` (or `reset` when that is unknowable), then
+    /// live events. All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
+    func attach(
+        userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?, responseHead: ByteBuffer
+    ) {
+        eventLoop.preconditionInEventLoop()
+        guard hasHistory else {
+            waitingStreams.append { [unowned self] in
+                attach(
+                    userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry,
+                    responseHead: responseHead)
+            }
+            return
+        }
+        guard channel.isActive else { return }
+        makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        history.trim(now: WallClock.milliseconds())
+        let opening = preamble.opening(
+            head: responseHead, userID: userID, lastEventID: lastEventID, history: history, isRecipient: recipientTest(for: userID))
+        if opening.isReset { logger.info("stream resumes from an id outside the history: reset", metadata: ["user": "\(userID)"]) }
+        channel.writeAndFlush(opening.bytes, promise: nil)
+        if let tokenExpiry { endStream(userID: userID, channel: channel, at: tokenExpiry) }
+        statsChanged()
+    }
+
+    /// Continues a stream a retiring worker passed on (reload): no greeting, only the events after the last one
+    /// its old worker wrote, then live ones; the client sees one unbroken stream.
+    func attachMigrated(channel: any Channel, descriptor: CInt, handoff: Handoff) {
+        eventLoop.preconditionInEventLoop()
+        guard hasHistory else {
+            waitingStreams.append { [unowned self] in attachMigrated(channel: channel, descriptor: descriptor, handoff: handoff) }
+            return
+        }
+        guard channel.isActive else { return }
+        let userID = handoff.userID
+        makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        if let missed = preamble.continuation(
+            after: handoff.resumeAfter ?? history.latestSequence, history: history, isRecipient: recipientTest(for: userID))
+        {
+            channel.writeAndFlush(missed, promise: nil)
+        }
+        if let expiry = handoff.tokenExpiry { endStream(userID: userID, channel: channel, at: expiry) }
+        statsChanged()
+    }
+
+    /// Whether an event for `target` reaches `userID` (with the user's topics as they are now).
+    private func recipientTest(for userID: String) -> (PublishTarget) -> Bool {
+        let topics = subscriptions.topics(of: userID)
+        return { target in
+            switch target {
+            case .everyone: true
+            case .topic(let topic): topics.contains(topic)
+            case .user(let recipient): recipient == userID
+            }
+        }
+    }
+
+    /// Makes `channel` the user's one live stream, ending (cleanly) any earlier one.
+    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) {
+        guard let previous = streams.makeLive(userID, channel: channel, descriptor: descriptor) else {
+            subscriptions.userWentLive(userID)
+            return
+        }
+        // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
+        // which must find the new stream in place.
+        logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
+        Self.end(previous.channel)
+    }
+
+    /// The supervisor's history from before this worker started.
+    func recordHistory(_ command: PublishCommand) {
+        eventLoop.preconditionInEventLoop()
+        if command.sequence > history.latestSequence { history.append(command) }
+    }
+
+    /// The history is complete: serve the streams that waited for it.
+    func historyComplete(_ bounds: HistoryBounds) {
+        eventLoop.preconditionInEventLoop()
+        history.note(evictedThrough: bounds.evictedThrough, latestSequence: bounds.latestSequence)
+        hasHistory = true
+        let waiting = waitingStreams
+        waitingStreams = []
+        for attachStream in waiting { attachStream() }
+    }
+
+    /// Ends the user's current stream `channel` at `expiresAt` (seconds since 1970), at once when that is past.
+    func endStream(userID: String, channel: any Channel, at expiresAt: Int64) {
+        if streams.expire(userID, channel: channel, at: expiresAt) == .due, let channel = streams.expireNow(userID) {
+            expire(userID: userID, channel: channel)
+        }
+    }
+
+    func expireDueStreams(now: Int64) {
+        for (userID, channel) in streams.takeExpired(now: now) { expire(userID: userID, channel: channel) }
+    }
+
+    private static let tokenExpiredChunk = SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#))
+
+    /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
+    private func expire(userID: String, channel: any Channel) {
+        logger.info("stream's token expired", metadata: ["user": "\(userID)"])
+        channel.writeAndFlush(Self.tokenExpiredChunk, promise: nil)
+        Self.end(channel)
+    }
+
+    /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
+    func detach(userID: String, channel: any Channel) {
+        eventLoop.preconditionInEventLoop()
+        guard streams.remove(userID, channel: channel) else { return }
+        subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
+        statsChanged()
+    }
+
+    // MARK: Reload and shutdown
+
+    /// Passes every live stream on to the worker replacing this one (see `StreamMigration`), then runs `done`.
+    func migrateAll(send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void, patience: TimeAmount = .seconds(3)) {
+        StreamMigration.passOn(
+            streams.byUser, lastWritten: history.latestSequence, eventLoop: eventLoop, logger: logger, patience: patience,
+            send: send, done: done)
+    }
+
+    /// Closes every stream cleanly (on shutdown).
+    func endAllStreams() {
+        for stream in streams.byUser.values { Self.end(stream.channel) }
+    }
+
+    /// Ends a stream's chunked body and closes the connection.
+    private static func end(_ channel: any Channel) {
+        channel.writeAndFlush(SSEWireFormat.lastChunk).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    // MARK: Topics
+
+    /// Adds the user's topics, or refuses the whole request when it would take them past `--max-topics-per-user`.
+    /// The supervisor hears of the change before the client does, so a crash right after cannot lose it.
+    func subscribe(userID: String, topics: [String]) throws(SubscriptionRegistry.TooManyTopics) {
+        eventLoop.preconditionInEventLoop()
+        let added = try subscriptions.subscribe(
+            userID, to: topics, isLive: streams.isLive(userID), graceUntil: .now() + settings.topicGrace)
+        if !added.isEmpty { report(UserTopics(userID: userID, topics: added), as: ControlMessage.subscribed) }
+        statsChanged()
+    }
+
+    func unsubscribe(userID: String, topics: [String]) {
+        eventLoop.preconditionInEventLoop()
+        let removed = subscriptions.unsubscribe(userID, from: topics, isLive: streams.isLive(userID))
+        if !removed.isEmpty { report(UserTopics(userID: userID, topics: removed), as: ControlMessage.unsubscribed) }
+        statsChanged()
+    }
+
+    /// Topics the supervisor kept for a user (this worker starts, or a retiring one changed them at the last
+    /// moment): taken whatever the limit, since they were accepted once, and not reported back.
+    func restoreTopics(_ restored: UserTopics) {
+        eventLoop.preconditionInEventLoop()
+        do {
+            _ = try subscriptions.subscribe(
+                restored.userID, to: restored.topics, isLive: streams.isLive(restored.userID),
+                graceUntil: .now() + settings.topicGrace, enforcingLimit: false)
+        } catch {
+            // Unreachable: only an enforced limit refuses.
+            logger.error("restored topics refused", metadata: ["user": "\(restored.userID)", "limit": "\(error.limit)"])
+        }
+        statsChanged()
+    }
+
+    func dropTopics(_ dropped: UserTopics) {
+        eventLoop.preconditionInEventLoop()
+        _ = subscriptions.unsubscribe(dropped.userID, from: dropped.topics, isLive: streams.isLive(dropped.userID))
+        statsChanged()
+    }
+
+    /// Sends a user's topic change in frames of at most `ControlFrame.maximumListCount` topics.
+    private func report(_ change: UserTopics, as message: (UserTopics) -> ControlMessage) {
+        for part in change.chunks() { toSupervisor?(message(part)) }
+    }
+
+    private func forgetExpiredUsers() {
+        let forgotten = subscriptions.forgetUsers(dueBy: .now())
+        guard !forgotten.isEmpty else { return }
+        for userID in forgotten { toSupervisor?(.forgotten(userID)) }
+        logger.debug("forgot users past their grace period", metadata: ["count": "\(forgotten.count)"])
+        statsChanged()
+    }
+
+    // MARK: Delivery
+
+    /// Records one event and queues it on its recipients' streams; the frame is encoded once and the same bytes
+    /// go to every stream. Nothing is sent until `flushPublished()`, which the control channel calls once per read.
+    func publish(_ command: PublishCommand) {
+        eventLoop.preconditionInEventLoop()
+        history.append(command)
+        var event = ByteBuffer()
+        preamble.frames.write(command, into: &event)
+        delivery.queue(SSEWireFormat.chunk(event), for: command.target, streams: streams.byUser, subscribers: subscriptions.subscribers)
+    }
+
+    /// Sends what `publish` queued.
+    func flushPublished() {
+        delivery.flush(streams: streams.byUser)
+    }
+
+    private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)
+
+    private func sendHeartbeats() {
+        for stream in streams.byUser.values { stream.channel.writeAndFlush(Self.heartbeatChunk, promise: nil) }
+    }
+
+    // MARK: Stats
+
+    private func statsChanged() {
+        trimmer.noteChange()
+        stats?.changed()
+    }
+
+    /// The stream count, and the counts of the topics that changed since the last report.
+    private func reportStats() {
+        let report = StatsReport(clients: streams.count, topicCounts: subscriptions.takeChangedCounts())
+        for part in report.chunks() { toSupervisor?(.stats(part)) }
+    }
+}

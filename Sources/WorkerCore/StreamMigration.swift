@@ -1,0 +1,47 @@
+import Logging
+import NIOCore
+import Shared
+
+/// Passes a retiring worker's live streams on to the worker replacing it (reload).
+enum StreamMigration {
+    /// For each stream, once its queued frames are written, a duplicate of its descriptor goes to `send` with the
+    /// user, the token expiry and `lastWritten` (the last event sequence written: the new worker continues after it),
+    /// and this worker's copy is closed without ending the HTTP body, so the connection lives on. A stream whose
+    /// frames are still stuck after `patience` is closed (its client reconnects and resumes). Then `done` runs.
+    /// Topics need no passing on: the supervisor keeps every user's and gave them to the new worker when it started.
+    static func passOn(
+        _ streams: [String: LiveStreams.Stream], lastWritten: UInt64, eventLoop: any EventLoop, logger: Logger,
+        patience: TimeAmount, send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void
+    ) {
+        eventLoop.preconditionInEventLoop()
+        var remaining = streams.count
+        guard remaining > 0 else { return done() }
+        for (userID, stream) in streams {
+            let channel = stream.channel
+            let handoff = Handoff(route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten)
+            channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { result in
+                if case .success = result { passOn(stream.descriptor, handoff, logger: logger, send: send) }
+                channel.close(promise: nil)
+                remaining -= 1
+                if remaining == 0 { done() }
+            }
+        }
+        eventLoop.scheduleTask(in: patience) {
+            for stream in streams.values where stream.channel.isActive { stream.channel.close(promise: nil) }
+        }
+    }
+
+    /// Sends a duplicate of `descriptor`: the original is closed with its channel.
+    private static func passOn(_ descriptor: CInt, _ handoff: Handoff, logger: Logger, send: (CInt, Handoff) -> Bool) {
+        let copy: CInt
+        do {
+            copy = try Syscall.duplicate(descriptor)
+        } catch {
+            logger.warning("a stream's descriptor could not be duplicated; it reconnects", metadata: ["user": "\(handoff.userID)", "error": "\(error)"])
+            return
+        }
+        let passed = send(copy, handoff)
+        Syscall.close(copy)
+        if !passed { logger.warning("a stream could not be passed on; it reconnects", metadata: ["user": "\(handoff.userID)"]) }
+    }
+}

@@ -1,0 +1,54 @@
+import NIOCore
+import NIOEmbedded
+import Shared
+import Testing
+@testable import WorkerCore
+
+@Suite struct StreamDeliveryTests {
+    let loop = EmbeddedEventLoop()
+    var channels: [String: EmbeddedChannel] = [:]
+    var streams: [String: LiveStreams.Stream] = [:]
+
+    init() throws {
+        for user in ["alice", "bob", "carol"] {
+            let channel = EmbeddedChannel(loop: loop)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+            channels[user] = channel
+            streams[user] = LiveStreams.Stream(channel: channel, descriptor: -1)
+        }
+    }
+
+    func received(_ user: String) throws -> [String] {
+        var frames: [String] = []
+        while let part = try channels[user]?.readOutbound(as: ByteBuffer.self) { frames.append(String(buffer: part)) }
+        return frames
+    }
+
+    @Test func eachTargetReachesItsStreamsAndOnlyThemOnFlush() throws {
+        var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
+        let subscribers: [String: Set<String>] = ["news": ["alice", "dave"]]  // dave has no stream here
+        delivery.queue(ByteBuffer(string: "topic"), for: .topic("news"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "direct"), for: .user("bob"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "direct-dave"), for: .user("dave"), streams: streams, subscribers: subscribers)
+        #expect(try received("alice").isEmpty, "nothing leaves before the flush")
+        delivery.flush(streams: streams)
+        #expect(try received("alice") == ["topic"])
+        #expect(try received("bob") == ["direct"])
+        #expect(try received("carol").isEmpty)
+
+        delivery.queue(ByteBuffer(string: "all"), for: .everyone, streams: streams, subscribers: subscribers)
+        delivery.flush(streams: streams)
+        for user in ["alice", "bob", "carol"] { #expect(try received(user) == ["all"]) }
+    }
+
+    /// Queued bytes count toward a stream's `--max-pending-bytes`: a batch is flushed before it grows past a quarter of it.
+    @Test func aLargeBatchIsFlushedBeforeItCouldLookLikeASlowConsumer() throws {
+        var delivery = StreamDelivery(maximumPendingBytes: 40)
+        delivery.queue(ByteBuffer(string: "123456"), for: .user("alice"), streams: streams, subscribers: [:])
+        #expect(try received("alice").isEmpty)
+        delivery.queue(ByteBuffer(string: "abcdef"), for: .user("alice"), streams: streams, subscribers: [:])
+        #expect(try received("alice") == ["123456"], "the first was flushed to make room for the second")
+        delivery.flush(streams: streams)
+        #expect(try received("alice") == ["abcdef"])
+    }
+}
