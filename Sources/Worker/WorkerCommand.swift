@@ -12,32 +12,15 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "An sse-hub worker process. Started by sse-supervisor; not meant to be run by hand."
     )
 
-    @Option(help: "This worker's shard number.")
-    var shard: Int
+    /// Everything the supervisor passes (`WorkerLaunch.arguments`), parsed by the same type that built it.
+    @OptionGroup var launch: WorkerLaunch
 
-    @Option(help: "Descriptor of the control socket (stream, framed control protocol).")
-    var controlFd: CInt
-
-    @Option(help: "Descriptor of the hand-off socket (SOCK_SEQPACKET, SCM_RIGHTS).")
-    var handoffFd: CInt
-
-    @Option(help: "Descriptor of the hand-off doorbell (a pipe's read end: a byte after every connection sent).")
-    var doorbellFd: CInt
-
-    @Option(help: "The supervisor's epoch (first part of every event id).")
-    var epoch: UInt64
-
-    @OptionGroup var stream: StreamOptions
-
-    @Option(help: "Log level.")
-    var logLevel: Logger.Level = .info
-
-    @Option(help: "The user to run as; required when started as root (privileges are dropped before anything else).")
-    var user: String?
+    var logLevel: Logger.Level { launch.logLevel }
+    var user: String? { launch.user }
 
     var logger: Logger {
         var logger = Logger(label: "sse-worker")
-        logger[metadataKey: "worker"] = "\(shard)"
+        logger[metadataKey: "worker"] = "\(launch.shard)"
         return logger
     }
 
@@ -49,7 +32,8 @@ struct WorkerCommand: AsyncParsableCommand {
         try Syscall.setParentDeathSignal(SIGTERM)
 
         try await WorkerRuntime(
-            shard: shard, controlFD: controlFd, handoffFD: handoffFd, doorbellFD: doorbellFd, epoch: epoch, stream: stream,
+            shard: launch.shard, controlFD: launch.controlFd, handoffFD: launch.handoffFd, doorbellFD: launch.doorbellFd,
+            epoch: launch.epoch, stream: launch.stream,
             logger: logger
         ).run()
     }

@@ -41,7 +41,9 @@ final class LiveStreamHandler: ChannelInboundHandler {
     /// reading. Drop it rather than grow this worker's memory; it reconnects and resumes from its last id.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if !context.channel.isWritable {
-            hub.value.logger.warning("slow consumer disconnected: too many bytes pending", metadata: ["user": "\(userID)"])
+            hub.value.logger.warning(
+                "slow consumer disconnected: too many bytes pending",
+                metadata: ["user": "\(userID)", "event": "slow-consumer-disconnected"])
             context.close(promise: nil)
         }
         context.fireChannelWritabilityChanged()

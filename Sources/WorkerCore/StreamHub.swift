@@ -149,7 +149,7 @@ final class StreamHub {
         }
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
         // which must find the new stream in place.
-        logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)"])
+        logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)", "event": "stream-replaced"])
         Self.end(previous.channel)
     }
 

@@ -65,7 +65,7 @@ public struct WorkerRuntime: Sendable {
             hub.value.start { message in control.writeAndFlush(message, promise: nil) }
         }.get()
         control.writeAndFlush(ControlMessage.hello(WorkerHello(shard: shard, pid: Syscall.processID)), promise: nil)
-        logger.info("worker serving", metadata: ["pid": "\(Syscall.processID)"])
+        logger.info("worker serving", metadata: ["pid": "\(Syscall.processID)", "event": "worker-serving"])
 
         // `stopped` never fails: it succeeds when the supervisor asks, or when its end of a channel closes.
         try? await stopped.futureResult.get()
