@@ -128,6 +128,12 @@ let package = Package(
             dependencies: ["FuzzChecks"],
             swiftSettings: strict
         ),
+        // What only the tests use: an SSE client's parser (the server never parses SSE). Not linked into any product.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Shared"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SupervisorCoreTests",
             dependencies: [
@@ -140,6 +146,7 @@ let package = Package(
         .testTarget(
             name: "WorkerCoreTests",
             dependencies: [
+                "TestSupport",
                 "WorkerCore", "Shared", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
@@ -148,6 +155,7 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: [
+                "TestSupport",
                 "Shared", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "SystemPackage", package: "swift-system"), .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -158,6 +166,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
+                "TestSupport",
                 "Shared",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

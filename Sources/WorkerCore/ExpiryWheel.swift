@@ -16,7 +16,7 @@ public struct ExpiryWheel<Key: Hashable & Sendable>: Sendable {
     public var count: Int { keysBySecond.values.reduce(0) { $0 + $1.count } }
 
     /// Seconds with keys waiting.
-    public var secondCount: Int { keysBySecond.count }
+    var secondCount: Int { keysBySecond.count }
 
     /// Records `key` to expire at `second`; false (nothing recorded) when that second is already past: the
     /// caller expires it at once.

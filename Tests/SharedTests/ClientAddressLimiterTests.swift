@@ -1,5 +1,5 @@
 import Glibc
-import Shared
+@testable import Shared
 import Testing
 
 @Suite("Limits per client address: keys, token buckets, held connections, a bounded table")

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Shared
+import TestSupport
 import Testing
 
 @Suite struct SSEWireFormatTests {

@@ -1,5 +1,5 @@
 import Testing
-import WorkerCore
+@testable import WorkerCore
 
 @Suite struct ExpiryWheelTests {
     /// The latest `exp` a token may carry (`TokenVerifier.latestExpiry`).

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import Shared
+import TestSupport
 @testable import WorkerCore
 
 /// A real `StreamHub` on an `EmbeddedEventLoop`, with streams opened the way `HandoffReceiver` opens them: an

@@ -82,7 +82,7 @@ public struct ClientAddressLimiter: Sendable {
     }
 
     /// Addresses tracked now.
-    public var trackedAddresses: Int { entries.count }
+    var trackedAddresses: Int { entries.count }
 
     /// Connections of `key` held now.
     public func held(by key: ClientAddressKey) -> Int { Int(entries[key]?.held ?? 0) }

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import TestSupport
 import Synchronization
 
 /// A client that behaves as a browser's `EventSource` does: when its stream drops it reconnects, sending

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Shared
+import TestSupport
 import Synchronization
 
 /// What a test connection has seen so far.
