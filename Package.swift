@@ -49,12 +49,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // What the supervisor decides, as values: the request head's routing (on the accept thread), the publish
-        // body, the shards' state machine and back-off. In a library the fuzzers and the unit tests link.
+        // The supervisor's logic: the accept thread (head reading, routing, hand-off), the control plane on its event
+        // loop (the shards' state machines, publishing, reload), its HTTP answers, in a library the fuzzers and the
+        // unit tests link; the `Supervisor` executable only reads its options and runs `SupervisorRuntime`.
         .target(
             name: "SupervisorCore",
             dependencies: [
-                "Shared", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                "Shared",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -69,8 +76,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

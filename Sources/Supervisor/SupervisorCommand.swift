@@ -2,9 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
-import ServiceLifecycle
 import Shared
+import SupervisorCore
 
 @main
 struct SupervisorCommand: AsyncParsableCommand {
@@ -105,60 +104,12 @@ struct Serve: AsyncParsableCommand {
             workerUser = user
             logger.info("workers run as \(user)", metadata: ["event": "worker-user", "worker-user": "\(user)"])
         }
-        let (listeners, operatorSocket) = try Listeners.open(addresses: listenAddresses, controlPath: controlSocket, logger: logger)
-
-        // One event loop: the control plane, the workers' control channels, and the connections the supervisor
-        // answers itself. The accept thread is apart (`AcceptReactor`).
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let eventLoop = group.next()
-        let verifier = TokenVerifier(secret: secret)
-        let tables = try HandoffTablePublisher(shardCount: workers)
-        let epoch = UInt64(WallClock.milliseconds())
-        let settings = ControlPlane.Settings(
-            shardCount: workers, workerPath: workerExecutable,
-            workerArguments: { [stream, logLevel, workerUser] shard in
-                WorkerLaunch.arguments(shard: shard, epoch: epoch, stream: stream, logLevel: logLevel, user: workerUser)
-            },
-            historySize: stream.historySize, historyTTL: .seconds(stream.historyTtl), historyBytes: stream.historyBytes,
-            epoch: epoch, workerBacklogBytes: workerBacklogBytes)
-        let plane = try await eventLoop.submit {
-            NIOLoopBound(ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger), eventLoop: eventLoop)
-        }.get()
-        let api = SupervisorAPI(
-            verifier: verifier, plane: plane, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins)),
-            logger: logger)
-        let router = ConnectionRouter(
-            verifier: verifier, shardCount: workers,
-            localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(stream.requestTimeout))),
-            logger: logger, workerWait: .milliseconds(workerWaitMs), retryMilliseconds: stream.retryMs)
-        let reactor = try AcceptReactor(
-            listeners: listeners,
-            limits: .init(headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes, perClientAddress: clientLimits.policy),
-            router: router, tables: tables, logger: logger)
-        var operatorService: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let operatorSocket {
-            operatorService = [
-                .init(
-                    service: OperatorSocketServer(socket: operatorSocket, plane: plane, logger: logger),
-                    successTerminationBehavior: .gracefullyShutdownGroup)
-            ]
-        }
-        let services = ServiceGroup(
-            configuration: .init(
-                services: operatorService + [
-                    .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
-                    // Last: the first to hear of shutdown, so STOPPING=1 goes out and the workers are told at once.
-                    .init(service: ControlPlaneService(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            ))
-        logger.info("sse-hub starting", metadata: ["workers": "\(workers)", "pid": "\(Syscall.processID)"])
-        try await services.run()
-        for listener in listeners { Syscall.close(listener) }
-        try await group.shutdownGracefully()
-        logger.info("sse-hub stopped")
+        let configuration = SupervisorRuntime.Configuration(
+            listenAddresses: listenAddresses, operatorSocketPath: controlSocket, workers: workers, workerPath: workerExecutable,
+            workerUser: workerUser, secret: secret, headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes,
+            workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
+            logLevel: logLevel, stream: stream)
+        try await SupervisorRuntime(configuration: configuration, logger: logger).run()
     }
 
     /// `sse-worker` in the directory of this executable (`/proc/self/exe`).

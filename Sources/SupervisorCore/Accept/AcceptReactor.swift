@@ -3,7 +3,6 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import Shared
-import SupervisorCore
 import SystemPackage
 
 /// Accepts connections on every listener and watches each, without reading it, until its request head has

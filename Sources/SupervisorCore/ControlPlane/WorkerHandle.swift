@@ -3,7 +3,6 @@ import Glibc
 #endif
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// One worker process as the control plane holds it: what the shard state machine moves around. Loop-owned:
 /// only the control plane's event loop reads or changes it.

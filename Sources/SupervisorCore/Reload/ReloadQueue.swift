@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// `systemctl reload` (SIGHUP) or `ctl reload`: every worker is replaced by a freshly started `sse-worker` (a new
 /// binary, if one was installed), one shard at a time, and its live streams move to the new worker on the same TCP
@@ -63,7 +62,11 @@ final class ReloadQueue {
     /// restarted anyway, by the binary installed now).
     private func replaceCurrentShard(_ plane: ControlPlane) {
         guard let run = current else { return }
-        guard run.shard < plane.shards.count, !plane.shuttingDown else {
+        guard !plane.shuttingDown else {
+            plane.logger.warning("reload abandoned: the server is shutting down", metadata: ["event": "reload-abandoned"])
+            return finish(.failure(.shuttingDown), plane: plane)
+        }
+        guard run.shard < plane.shards.count else {
             SystemdNotifier.notify(.ready)
             plane.logger.notice("reload done", metadata: ["event": "reload-done"])
             return finish(.success(()), plane: plane)
@@ -105,8 +108,10 @@ final class ReloadQueue {
         startNext(plane)
     }
 
-    /// Shutdown: reloads not begun are refused; the one running ends as its shards stop.
-    func cancelAll(eventLoop: any EventLoop) {
+    /// Shutdown: every reload, the running one and those waiting, fails with `ReloadRefused.shuttingDown`.
+    func abandon() {
+        current?.promise.fail(ReloadRefused.shuttingDown)
+        current = nil
         for promise in waiting { promise.fail(ReloadRefused.shuttingDown) }
         waiting = []
     }

@@ -4,7 +4,6 @@ import Glibc
 import Logging
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// The supervisor's control plane: the shards and their worker processes, the event sequence and history,
 /// publish routing, stats, reloads and shutdown. It lives on one event loop, like a worker's `StreamHub`: every
@@ -119,7 +118,7 @@ final class ControlPlane {
         stopped = promise
         shuttingDown = true
         serviceManager.stopping()
-        reloads.cancelAll(eventLoop: eventLoop)
+        reloads.abandon()
         logger.info("stopping workers", metadata: ["event": "shutdown-begin"])
         for shard in shards.indices { apply(shards[shard].shutdownAsked(), shard: shard) }
         finishShutdownIfDone()
@@ -152,7 +151,9 @@ final class ControlPlane {
             publishTableIfChanged()
             serviceManager.shardsChanged(self)
             serviceManager.workerAnswered(self)
-            if transition.from == .replacing, transition.to != .replacing { reloads.shardReplaced(shard, plane: self) }
+            if transition.from == .replacing, transition.to != .replacing, transition.to != .stopping {
+                reloads.shardReplaced(shard, plane: self)
+            }
             if shuttingDown { finishShutdownIfDone() }
             // Events the actions caused (a spawn's outcome), in this turn of the loop: no other event comes between.
             for outcome in next { apply(outcome, shard: shard) }

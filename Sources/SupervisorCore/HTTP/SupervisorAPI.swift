@@ -3,7 +3,6 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Shared
-import SupervisorCore
 
 /// What the supervisor answers itself: health, and the publishers' API. Called on the control plane's loop
 /// (the supervisor's one event loop serves these connections too).

@@ -1,6 +1,5 @@
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// What the plane reports (health, stats) and what operators ask of it (reload).
 extension ControlPlane {

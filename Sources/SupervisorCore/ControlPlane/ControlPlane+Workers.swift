@@ -4,7 +4,6 @@ import Glibc
 import Logging
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// Starting worker processes, and what their control channels tell the plane.
 extension ControlPlane {

@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// What the supervisor tells systemd (`Type=notify`), driven by the control plane's events: `READY=1` when every
 /// shard is first up, a `STATUS=` line that follows the shards (at most once a second), `WATCHDOG=1` while every

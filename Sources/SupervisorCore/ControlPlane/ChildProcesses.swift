@@ -5,7 +5,6 @@ import Logging
 import NIOCore
 import NIOPosix
 import Shared
-import SupervisorCore
 
 /// The supervisor's child processes (its workers, and a worker binary a reload asks for its protocol versions),
 /// whose exits arrive as events on the control plane's event loop: SIGCHLD's handler writes a byte to a pipe the

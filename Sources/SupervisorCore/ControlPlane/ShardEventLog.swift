@@ -1,5 +1,4 @@
 import Logging
-import SupervisorCore
 
 /// The log line of each shard transition: one per transition, with its `SSE_EVENT` and the metadata the plane
 /// gathered while performing it (pid, status, uptime, history replayed, restart delay).

@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import Shared
-import SupervisorCore
 import SystemPackage
 
 /// Decides, for each connection whose head has arrived, who serves it: the worker of the user its token

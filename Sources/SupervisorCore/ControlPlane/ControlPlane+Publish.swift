@@ -4,7 +4,6 @@ import Glibc
 import Logging
 import NIOCore
 import Shared
-import SupervisorCore
 
 /// Publishing: every event gets the next id, is kept in the history, and goes to each worker that has a recipient
 /// of it, in id order (one loop writes every control channel).

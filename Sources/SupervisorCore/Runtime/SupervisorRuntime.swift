@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Shared
+
+/// The supervisor, assembled and run: the listeners, the accept thread, the control plane on its event loop, the
+/// operator's socket, SIGHUP reloads, and graceful shutdown on SIGTERM or SIGINT. What `sse-supervisor serve`
+/// runs once it has read its options, its secret and the worker's user.
+public struct SupervisorRuntime: Sendable {
+    public struct Configuration: Sendable {
+        public var listenAddresses: [String]
+        public var operatorSocketPath: String?
+        public var workers: Int
+        public var workerPath: String
+        /// As root: the user the workers become (`PrivilegeDrop`); nil: they run as the supervisor does.
+        public var workerUser: String?
+        public var secret: String
+        public var headTimeout: Duration
+        public var maximumHeadBytes: Int
+        public var workerWait: Duration
+        public var workerBacklogBytes: Int
+        public var clientLimits: ClientAddressLimiter.Policy
+        public var logLevel: Logger.Level
+        public var stream: StreamOptions
+
+        public init(
+            listenAddresses: [String], operatorSocketPath: String?, workers: Int, workerPath: String, workerUser: String?,
+            secret: String, headTimeout: Duration, maximumHeadBytes: Int, workerWait: Duration, workerBacklogBytes: Int,
+            clientLimits: ClientAddressLimiter.Policy, logLevel: Logger.Level, stream: StreamOptions
+        ) {
+            self.listenAddresses = listenAddresses
+            self.operatorSocketPath = operatorSocketPath
+            self.workers = workers
+            self.workerPath = workerPath
+            self.workerUser = workerUser
+            self.secret = secret
+            self.headTimeout = headTimeout
+            self.maximumHeadBytes = maximumHeadBytes
+            self.workerWait = workerWait
+            self.workerBacklogBytes = workerBacklogBytes
+            self.clientLimits = clientLimits
+            self.logLevel = logLevel
+            self.stream = stream
+        }
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let c = configuration
+        let (listeners, operatorSocket) = try Listeners.open(addresses: c.listenAddresses, controlPath: c.operatorSocketPath, logger: logger)
+
+        // One event loop: the control plane, the workers' control channels, and the connections the supervisor
+        // answers itself. The accept thread is apart (`AcceptReactor`).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let eventLoop = group.next()
+        let verifier = TokenVerifier(secret: c.secret)
+        let tables = try HandoffTablePublisher(shardCount: c.workers)
+        let epoch = UInt64(WallClock.milliseconds())
+        let settings = ControlPlane.Settings(
+            shardCount: c.workers, workerPath: c.workerPath,
+            workerArguments: { [stream = c.stream, logLevel = c.logLevel, workerUser = c.workerUser] shard in
+                WorkerLaunch.arguments(shard: shard, epoch: epoch, stream: stream, logLevel: logLevel, user: workerUser)
+            },
+            historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
+            epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
+        let plane = try await eventLoop.submit {
+            NIOLoopBound(ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger), eventLoop: eventLoop)
+        }.get()
+        let api = SupervisorAPI(
+            verifier: verifier, plane: plane, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: c.stream.corsOrigins)),
+            logger: logger)
+        let router = ConnectionRouter(
+            verifier: verifier, shardCount: c.workers,
+            localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout))),
+            logger: logger, workerWait: c.workerWait, retryMilliseconds: c.stream.retryMs)
+        let reactor = try AcceptReactor(
+            listeners: listeners,
+            limits: .init(headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits),
+            router: router, tables: tables, logger: logger)
+        var operatorService: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let operatorSocket {
+            operatorService = [
+                .init(
+                    service: OperatorSocketServer(socket: operatorSocket, plane: plane, logger: logger),
+                    successTerminationBehavior: .gracefullyShutdownGroup)
+            ]
+        }
+        let services = ServiceGroup(
+            configuration: .init(
+                services: operatorService + [
+                    .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
+                    // Last: the first to hear of shutdown, so STOPPING=1 goes out and the workers are told at once.
+                    .init(service: ControlPlaneService(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
+        logger.info("sse-hub starting", metadata: ["workers": "\(c.workers)", "pid": "\(Syscall.processID)"])
+        try await services.run()
+        for listener in listeners { Syscall.close(listener) }
+        try await group.shutdownGracefully()
+        logger.info("sse-hub stopped")
+    }
+}
