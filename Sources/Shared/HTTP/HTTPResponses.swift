@@ -86,3 +86,16 @@ public struct BodyCollector: Sendable {
         }
     }
 }
+
+extension HTTPResponses {
+    /// The HTTP codec of a connection that serves one request and then closes: SwiftNIO's request decoder, and
+    /// the answers written by `ResponseHead` (through `HTTPResponsePartEncoder`), the one writer of a response head.
+    /// `forwardingLeftOverBytes`: bytes behind the request (a pipelined second one) reach the handler instead of
+    /// being dropped.
+    public static func oneRequestCodec(forwardingLeftOverBytes: Bool = false) -> [any ChannelHandler] {
+        [
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: forwardingLeftOverBytes ? .forwardBytes : .dropBytes)),
+            HTTPResponsePartEncoder(),
+        ]
+    }
+}

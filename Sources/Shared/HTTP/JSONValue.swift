@@ -62,8 +62,13 @@ public enum HubJSON {
     }
 
     public static func encode(_ value: some Encodable) -> String {
-        // Encoding these types cannot fail: no non-finite floats ever get in (the decoder refuses them).
-        String(decoding: (try? encoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
+        // Encoding these types cannot fail: no non-finite floats ever get in (the decoder refuses them). If one did,
+        // that is a bug, not bad input: trap rather than send a plausible `null`.
+        do {
+            return String(decoding: try encoder().encode(value), as: UTF8.self)
+        } catch {
+            preconditionFailure("a hub JSON body failed to encode: \(error)")
+        }
     }
 
     /// `string` as a JSON string literal, escaped as `encode` escapes it: for the few bodies built on every

@@ -117,7 +117,13 @@ public enum PrivilegeDrop {
     /// Only while the process has one thread: glibc applies id changes to every thread it knows, and a
     /// thread it does not (the main thread after `dispatch_main`) would stay root.
     static func drop(to account: Syscall.Account) throws(Failure) {
-        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
+        let threads: Int
+        do {
+            threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count
+        } catch {
+            // Not knowing is not "one": without /proc the drop could not be shown to reach every thread.
+            throw .stillPrivileged("cannot count this process's threads (/proc/self/task: \(error)); refusing to drop privileges blind")
+        }
         guard threads == 1 else { throw .stillPrivileged("\(threads) threads run already; drop privileges before starting any") }
         func call(_ name: String, _ body: () throws(Errno) -> Void) throws(Failure) {
             do { try body() } catch { throw .systemCall(name, error) }

@@ -25,6 +25,7 @@ public enum SystemdSockets {
         return (0..<count).map { index in
             let fd = SD_LISTEN_FDS_START + index
             let name = names?[Int(index)].map { String(cString: $0) } ?? "unknown"
+            // Best effort: a spawned worker inherits nothing above its own descriptors anyway (`ProcessSpawn`'s closefrom).
             try? Syscall.setCloseOnExec(fd, true)
             return Passed(descriptor: fd, name: name)
         }

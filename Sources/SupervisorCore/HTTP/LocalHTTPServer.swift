@@ -26,9 +26,8 @@ struct LocalHTTPServer: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Without NIO's error handler, whose 400 is plain text: SupervisorHTTPHandler answers in JSON.
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
-                    try channel.pipeline.syncOperations.addHandler(
-                        SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout))
+                    try channel.pipeline.syncOperations.addHandlers(
+                        HTTPResponses.oneRequestCodec() + [SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout)])
                 }
             }
             .withConnectedSocket(fd)

@@ -57,6 +57,9 @@ final class HandoffDispatcher {
     /// otherwise wake this thread).
     private var watchedForRoom: [HandoffLink?]
     private var drains: [UInt64: Drain] = [:]
+    /// Retiring links read to their end whose worker the table still lists (until the control plane has reaped it):
+    /// not read again.
+    private var drained: Set<ObjectIdentifier> = []
     private var nextDrainToken = drainTokens.lowerBound
     private let receiveBuffers = DescriptorPassing.ReceiveBuffers()
 
@@ -173,7 +176,9 @@ final class HandoffDispatcher {
             if watchedForRoom[shard] != nil, watchedForRoom[shard] !== table.links[shard] { stopWatchingForRoom(shard: shard) }
             if !waitingMigrated[shard].isEmpty || !waitingConnections[shard].isEmpty { sendWaiting(shard: shard) }
         }
-        for (shard, link) in table.retiring where !drains.values.contains(where: { $0.link === link }) {
+        drained.formIntersection(table.retiring.map { ObjectIdentifier($0.link) })
+        for (shard, link) in table.retiring
+        where !drained.contains(ObjectIdentifier(link)) && !drains.values.contains(where: { $0.link === link }) {
             startDraining(link, shard: shard)
         }
     }
@@ -271,6 +276,7 @@ final class HandoffDispatcher {
             dispatch(Job(fd: fd, payload: received.payload, shard: drain.shard, kind: .migrated(userID: handoff.userID)))
         }
         epoll.remove(drain.link.socket)
+        drained.insert(ObjectIdentifier(drain.link))
         let streams = drains.removeValue(forKey: token)?.received ?? 0
         logger.info(
             "streams moved to the new worker",

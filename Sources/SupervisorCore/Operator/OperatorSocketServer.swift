@@ -23,8 +23,8 @@ struct OperatorSocketServer: Service {
         let server = try await ServerBootstrap(group: plane.eventLoop)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(OperatorRequestHandler(plane: plane, responses: responses))
+                    try channel.pipeline.syncOperations.addHandlers(
+                        HTTPResponses.oneRequestCodec() + [OperatorRequestHandler(plane: plane, responses: responses)])
                 }
             }
             .withBoundSocket(socket)
@@ -79,6 +79,7 @@ final class OperatorRequestHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        guard error is HTTPParserError, head == nil else { return context.close(promise: nil) }
+        responses.error(APIError(status: 400, "Malformed request"), origin: nil, context: context)
     }
 }

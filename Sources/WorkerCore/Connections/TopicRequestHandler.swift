@@ -33,10 +33,8 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     static func handlers(
         handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, requestTimeout: TimeAmount
     ) -> [any ChannelHandler] {
-        [
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-            HTTPResponsePartEncoder(),
-            TopicRequestHandler(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout),
+        HTTPResponses.oneRequestCodec(forwardingLeftOverBytes: true) + [
+            TopicRequestHandler(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout)
         ]
     }
 
