@@ -49,6 +49,10 @@ static inline int clinux_install_child_exit_pipe(int pipe_write_end) {
 }
 
 // prctl(2) is variadic, and variadic C functions do not import into Swift.
+static inline int clinux_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
+}
+
 static inline int clinux_set_parent_death_signal(int signal) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0UL, 0UL, 0UL);
 }

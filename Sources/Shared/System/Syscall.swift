@@ -118,6 +118,17 @@ public enum Syscall {
         }
     }
 
+    public enum Readiness: Sendable {
+        case readable, writable
+    }
+
+    /// `poll(2)` on one descriptor: waits until it is `readiness` (or hung up, or failed: the read or write that
+    /// follows reports what went wrong), at most `timeoutMilliseconds` (-1: no limit); false when the time ran out.
+    public static func waitUntil(_ fd: CInt, is readiness: Readiness, timeoutMilliseconds: CInt) throws(Errno) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(readiness == .readable ? POLLIN : POLLOUT), revents: 0)
+        return try retryingEINTR("poll") { Glibc.poll(&entry, 1, timeoutMilliseconds) } > 0
+    }
+
     /// `fcntl(F_SETFL)`: sets or clears `O_NONBLOCK`.
     public static func setNonBlocking(_ fd: CInt, _ nonBlocking: Bool) throws(Errno) {
         let flags = try retryingEINTR("fcntl") { fcntl(fd, F_GETFL) }
@@ -181,6 +192,11 @@ public enum Syscall {
     /// `prctl(PR_SET_PDEATHSIG)`: the kernel sends `signal` to this process when its parent exits.
     public static func setParentDeathSignal(_ signal: CInt) throws(Errno) {
         _ = try retryingEINTR("prctl") { clinux_set_parent_death_signal(signal) }
+    }
+
+    /// `prctl(PR_SET_NAME)`: names the calling thread (at most 15 bytes) for `top -H`, `ps -L` and profilers.
+    public static func nameThisThread(_ name: String) {
+        _ = clinux_set_thread_name(name)
     }
 
     /// `malloc_trim(3)`: hands freed heap memory back to the kernel. glibc otherwise keeps it, so a

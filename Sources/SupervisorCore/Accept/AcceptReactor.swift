@@ -54,6 +54,8 @@ final class AcceptReactor: Service, Sendable {
         let loop = try ReactorLoop(reactor: self)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let thread = Thread {
+                // Foundation's `Thread.name` does not reach the kernel here; operators see this name in `top -H`.
+                Syscall.nameThisThread("sse-accept")
                 do {
                     try loop.run()
                     continuation.resume()
@@ -61,7 +63,6 @@ final class AcceptReactor: Service, Sendable {
                     continuation.resume(throwing: error)
                 }
             }
-            thread.name = "sse-accept"
             thread.start()
             Task {
                 try? await gracefulShutdown()

@@ -60,7 +60,7 @@ struct ConnectionRouter: Sendable {
         if request.route == .stream {
             guard consume(headLength, from: fd) else { return nil }
         }
-        return HandoffDispatcher.Job(fd: fd, payload: payload, shard: shard, kind: .connection(handoff))
+        return HandoffDispatcher.Job(fd: fd, payload: payload, shard: shard, handoff: handoff)
     }
 
     /// Reads the `count` bytes of the request head (peeked before, so they are there) off the socket.

@@ -180,6 +180,9 @@ final class ControlPlane {
         case .beginMigration(let retiring, let successor):
             metadata["retiring-pid"] = "\(retiring.pid)"
             metadata["pid"] = "\(successor.pid)"
+            if let from = retiring.link, let to = successor.link {
+                MigrationForwarder.start(from: from, to: to, shard: shard, logger: logger)
+            }
             retiring.control?.writeAndFlush(ControlMessage.migrate, promise: nil)
             let (bound, generation) = (self.bound, retiring.generation)
             eventLoop.scheduleTask(in: TimeAmount(settings.migrationPatience)) {
@@ -226,16 +229,8 @@ final class ControlPlane {
     /// The hand-off table as the shards are now, published when a link came or went.
     private func publishTableIfChanged() {
         let links = shards.map { $0.state.serving?.link }
-        let retiring = shards.indices.compactMap { shard -> (shard: Int, link: HandoffLink)? in
-            guard case .replacing(let replacing) = shards[shard].state, let link = replacing.retiring.link else { return nil }
-            return (shard, link)
-        }
-        if let lastTable, lastTable.links.elementsEqual(links, by: ===),
-            lastTable.retiring.elementsEqual(retiring, by: { $0.shard == $1.shard && $0.link === $1.link })
-        {
-            return
-        }
-        let table = HandoffTable(links: links, retiring: retiring)
+        if let lastTable, lastTable.links.elementsEqual(links, by: ===) { return }
+        let table = HandoffTable(links: links)
         lastTable = table
         tables.publish(table)
     }

@@ -2,21 +2,17 @@ import Shared
 import Synchronization
 
 /// What the accept thread needs of the shards, as of one moment: the hand-off link of each shard whose worker is
-/// up (nil while it is down or starting), and the links of workers a reload is retiring, whose streams come back
-/// over them to be passed to their successor. Immutable: the control plane publishes a new one whenever a shard
+/// up (nil while it is down or starting). Immutable: the control plane publishes a new one whenever a shard
 /// changes (`HandoffTablePublisher`), and the accept thread reads a whole table without waiting for anything.
 final class HandoffTable: Sendable {
     /// Indexed by shard.
     let links: [HandoffLink?]
-    /// Retiring workers' links, by shard.
-    let retiring: [(shard: Int, link: HandoffLink)]
 
-    init(links: [HandoffLink?], retiring: [(shard: Int, link: HandoffLink)]) {
+    init(links: [HandoffLink?]) {
         self.links = links
-        self.retiring = retiring
     }
 
-    static func empty(shardCount: Int) -> HandoffTable { HandoffTable(links: Array(repeating: nil, count: shardCount), retiring: []) }
+    static func empty(shardCount: Int) -> HandoffTable { HandoffTable(links: Array(repeating: nil, count: shardCount)) }
 }
 
 /// Hands the current `HandoffTable` from the control plane to the accept thread: the plane swaps in a new table
