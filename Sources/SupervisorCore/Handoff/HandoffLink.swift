@@ -8,10 +8,11 @@ import SystemPackage
 /// a worker would need a thread blocked in `recvmsg` that then wakes the event loop: two wake-ups per connection.
 /// With the doorbell the event loop itself is woken, once, and drains the socket with non-blocking `recvmsg`.
 ///
-/// A class that closes both descriptors when the last holder lets go: the control plane (while the worker runs)
-/// and the accept thread (while a hand-off table that lists it is current, or while it drains a retiring
-/// worker's streams). So a descriptor is never closed, and its number reused, while the other still sends on it.
-/// The worker takes the doorbell's end as its signal to stop, which therefore comes only once neither needs it.
+/// A class that closes both descriptors when the last holder lets go: the control plane (while the worker runs),
+/// the accept thread (while a hand-off table that lists it is current), and a reload's `MigrationForwarder` (the
+/// retiring worker's link and its successor's, while streams move). So a descriptor is never closed, and its number
+/// reused, while another holder still uses it. The worker takes the doorbell's end as its signal to stop, which
+/// therefore comes only once no holder needs it.
 final class HandoffLink: Sendable {
     let socket: CInt
     let doorbell: CInt

@@ -12,8 +12,8 @@ import Shared
 /// 2. for each shard, asks its machine for `reloadAsked`: the current worker becomes the retiring one (connections
 ///    and publishes stop reaching it) and its successor is started; once the successor is up (it has the history),
 ///    the retiring worker is told to `migrate`: it writes out what it queued for each stream, then passes the
-///    stream's descriptor back over its hand-off socket with the last sequence it wrote, and the accept thread
-///    (`HandoffDispatcher`) passes it to the successor, which continues after that sequence; then `migrationDone`,
+///    stream's descriptor back over its hand-off socket with the last sequence it wrote, and `MigrationForwarder`
+///    passes it to the successor, which continues after that sequence; then `migrationDone`,
 ///    and the retiring worker is told to stop, and is reaped: the shard is replaced, and the next one begins.
 /// A retiring worker that dies midway takes its streams with it: those clients reconnect and resume, and nothing
 /// else is affected. All of it is the shard's state machine's doing (`ShardMachine`); this only sequences shards.
