@@ -1,5 +1,8 @@
+import Foundation
 import Logging
 import Shared
+import Synchronization
+import SystemPackage
 import Testing
 
 @testable import SupervisorCore
@@ -171,7 +174,9 @@ struct HandoffDispatcherTests {
         #expect(fixture.dispatcher.nextDeadline == nil)
     }
 
-    @Test func streamsARetiringWorkerPassesBackGoToItsSuccessorInOrderUntilItExits() async throws {
+    /// Synchronous, and the retiring worker's sends on a thread of their own: both block, which must not tie up the
+    /// test runner's cooperative threads (other suites run meanwhile).
+    @Test func streamsARetiringWorkerPassesBackGoToItsSuccessorInOrderUntilItExits() throws {
         let retiring = try Worker()
         let successor = try Worker()
         MigrationForwarder.start(from: retiring.link, to: successor.link, shard: 0, logger: Logger(label: "test"))
@@ -182,22 +187,31 @@ struct HandoffDispatcherTests {
             Syscall.close(stand.read)
             Syscall.close(stand.write)
         }
-        let sender = Task.detached {
-            for user in users {
-                let migrated = Handoff(route: .migrated, userID: user, tokenExpiry: nil, resumeAfter: 41)
-                try DescriptorPassing.send(descriptor: stand.read, payload: try migrated.encoded(), over: retiring.ends.socket)
+        let (socket, standIn) = (retiring.ends.socket, stand.read)
+        let sent = Mutex<Result<Void, Errno>?>(nil)
+        let senderDone = DispatchSemaphore(value: 0)
+        let sender = Thread {
+            defer { senderDone.signal() }
+            let result = Result { () throws(Errno) in
+                for user in users {
+                    let migrated = Handoff(route: .migrated, userID: user, tokenExpiry: nil, resumeAfter: 41)
+                    try DescriptorPassing.send(descriptor: standIn, payload: (try? migrated.encoded()) ?? [], over: socket)
+                }
             }
-            retiring.close()  // it exits: the forwarder ends
+            sent.withLock { $0 = result }
         }
+        sender.start()
         var passed: [Handoff] = []
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(60)
         while passed.count < users.count, ContinuousClock.now < deadline {
             let batch = try successor.received()
             if batch.isEmpty { _ = try Syscall.waitUntil(successor.ends.socket, is: .readable, timeoutMilliseconds: 100) }
             passed += batch
         }
-        try await sender.value
         #expect(passed.map(\.userID) == users, "every stream reaches the successor, in order")
         #expect(passed.allSatisfy { $0.route == .migrated && $0.resumeAfter == 41 }, "with its resume point")
+        #expect(senderDone.wait(timeout: .now() + 10) == .success)
+        #expect(sent.withLock { $0.map { (try? $0.get()) != nil } } == true, "the retiring worker sent every stream")
+        retiring.close()  // it exits: the forwarder ends
     }
 }

@@ -34,6 +34,9 @@ enum MigrationForwarder {
         }
         let buffers = DescriptorPassing.ReceiveBuffers()
         var (moved, lost) = (0, 0)
+        /// The successor had no room for a whole `patience`: it is stuck (stopped, hung), and the streams still to
+        /// come are not made to wait for it again, each `patience` long; they go as soon as it has room, or end.
+        var stalled = false
         while true {
             let received: DescriptorPassing.Received?
             do {
@@ -51,9 +54,11 @@ enum MigrationForwarder {
                     log.error("a retiring worker sent something other than a stream; closed")
                     continue
                 }
-                if try send(fd, received.payload, on: successor, within: patience) {
+                if try send(fd, received.payload, on: successor, within: stalled ? .zero : patience) {
                     moved += 1
+                    stalled = false
                 } else {
+                    stalled = true
                     lost += 1
                     log.warning(
                         "a migrating stream found no room at the new worker in time; its client reconnects",
