@@ -10,16 +10,22 @@ final class DroppedConnections {
     private let event: String
     /// The metadata key of the count (`SSE_LOST`, `SSE_REFUSED` in the journal).
     private let countKey: String
+    /// Fields every line carries (what ran out, for a query that does not read the message).
+    private let details: Logger.Metadata
     private var unlogged = 0
     private var quietUntil = NIODeadline.uptimeNanoseconds(0)
     private var flushScheduled = false
 
-    init(eventLoop: any EventLoop, logger: Logger, message: Logger.Message, event: String, countKey: String) {
+    init(
+        eventLoop: any EventLoop, logger: Logger, message: Logger.Message, event: String, countKey: String,
+        details: Logger.Metadata = [:]
+    ) {
         self.eventLoop = eventLoop
         self.logger = logger
         self.message = message
         self.event = event
         self.countKey = countKey
+        self.details = details
     }
 
     func record() {
@@ -38,7 +44,7 @@ final class DroppedConnections {
 
     private func flush() {
         guard unlogged > 0 else { return }
-        logger.error(message, metadata: [countKey: "\(unlogged)", "event": "\(event)"])
+        logger.error(message, metadata: details.merging([countKey: "\(unlogged)", "event": "\(event)"]) { $1 })
         unlogged = 0
         quietUntil = .now() + .seconds(1)
     }

@@ -192,7 +192,7 @@ private final class DoorbellHandler: ChannelInboundHandler {
         outOfDescriptors = DroppedConnections(
             eventLoop: receiver.eventLoop, logger: receiver.logger,
             message: "connections lost: this worker has reached its open-files limit (RLIMIT_NOFILE); run more workers (--workers) or raise the limit (LimitNOFILE=)",
-            event: "worker-out-of-descriptors", countKey: "lost")
+            event: "worker-out-of-descriptors", countKey: "lost", details: ["limit": "RLIMIT_NOFILE"])
         overAddressLimit = DroppedConnections(
             eventLoop: receiver.eventLoop, logger: receiver.logger,
             message: "connections refused (429): their address holds --max-worker-conns-per-ip connections on this worker",

@@ -6,7 +6,7 @@ import Shared
 /// The worker's end of its control channel.
 enum WorkerControl {
     static func connect(
-        fd: CInt, handoffSocket: CInt, shard: Int, group: any EventLoopGroup, hub: NIOLoopBound<StreamHub>, logger: Logger,
+        fd: CInt, handoffSocket: CInt, group: any EventLoopGroup, hub: NIOLoopBound<StreamHub>, logger: Logger,
         stopped: EventLoopPromise<Void>
     ) async throws -> any Channel {
         try await ControlChannel.adopt(fd, group: group) {

@@ -49,7 +49,7 @@ public struct WorkerRuntime: Sendable {
 
         let stopped = eventLoop.makePromise(of: Void.self)
         let control = try await WorkerControl.connect(
-            fd: controlFD, handoffSocket: handoffFD, shard: shard, group: group, hub: hub, logger: logger, stopped: stopped)
+            fd: controlFD, handoffSocket: handoffFD, group: group, hub: hub, logger: logger, stopped: stopped)
         let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins))
         try await HandoffReceiver(
             socket: handoffFD, doorbell: doorbellFD, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
