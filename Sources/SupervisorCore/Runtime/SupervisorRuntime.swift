@@ -96,11 +96,13 @@ public struct SupervisorRuntime: Sendable {
         }
         let services = ServiceGroup(
             configuration: .init(
+                // Shut down in reverse order, each once the one after it has finished: first the accept thread (no new
+                // connection is taken that no worker would serve; the socket keeps them for the next start), then
+                // reloads, then the control plane (STOPPING=1, every worker ends its streams and exits).
                 services: operatorService + [
-                    .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
-                    // Last: the first to hear of shutdown, so STOPPING=1 goes out and the workers are told at once.
                     .init(service: ControlPlaneService(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
