@@ -135,10 +135,12 @@ struct ShardMachineTests {
         guard case .spawn = asked.actions.first else { Issue.record("a reload spawns the successor"); return }
         #expect(machine.state.isServing, "the retiring worker serves on")
         #expect(machine.state.serving == nil, "no new connection reaches the retiring worker")
+        #expect(machine.state.newest == nil, "its successor is not spawned yet; the retiring worker is not the newest")
         #expect(Self.ignored(machine.reloadAsked(now: t0)) == .notApplicable(event: "reload", state: .replacing))
 
         _ = try Self.moved(machine.spawned(Worker(generation: 2)))
         #expect(machine.state.healthName == .starting)
+        #expect(machine.state.newest?.generation == 2)
         // Migration cannot finish before it began.
         #expect(Self.ignored(machine.migrationFinished(generation: 1)) == .notApplicable(event: "worker-passed-streams", state: .replacing))
 

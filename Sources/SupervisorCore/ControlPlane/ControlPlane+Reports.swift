@@ -11,17 +11,11 @@ extension ControlPlane {
         return promise.futureResult
     }
 
-    /// Every worker's streams and topics, summed.
-    var totals: (clients: Int, topics: Int) { (stats.totalClients, stats.topics.count) }
-
-    /// Connected subscribers per topic, over every worker (for the publishers' stats: costs what it lists).
-    var topicCounts: [String: Int] { stats.topics }
-
     /// Each shard as health shows it, with the counts of its last reports: no topic is walked or copied.
     var health: HealthBody {
         let workers = shards.indices.map { shard in
             HealthBody.Worker(
-                shard: shard, pid: newestWorker(shard: shard)?.pid, status: shards[shard].state.healthName.rawValue,
+                shard: shard, pid: shards[shard].state.newest?.pid, status: shards[shard].state.healthName.rawValue,
                 clients: stats.clientsByShard[shard], topics: stats.topicCount(shard: shard), restarts: restarts[shard])
         }
         // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams).

@@ -62,7 +62,7 @@ extension ControlPlane {
             let worker = loopBoundWorker.value
             switch result {
             case .success(let channel):
-                _ = worker.adopt(channel)
+                worker.adopt(channel)
             case .failure(let error):
                 logger.error("cannot adopt the worker's control socket", metadata: ["worker": "\(worker.shard)", "error": "\(error)"])
                 bound.value.signal(worker, SIGKILL)
@@ -109,7 +109,7 @@ extension ControlPlane {
 
     func workerReported(_ worker: WorkerHandle, _ report: StatsReport) {
         // The newest worker's counts are the shard's (a retiring one's streams are moving to it).
-        guard newestWorker(shard: worker.shard) === worker else { return }
+        guard shards[worker.shard].state.newest === worker else { return }
         stats.apply(report, shard: worker.shard)
         serviceManager.shardsChanged(self)
     }
@@ -126,7 +126,7 @@ extension ControlPlane {
     func subscriptionsChanged(_ message: ControlMessage, from worker: WorkerHandle) {
         let shard = worker.shard
         guard self.worker(shard: shard, generation: worker.generation) != nil else { return }
-        let successor = newestWorker(shard: shard)
+        let successor = shards[shard].state.newest
         let fromRetiring = successor !== worker
         var forward: ControlMessage?
         switch message {
@@ -167,7 +167,7 @@ extension ControlPlane {
     func checkLiveness() {
         let now = ContinuousClock.now
         for shard in shards.indices {
-            guard let worker = newestWorker(shard: shard) else { continue }
+            guard let worker = shards[shard].state.newest else { continue }
             if let last = worker.lastAnswer, now - last > settings.liveness.hung {
                 worker.lastAnswer = nil
                 logger.error(
@@ -185,7 +185,7 @@ extension ControlPlane {
     func everyWorkerAnswered(within limit: Duration) -> Bool {
         let now = ContinuousClock.now
         return shards.indices.allSatisfy { shard in
-            guard let worker = newestWorker(shard: shard) else { return true }
+            guard let worker = shards[shard].state.newest else { return true }
             return worker.lastAnswer.map { now - $0 <= limit } ?? false
         }
     }

@@ -242,27 +242,8 @@ final class ControlPlane {
         shards[shard].state.workers.first { $0.generation == generation }
     }
 
-    /// The shard's newest worker: the one up or starting, or a reload's successor (not the retiring one).
-    func newestWorker(shard: Int) -> WorkerHandle? {
-        switch shards[shard].state {
-        case .starting(let running), .up(let running): running.worker
-        case .replacing(let replacing): replacing.successorWorker
-        default: nil
-        }
-    }
-
     func nextGeneration(shard: Int) -> Int {
         generations[shard] += 1
         return generations[shard]
     }
 }
-
-extension Replacing {
-    var successorWorker: Worker? {
-        switch successor {
-        case .down: nil
-        case .starting(let running), .up(let running): running.worker
-        }
-    }
-}
-

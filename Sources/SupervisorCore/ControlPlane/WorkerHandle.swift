@@ -34,14 +34,10 @@ final class WorkerHandle: ShardWorker {
         lastAnswer = .now
     }
 
-    /// The channel was adopted; false (and the channel is closed) when the process has gone meanwhile.
-    func adopt(_ channel: any Channel) -> Bool {
-        guard !released else {
-            channel.close(promise: nil)
-            return false
-        }
+    /// The channel was adopted; it is closed instead when the process has gone meanwhile.
+    func adopt(_ channel: any Channel) {
+        guard !released else { return channel.close(promise: nil) }
         control = channel
-        return true
     }
 
     /// The process is gone: closes the control channel and lets go of the link.

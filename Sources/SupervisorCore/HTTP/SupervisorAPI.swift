@@ -20,7 +20,7 @@ struct SupervisorAPI: Sendable {
 
     /// Stats summed over the workers. Each user lives on one shard, so per-topic counts simply add.
     func stats() -> StatsBody {
-        StatsBody(totalClients: plane.value.totals.clients, topics: plane.value.topicCounts)
+        StatsBody(totalClients: plane.value.stats.totalClients, topics: plane.value.stats.topics)
     }
 
     /// Validates a publish body and routes it; the error says what was wrong.

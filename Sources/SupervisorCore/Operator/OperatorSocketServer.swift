@@ -62,7 +62,7 @@ final class OperatorRequestHandler: ChannelInboundHandler {
             guard let head else { return }
             switch (head.method, head.uri) {
             case (.GET, "/status"):
-                responses.json(Status(health: plane.value.health, topics: plane.value.topicCounts), origin: nil, context: context)
+                responses.json(Status(health: plane.value.health, topics: plane.value.stats.topics), origin: nil, context: context)
             case (.POST, "/reload"):
                 plane.value.reload().assumeIsolated().whenComplete { result in
                     switch result {

@@ -95,7 +95,7 @@ final class ReloadQueue {
     func shardReplaced(_ shard: Int, plane: ControlPlane) {
         guard current?.shard == shard else { return }
         plane.logger.info(
-            "worker replaced", metadata: ["worker": "\(shard)", "pid": "\(plane.newestWorker(shard: shard).map { "\($0.pid)" } ?? "none")", "event": "worker-replaced"])
+            "worker replaced", metadata: ["worker": "\(shard)", "pid": "\(plane.shards[shard].state.newest.map { "\($0.pid)" } ?? "none")", "event": "worker-replaced"])
         current?.shard += 1
         let bound = plane.bound
         // After the transition that ended the replacement has been applied in full.

@@ -44,6 +44,16 @@ public enum ShardState<Worker: ShardWorker> {
         }
     }
 
+    /// The shard's newest worker: the one starting or up, or a reload's successor (never the retiring one). Its
+    /// counts are the shard's, and it is the one pinged.
+    public var newest: Worker? {
+        switch self {
+        case .starting(let running), .up(let running): running.worker
+        case .replacing(let replacing): replacing.successor.worker
+        default: nil
+        }
+    }
+
     /// Every live worker process of the shard (a reload has two).
     public var workers: [Worker] {
         switch self {
