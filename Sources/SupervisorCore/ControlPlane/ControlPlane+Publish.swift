@@ -18,7 +18,7 @@ extension ControlPlane {
             target: request.target, event: request.event, data: request.data, sequence: history.latestSequence + 1,
             publishedAt: WallClock.milliseconds())
         history.append(command)
-        publishedSinceTrim = true
+        trimmer.noteChange()
         for shard in shards.indices where isOnShard(command.target, shard) {
             guard let worker = shards[shard].state.serving, !worker.lagging, let control = worker.control else { continue }
             control.writeAndFlush(ControlMessage.publish(command), promise: nil)

@@ -49,8 +49,7 @@ final class ControlPlane {
     /// Every user's topics: a starting worker is given its shard's, like the history.
     var subscriptions: SubscriptionLedger
     var stats: StatsLedger
-    /// Events were published since the heap was last trimmed.
-    var publishedSinceTrim = false
+    let trimmer = HeapTrimmer()
     var serviceManager: ServiceManagerLink
     var reloads: ReloadQueue
     private var lastTable: HandoffTable?
@@ -92,15 +91,7 @@ final class ControlPlane {
 
     private func startTimers() {
         let bound = self.bound
-        // Publishes allocate and free large buffers (bodies, frames, evicted history entries) that glibc keeps in its
-        // heap after a burst; the workers trim theirs the same way.
-        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
-            let plane = bound.value
-            if plane.publishedSinceTrim {
-                plane.publishedSinceTrim = false
-                Syscall.releaseFreeMemory()
-            }
-        }
+        trimmer.start(on: eventLoop)
         let interval = settings.liveness.interval
         eventLoop.scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { task in
             let plane = bound.value
