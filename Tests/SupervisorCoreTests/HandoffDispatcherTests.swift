@@ -28,7 +28,7 @@ struct HandoffDispatcherTests {
             self.box = box
             dispatcher = HandoffDispatcher(
                 epoll: epoll, tables: tables, connectionWait: wait, logger: Logger(label: "test"),
-                onUnavailable: { fd, handoff, _ in box.refused.append((fd, handoff.userID)) })
+                onUnavailable: { fd, handoff in box.refused.append((fd, handoff.userID)) })
         }
 
         /// Publishes a table and lets the dispatcher take it (as the reactor does on the table's ring).

@@ -116,11 +116,11 @@ final class AcceptReactor: Service, Sendable {
             let router = reactor.router
             dispatcher = HandoffDispatcher(
                 epoll: epoll, tables: reactor.tables, connectionWait: router.workerWait, logger: reactor.logger,
-                onUnavailable: { fd, handoff, shard in router.workerUnavailable(fd: fd, handoff: handoff, shard: shard) })
+                onUnavailable: { fd, handoff in router.workerUnavailable(fd: fd, handoff: handoff) })
             peekBuffer = .allocate(byteCount: reactor.limits.maximumHeadBytes + 1, alignment: 1)
             try epoll.add(reactor.wake.descriptor, events: .readable, token: Self.wakeToken)
+            // The dispatcher took the current table when it was made; every later publish rings this counter.
             try epoll.add(reactor.tables.changed.descriptor, events: .readable, token: Self.tableToken)
-            dispatcher.tableChanged()
             try addListeners()
         }
 
@@ -155,8 +155,9 @@ final class AcceptReactor: Service, Sendable {
                         peek(token: event.token, events: event.events)
                     }
                 }
-                expireDeadlines()
-                dispatcher.expire(now: .now)
+                let now = ContinuousClock.now
+                expireDeadlines(now: now)
+                dispatcher.expire(now: now)
                 resumeListenersIfDue()
                 clientLimitLog.flushIfDue()
             }
@@ -305,8 +306,7 @@ final class AcceptReactor: Service, Sendable {
             next(connection.fd)
         }
 
-        private func expireDeadlines() {
-            let now = ContinuousClock.now
+        private func expireDeadlines(now: ContinuousClock.Instant) {
             while deadlinesHead < deadlines.count {
                 let token = deadlines[deadlinesHead]
                 if let connection = pending[token] {

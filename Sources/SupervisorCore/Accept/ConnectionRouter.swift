@@ -79,7 +79,7 @@ struct ConnectionRouter: Sendable {
 
     /// No worker of the shard took the connection within `workerWait`: a 503, or for a stream (its request read
     /// already) the answer that makes an EventSource come back by itself.
-    func workerUnavailable(fd: CInt, handoff: Handoff, shard: Int) {
+    func workerUnavailable(fd: CInt, handoff: Handoff) {
         let message = "The worker for this user is unavailable; retry shortly"
         if handoff.route == .stream {
             // Its request is read; a 503 would make a browser's EventSource give up for good.

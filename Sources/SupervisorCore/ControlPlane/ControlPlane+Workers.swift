@@ -166,6 +166,7 @@ extension ControlPlane {
     /// sockets stay open, so only silence tells them apart); each is then reaped and restarted like any that dies.
     func checkLiveness() {
         let now = ContinuousClock.now
+        pingsSent &+= 1
         for shard in shards.indices {
             guard let worker = shards[shard].state.newest else { continue }
             if let last = worker.lastAnswer, now - last > settings.liveness.hung {
@@ -175,7 +176,7 @@ extension ControlPlane {
                     metadata: ["worker": "\(shard)", "pid": "\(worker.pid)", "silent": "\(now - last)", "event": "worker-hung"])
                 signal(worker, SIGKILL)
             } else {
-                worker.control?.writeAndFlush(ControlMessage.ping(UInt64(bitPattern: Int64(now.hashValue))), promise: nil)
+                worker.control?.writeAndFlush(ControlMessage.ping(pingsSent), promise: nil)
             }
         }
     }

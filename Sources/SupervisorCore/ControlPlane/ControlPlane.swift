@@ -50,6 +50,8 @@ final class ControlPlane {
     var subscriptions: SubscriptionLedger
     var stats: StatsLedger
     let trimmer = HeapTrimmer()
+    /// Liveness pings sent: each one's nonce.
+    var pingsSent: UInt64 = 0
     var serviceManager: ServiceManagerLink
     var reloads: ReloadQueue
     private var lastTable: HandoffTable?
@@ -109,7 +111,7 @@ final class ControlPlane {
         stopped = promise
         shuttingDown = true
         serviceManager.stopping()
-        reloads.abandon()
+        reloads.abandon(logger: logger)
         logger.info("stopping workers", metadata: ["event": "shutdown-begin"])
         for shard in shards.indices { apply(shards[shard].shutdownAsked(), shard: shard) }
         finishShutdownIfDone()
@@ -159,9 +161,10 @@ final class ControlPlane {
         case .spawn:
             next.append(spawnWorker(shard: shard))
         case .scheduleSpawn(let due):
-            metadata["restart-in"] = "\(ContinuousClock.now.duration(to: due))"
+            let delay = max(.zero, ContinuousClock.now.duration(to: due))
+            metadata["restart-in"] = "\(delay)"
             let bound = self.bound
-            eventLoop.scheduleTask(in: TimeAmount(max(.zero, ContinuousClock.now.duration(to: due)))) {
+            eventLoop.scheduleTask(in: TimeAmount(delay)) {
                 let plane = bound.value
                 plane.apply(plane.shards[shard].restartDue(now: .now), shard: shard)
             }

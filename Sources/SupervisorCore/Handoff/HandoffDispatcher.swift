@@ -30,7 +30,7 @@ final class HandoffDispatcher {
     private let tables: HandoffTablePublisher
     private let logger: Logger
     private let connectionWait: Duration
-    private let onUnavailable: (CInt, Handoff, Int) -> Void
+    private let onUnavailable: (CInt, Handoff) -> Void
     private var table: HandoffTable
     /// What waits for each shard's worker, in arrival order (so in deadline order: every one waits as long).
     private var waiting: [CircularBuffer<Job>]
@@ -41,7 +41,7 @@ final class HandoffDispatcher {
 
     init(
         epoll: Epoll, tables: HandoffTablePublisher, connectionWait: Duration, logger: Logger,
-        onUnavailable: @escaping (CInt, Handoff, Int) -> Void
+        onUnavailable: @escaping (CInt, Handoff) -> Void
     ) {
         self.epoll = epoll
         self.tables = tables
@@ -157,7 +157,7 @@ final class HandoffDispatcher {
                 logger.warning(
                     "no worker took the connection in time",
                     metadata: ["worker": "\(job.shard)", "user": "\(job.handoff.userID)", "event": "handoff-timed-out"])
-                onUnavailable(job.fd, job.handoff, job.shard)
+                onUnavailable(job.fd, job.handoff)
             }
             if waiting[shard].isEmpty { stopWatchingForRoom(shard: shard) }
         }

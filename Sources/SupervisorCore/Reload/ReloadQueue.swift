@@ -42,6 +42,8 @@ final class ReloadQueue {
         let (bound, path) = (plane.bound, plane.settings.workerPath)
         WorkerProbe.protocolVersions(ofWorkerAt: path, children: plane.children, eventLoop: plane.eventLoop).whenSuccess { installed in
             let plane = bound.value
+            // Shutdown may have abandoned this reload while the probe ran.
+            guard plane.reloads.current?.promise.futureResult === promise.futureResult else { return }
             guard installed == WireProtocol.versions else {
                 let refusal = ReloadRefused.incompatible(installed: installed, path: path)
                 plane.logger.error(
@@ -62,10 +64,6 @@ final class ReloadQueue {
     /// restarted anyway, by the binary installed now).
     private func replaceCurrentShard(_ plane: ControlPlane) {
         guard let run = current else { return }
-        guard !plane.shuttingDown else {
-            plane.logger.warning("reload abandoned: the server is shutting down", metadata: ["event": "reload-abandoned"])
-            return finish(.failure(.shuttingDown), plane: plane)
-        }
         guard run.shard < plane.shards.count else {
             SystemdNotifier.notify(.ready)
             plane.logger.notice("reload done", metadata: ["event": "reload-done"])
@@ -109,8 +107,11 @@ final class ReloadQueue {
     }
 
     /// Shutdown: every reload, the running one and those waiting, fails with `ReloadRefused.shuttingDown`.
-    func abandon() {
-        current?.promise.fail(ReloadRefused.shuttingDown)
+    func abandon(logger: Logger) {
+        if let current {
+            logger.warning("reload abandoned: the server is shutting down", metadata: ["event": "reload-abandoned", "worker": "\(current.shard)"])
+            current.promise.fail(ReloadRefused.shuttingDown)
+        }
         current = nil
         for promise in waiting { promise.fail(ReloadRefused.shuttingDown) }
         waiting = []
