@@ -25,3 +25,16 @@ public enum WallClock {
         Int64(Date().timeIntervalSince1970.rounded(.down))
     }
 }
+
+extension Duration {
+    /// Whole milliseconds, rounded toward zero: what history ages and `poll`/`epoll_wait` timeouts count in.
+    public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
+
+extension ContinuousClock.Instant {
+    /// A `poll`/`epoll_wait` timeout that ends no earlier than this instant: the milliseconds from now, rounded up
+    /// (a wait cut short by rounding would wake only to wait again); 0 once the instant has passed.
+    public var pollTimeoutMilliseconds: CInt {
+        CInt(clamping: max(0, ContinuousClock.now.duration(to: self).wholeMilliseconds + 1))
+    }
+}

@@ -172,10 +172,7 @@ final class AcceptReactor: Service, Sendable {
             } else if deadlinesHead < deadlines.count {
                 return 0  // a stale entry at the front: clear it straight away
             }
-            guard let wakeAt else { return -1 }
-            let remaining = ContinuousClock.now.duration(to: wakeAt)
-            let milliseconds = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
-            return CInt(clamping: max(0, milliseconds + 1))
+            return wakeAt?.pollTimeoutMilliseconds ?? -1
         }
 
         private func acceptAll(on listener: CInt) {

@@ -67,10 +67,8 @@ final class ControlPlane {
         shards = (0..<settings.shardCount).map { ShardMachine(shard: $0) }
         restarts = Array(repeating: 0, count: settings.shardCount)
         generations = Array(repeating: 0, count: settings.shardCount)
-        let ttl = settings.historyTTL.components
         history = EventHistory(
-            capacity: settings.historySize, maximumAge: ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000,
-            maximumBytes: settings.historyBytes)
+            capacity: settings.historySize, maximumAge: settings.historyTTL.wholeMilliseconds, maximumBytes: settings.historyBytes)
         subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
         stats = StatsLedger(shardCount: settings.shardCount)
         serviceManager = ServiceManagerLink(logger: logger)

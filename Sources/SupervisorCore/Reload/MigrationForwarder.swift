@@ -82,10 +82,8 @@ enum MigrationForwarder {
                 try link.send(descriptor: fd, payload: payload)
                 return true
             } catch .wouldBlock {
-                let left = ContinuousClock.now.duration(to: deadline)
-                guard left > .zero else { return false }
-                let milliseconds = CInt(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-                _ = try Syscall.waitUntil(link.socket, is: .writable, timeoutMilliseconds: milliseconds)
+                guard ContinuousClock.now < deadline else { return false }
+                _ = try Syscall.waitUntil(link.socket, is: .writable, timeoutMilliseconds: deadline.pollTimeoutMilliseconds)
             }
         }
     }
