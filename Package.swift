@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "4.5.2"..<"6.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -66,11 +68,28 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The shared event log of a hub that spans several hosts, on PostgreSQL (`--postgres-url`): its schema, the
+        // group-committing writer, the follower that reads it in id order, the hosts' heartbeats. Apart from
+        // SupervisorCore so that the embedded default (and the fuzzers) link no database driver.
+        .target(
+            name: "PostgresLog",
+            dependencies: [
+                "Shared",
+                "SupervisorCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "Supervisor",
             dependencies: [
                 "Shared",
                 "SupervisorCore",
+                "PostgresLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

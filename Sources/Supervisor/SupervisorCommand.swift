@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOCore
+import PostgresLog
 import Shared
 import SupervisorCore
 
@@ -55,6 +56,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var stream: StreamOptions
 
+    @OptionGroup var cluster: ClusterOptions
+
     func validate() throws {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
@@ -104,11 +107,19 @@ struct Serve: AsyncParsableCommand {
             workerUser = user
             logger.info("workers run as \(user)", metadata: ["event": "worker-user", "worker-user": "\(user)"])
         }
-        let configuration = SupervisorRuntime.Configuration(
+        var sharedLog: (log: any SharedEventLog, start: SharedLogStart)?
+        do {
+            sharedLog = try await cluster.join(stream: stream, logger: logger)
+        } catch {
+            logger.critical("cannot join the hub's event log: \(DatabaseErrorText.describe(error))", metadata: ["event": "log-refused"])
+            throw ExitCode(error is any LogSchemaRefused || error is PostgresURL.Invalid ? 78 : 1)
+        }
+        var configuration = SupervisorRuntime.Configuration(
             listenAddresses: listenAddresses, operatorSocketPath: controlSocket, workers: workers, workerPath: workerExecutable,
             workerUser: workerUser, secret: secret, headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes,
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
+        configuration.sharedLog = sharedLog
         try await SupervisorRuntime(configuration: configuration, logger: logger).run()
     }
 

@@ -53,14 +53,27 @@ public struct ResetEventData: Codable, Sendable, Equatable {
 }
 
 public struct StatsBody: Codable, Sendable, Equatable {
+    /// One host's share of a hub that spans several (`hosts`, absent on a single host).
+    public struct HostTotals: Codable, Sendable, Equatable {
+        public var totalClients: Int
+        public var totalTopics: Int
+
+        public init(totalClients: Int, totalTopics: Int) {
+            self.totalClients = totalClients
+            self.totalTopics = totalTopics
+        }
+    }
+
     public var totalClients: Int
     public var totalTopics: Int
     public var topics: [String: Int]
+    public var hosts: [String: HostTotals]?
 
-    public init(totalClients: Int, topics: [String: Int]) {
+    public init(totalClients: Int, topics: [String: Int], hosts: [String: HostTotals]? = nil) {
         self.totalClients = totalClients
         totalTopics = topics.count
         self.topics = topics
+        self.hosts = hosts
     }
 }
 

@@ -6,17 +6,50 @@ import NIOCore
 import Shared
 
 /// Publishing: every event gets the next id, is kept in the history, and goes to each worker that has a recipient
-/// of it, in id order (one loop writes every control channel).
+/// of it, in id order (one loop writes every control channel). On a single host the plane gives the ids; with a
+/// shared log the log does, and the plane delivers what the log's follower reads (`deliverFromLog`).
 extension ControlPlane {
-    /// Gives the event the next id, records it in the history, and sends it to every shard's serving worker that
-    /// has a recipient of it (a worker that is starting gets it from the history when it says hello, one that lags
-    /// when it has drained).
+    /// Gives the event the next id and delivers it (a single host).
     @discardableResult
     func publish(_ request: PublishRequest) -> EventID {
         eventLoop.preconditionInEventLoop()
         let command = PublishCommand(
             target: request.target, event: request.event, data: request.data, sequence: history.latestSequence + 1,
             publishedAt: WallClock.milliseconds())
+        deliver(command)
+        return EventID(epoch: settings.epoch, sequence: command.sequence)
+    }
+
+    /// Events the shared log's follower read, in the log's order. A position already delivered is skipped (the
+    /// follower re-reads after a reconnect); a hole before one (retention deleted rows this host had not read:
+    /// it was cut off for longer than the log keeps events) is recorded as evicted, here and in every worker, so
+    /// a client resuming from inside it gets `reset` instead of a replay with a gap.
+    func deliverFromLog(_ events: [PublishCommand]) {
+        eventLoop.preconditionInEventLoop()
+        for command in events where command.sequence > history.latestSequence {
+            if command.sequence > history.latestSequence + 1 { skipped(through: command.sequence - 1) }
+            deliver(command)
+        }
+    }
+
+    private func skipped(through position: UInt64) {
+        logger.error(
+            "the event log no longer holds events this host had not read; clients resuming from them get reset",
+            metadata: ["after": "\(history.latestSequence)", "through": "\(position)", "event": "log-gap"])
+        history.note(evictedThrough: position, latestSequence: position)
+        let bounds = HistoryBounds(evictedThrough: position, latestSequence: position)
+        // Only to workers that have everything before the hole: a starting one gets the bounds with its history,
+        // and a lagging one must not be told of positions past what it has yet to catch up on.
+        for shard in shards.indices {
+            guard let worker = shards[shard].state.serving, !worker.lagging, let control = worker.control else { continue }
+            control.writeAndFlush(ControlMessage.historyEnd(bounds), promise: nil)
+            worker.sentThrough = position
+        }
+    }
+
+    /// Records the event in the history and sends it to every shard's serving worker that has a recipient of it
+    /// (a worker that is starting gets it from the history when it says hello, one that lags when it has drained).
+    private func deliver(_ command: PublishCommand) {
         history.append(command)
         trimmer.noteChange()
         for shard in shards.indices where isOnShard(command.target, shard) {
@@ -30,7 +63,6 @@ extension ControlPlane {
                     metadata: ["worker": "\(shard)", "event": "worker-lagging", "sequence": "\(command.sequence)"])
             }
         }
-        return EventID(epoch: settings.epoch, sequence: command.sequence)
     }
 
     /// Whether a worker of `shard` receives events for `target`.

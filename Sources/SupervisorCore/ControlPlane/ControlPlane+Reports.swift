@@ -18,11 +18,28 @@ extension ControlPlane {
                 shard: shard, pid: shards[shard].state.newest?.pid, status: shards[shard].state.healthName.rawValue,
                 clients: stats.clientsByShard[shard], topics: stats.topicCount(shard: shard), restarts: restarts[shard])
         }
-        // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams).
-        let healthy = shards.allSatisfy { $0.state.isServing }
+        // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams). A host
+        // cut off from the shared log still serves its streams, but cannot take a publish.
+        let healthy = shards.allSatisfy { $0.state.isServing } && sharedLog?.reachable != false
         return HealthBody(
             status: healthy ? "healthy" : "degraded",
-            services: .init(sse: .init(totalClients: stats.totalClients, totalTopics: stats.topics.count)), workers: workers)
+            services: .init(sse: .init(totalClients: stats.totalClients, totalTopics: stats.topics.count)), workers: workers,
+            cluster: sharedLog.map { HealthBody.Cluster($0, localClients: stats.totalClients) })
+    }
+
+    /// The stats of the hub: this host's live counts, plus (with a shared log) every other host's last heartbeat,
+    /// each host's totals under `hosts`.
+    var hubStats: StatsBody {
+        guard let sharedLog else { return StatsBody(totalClients: stats.totalClients, topics: stats.topics) }
+        var topics = stats.topics
+        var clients = stats.totalClients
+        var hosts = [sharedLog.hostID: StatsBody.HostTotals(totalClients: stats.totalClients, totalTopics: stats.topics.count)]
+        for host in sharedLog.hosts where host.hostID != sharedLog.hostID {
+            clients += host.clients
+            topics.merge(host.topics, uniquingKeysWith: +)
+            hosts[host.hostID] = StatsBody.HostTotals(totalClients: host.clients, totalTopics: host.topics.count)
+        }
+        return StatsBody(totalClients: clients, topics: topics, hosts: hosts)
     }
 }
 
@@ -44,7 +61,36 @@ struct HealthBody: Codable, Sendable {
         var restarts: Int
     }
 
+    /// With a shared log: this host's link to it, and when each host last beat.
+    struct Cluster: Codable, Sendable {
+        struct Host: Codable, Sendable {
+            var hostId: String
+            var lastHeartbeatMsAgo: Int64
+            var cursor: UInt64
+            var totalClients: Int
+        }
+        var hostId: String
+        /// "up" or "unreachable".
+        var eventLog: String
+        var error: String?
+        var cursor: UInt64
+        var hosts: [Host]
+
+        init(_ status: SharedLogStatus, localClients: Int) {
+            hostId = status.hostID
+            eventLog = status.reachable ? "up" : "unreachable"
+            error = status.lastError
+            cursor = status.cursor
+            hosts = status.hosts.map {
+                Host(
+                    hostId: $0.hostID, lastHeartbeatMsAgo: $0.heartbeatAgeMilliseconds, cursor: $0.cursor,
+                    totalClients: $0.hostID == status.hostID ? localClients : $0.clients)
+            }
+        }
+    }
+
     var status: String
     var services: Services
     var workers: [Worker]
+    var cluster: Cluster?
 }

@@ -53,12 +53,15 @@ final class ControlPlane {
     /// Liveness pings sent: each one's nonce.
     var pingsSent: UInt64 = 0
     var serviceManager: ServiceManagerLink
+    /// With a shared log (`--postgres-url`): the link's state and the other hosts, as the log last reported.
+    private(set) var sharedLog: SharedLogStatus?
     var reloads: ReloadQueue
     private var lastTable: HandoffTable?
     private(set) var shuttingDown = false
     private var stopped: EventLoopPromise<Void>?
 
-    init(eventLoop: any EventLoop, settings: Settings, tables: HandoffTablePublisher, logger: Logger) {
+    /// With `logStart`, the plane joins a shared log: its history begins with the log's retained tail.
+    init(eventLoop: any EventLoop, settings: Settings, tables: HandoffTablePublisher, logger: Logger, logStart: SharedLogStart? = nil) {
         self.eventLoop = eventLoop
         self.settings = settings
         self.logger = logger
@@ -69,6 +72,11 @@ final class ControlPlane {
         generations = Array(repeating: 0, count: settings.shardCount)
         history = EventHistory(
             capacity: settings.historySize, maximumAge: settings.historyTTL.wholeMilliseconds, maximumBytes: settings.historyBytes)
+        if let logStart {
+            history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.evictedThrough)
+            for command in logStart.events where command.sequence > history.latestSequence { history.append(command) }
+            history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.cursor)
+        }
         subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
         stats = StatsLedger(shardCount: settings.shardCount)
         serviceManager = ServiceManagerLink(logger: logger)
@@ -225,6 +233,15 @@ final class ControlPlane {
         let table = HandoffTable(links: links)
         lastTable = table
         tables.publish(table)
+    }
+
+    // MARK: The shared log
+
+    func sharedLogStatusChanged(_ status: SharedLogStatus) {
+        eventLoop.preconditionInEventLoop()
+        let wasReachable = sharedLog?.reachable ?? true
+        sharedLog = status
+        if wasReachable != status.reachable { serviceManager.shardsChanged(self) }
     }
 
     // MARK: Lookups

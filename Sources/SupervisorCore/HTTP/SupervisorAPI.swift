@@ -11,6 +11,8 @@ struct SupervisorAPI: Sendable {
     let plane: NIOLoopBound<ControlPlane>
     let responses: HTTPResponses
     let logger: Logger
+    /// With `--postgres-url`: publishes go to the shared log, and every host delivers them from there.
+    let sharedLog: (any SharedEventLog)?
 
     /// 503 while any shard is not serving.
     func health() -> (HTTPResponseStatus, HealthBody) {
@@ -18,14 +20,31 @@ struct SupervisorAPI: Sendable {
         return (body.status == "healthy" ? .ok : .serviceUnavailable, body)
     }
 
-    /// Stats summed over the workers. Each user lives on one shard, so per-topic counts simply add.
-    func stats() -> StatsBody {
-        StatsBody(totalClients: plane.value.stats.totalClients, topics: plane.value.stats.topics)
-    }
+    /// Stats summed over the workers (each user lives on one shard, so per-topic counts simply add), and over the
+    /// hosts of a hub that spans several.
+    func stats() -> StatsBody { plane.value.hubStats }
 
-    /// Validates a publish body and routes it; the error says what was wrong.
-    func publish(body: ByteBuffer) -> Result<EventID, APIError> {
-        PublishRequest.parse(body).map { plane.value.publish($0) }
+    static let logUnavailable = APIError(status: 503, "The event log is unavailable; the event was not published")
+
+    /// Validates a publish body and publishes it: on a single host at once, with a shared log once the log has
+    /// committed it. The error says what was wrong.
+    func publish(body: ByteBuffer) -> EventLoopFuture<Result<EventID, APIError>> {
+        let eventLoop = plane.eventLoop
+        let request: PublishRequest
+        switch PublishRequest.parse(body) {
+        case .failure(let error): return eventLoop.makeSucceededFuture(.failure(error))
+        case .success(let parsed): request = parsed
+        }
+        guard let sharedLog else { return eventLoop.makeSucceededFuture(.success(plane.value.publish(request))) }
+        let (epoch, logger) = (plane.value.settings.epoch, logger)
+        return eventLoop.makeFutureWithTask {
+            do {
+                return .success(EventID(epoch: epoch, sequence: try await sharedLog.append(request)))
+            } catch {
+                logger.warning("publish refused: the event log did not confirm it", metadata: ["error": "\(error)", "event": "publish-refused"])
+                return .failure(Self.logUnavailable)
+            }
+        }
     }
 }
 
@@ -100,9 +119,16 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
             }
         case .route(.publish):
             authorizePublisher(head, context: context) { handler, context in
-                switch handler.api.publish(body: handler.body.body) {
-                case .success: handler.answer(SuccessBody(), context: context)
-                case .failure(let error): handler.answer(error, context: context)
+                // Answered once published (a shared log commits first); the deadline only closes the connection now.
+                handler.answered = true
+                let bound = NIOLoopBound((handler, context), eventLoop: context.eventLoop)
+                handler.api.publish(body: handler.body.body).whenSuccess { result in
+                    let (handler, context) = bound.value
+                    guard context.channel.isActive else { return }
+                    switch result {
+                    case .success: handler.answer(SuccessBody(), context: context)
+                    case .failure(let error): handler.answer(error, context: context)
+                    }
                 }
             }
         case .route(.stream), .route(.subscribe), .route(.unsubscribe):

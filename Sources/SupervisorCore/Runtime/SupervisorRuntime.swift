@@ -24,6 +24,8 @@ public struct SupervisorRuntime: Sendable {
         public var clientLimits: ClientAddressLimiter.Policy
         public var logLevel: Logger.Level
         public var stream: StreamOptions
+        /// With `--postgres-url`: the shared log this host joined, and where it stood (`SharedLogStart`).
+        public var sharedLog: (log: any SharedEventLog, start: SharedLogStart)?
 
         public init(
             listenAddresses: [String], operatorSocketPath: String?, workers: Int, workerPath: String, workerUser: String?,
@@ -64,7 +66,9 @@ public struct SupervisorRuntime: Sendable {
         let eventLoop = group.next()
         let verifier = TokenVerifier(secret: c.secret)
         let tables = try HandoffTablePublisher(shardCount: c.workers)
-        let epoch = UInt64(WallClock.milliseconds())
+        // Event ids are `<epoch>-<position>`: a single host's epoch is its start time; a shared log's is its identity,
+        // so every host gives an event the same id and a client may resume on any of them.
+        let epoch = c.sharedLog?.start.identity ?? UInt64(WallClock.milliseconds())
         let settings = ControlPlane.Settings(
             shardCount: c.workers, workerPath: c.workerPath,
             workerArguments: { [stream = c.stream, logLevel = c.logLevel, workerUser = c.workerUser] shard in
@@ -73,11 +77,13 @@ public struct SupervisorRuntime: Sendable {
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
         let plane = try await eventLoop.submit {
-            NIOLoopBound(ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger), eventLoop: eventLoop)
+            NIOLoopBound(
+                ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, logStart: c.sharedLog?.start),
+                eventLoop: eventLoop)
         }.get()
         let api = SupervisorAPI(
             verifier: verifier, plane: plane, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: c.stream.corsOrigins)),
-            logger: logger)
+            logger: logger, sharedLog: c.sharedLog?.log)
         let router = ConnectionRouter(
             verifier: verifier, shardCount: c.workers,
             localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout))),
@@ -94,12 +100,19 @@ public struct SupervisorRuntime: Sendable {
                     successTerminationBehavior: .gracefullyShutdownGroup)
             ]
         }
+        var sharedLogService: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let sharedLog = c.sharedLog?.log {
+            sharedLogService = [
+                .init(service: SharedLogService(log: sharedLog, hub: SharedLogHub(plane: plane)), successTerminationBehavior: .gracefullyShutdownGroup)
+            ]
+        }
         let services = ServiceGroup(
             configuration: .init(
                 // Shut down in reverse order, each once the one after it has finished: first the accept thread (no new
                 // connection is taken that no worker would serve; the socket keeps them for the next start), then
-                // reloads, then the control plane (STOPPING=1, every worker ends its streams and exits).
-                services: operatorService + [
+                // reloads, then the control plane (STOPPING=1, every worker ends its streams and exits), then the
+                // shared log's follower (this host leaves the hub).
+                services: operatorService + sharedLogService + [
                     .init(service: ControlPlaneService(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),

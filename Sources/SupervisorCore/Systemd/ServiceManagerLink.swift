@@ -79,6 +79,8 @@ struct ServiceManagerLink {
     /// `3/3 workers up, 12 clients, 4 topics`.
     static func summary(_ plane: ControlPlane) -> String {
         let up = plane.shards.filter { $0.state.name == .up }.count
-        return "\(up)/\(plane.shards.count) workers up, \(plane.stats.totalClients) clients, \(plane.stats.topics.count) topics"
+        let summary = "\(up)/\(plane.shards.count) workers up, \(plane.stats.totalClients) clients, \(plane.stats.topics.count) topics"
+        guard let log = plane.sharedLog else { return summary }
+        return summary + (log.reachable ? ", event log up" : ", event log UNREACHABLE")
     }
 }

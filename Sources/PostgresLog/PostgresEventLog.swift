@@ -1,0 +1,123 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Shared
+import SupervisorCore
+
+/// The event log of a hub that spans several hosts, in PostgreSQL: the `sse_hub.events` table is the log (a
+/// position per event, given in commit order by `sse_hub.head`'s row lock), `NOTIFY` only rings the doorbell.
+/// This host appends its HTTP publishes in group commits (`GroupCommitWriter`), follows the log from where it
+/// joined (`LogFollower`), beats its heartbeat and sweeps retention (`HostHeartbeat`, `LogRetention`).
+public final class PostgresEventLog: SharedEventLog {
+    public struct Settings: Sendable {
+        public var url: PostgresURL
+        public var hostID: String
+        /// This host's history bounds: the tail read on joining, and the log's retention.
+        public var historySize: Int
+        public var historyTTL: Duration
+
+        public init(url: PostgresURL, hostID: String, historySize: Int, historyTTL: Duration) {
+            self.url = url
+            self.hostID = hostID
+            self.historySize = historySize
+            self.historyTTL = historyTTL
+        }
+    }
+
+    public let hostID: String
+    private let settings: Settings
+    private let logger: Logger
+    private let client: PostgresClient
+    private let link: LinkMonitor
+    private let writer: GroupCommitWriter
+    private let start: SharedLogStart
+
+    private init(settings: Settings, start: SharedLogStart, logger: Logger) throws {
+        self.settings = settings
+        self.start = start
+        self.logger = logger
+        hostID = settings.hostID
+        client = PostgresClient(configuration: try settings.url.clientConfiguration(), backgroundLogger: logger)
+        link = LinkMonitor(hostID: settings.hostID, cursor: start.cursor, logger: logger)
+        writer = GroupCommitWriter(client: client, link: link, logger: logger)
+    }
+
+    /// Connects, creates or upgrades the schema (refusing a newer one: `LogSchema.NewerSchema`), and reads where the
+    /// log stands: its identity and the tail this host's history holds.
+    public static func open(_ settings: Settings, logger: Logger) async throws -> (PostgresEventLog, SharedLogStart) {
+        let connection = try await PostgresConnection.connect(
+            configuration: try settings.url.connectionConfiguration(), id: 0, logger: logger)
+        do {
+            let before = try await LogSchema.prepare(on: connection, logger: logger)
+            if before == 0 { logger.notice("created the event log's schema", metadata: ["event": "log-schema-created"]) }
+            let start = try await readStart(on: connection, settings: settings, logger: logger)
+            try await connection.close()
+            return (try PostgresEventLog(settings: settings, start: start, logger: logger), start)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    /// The identity, the head and the retained tail, read in one snapshot so they agree.
+    private static func readStart(on connection: PostgresConnection, settings: Settings, logger: Logger) async throws -> SharedLogStart {
+        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+        let identity = try await connection.query("SELECT log_id FROM sse_hub.meta", logger: logger).single(Int64.self)
+        let head = try await connection.query("SELECT last_id FROM sse_hub.head", logger: logger).single(Int64.self)
+        guard let identity, identity > 0, let head, head >= 0 else {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw SharedLogUnavailable(reason: "sse_hub.meta or sse_hub.head has no row: the schema was damaged")
+        }
+        let ttlSeconds = Double(settings.historyTTL.components.seconds)
+        let rows = try await connection.query(
+            """
+            SELECT id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8
+            FROM sse_hub.events WHERE id > \(head - Int64(settings.historySize))
+                AND published_at > now() - make_interval(secs => \(ttlSeconds))
+            ORDER BY id
+            """, logger: logger)
+        var events: [PublishCommand] = []
+        for try await (id, event, data, topic, userID, publishedAt) in rows.decode((Int64, String, String, String?, String?, Int64).self) {
+            if let command = LogEvent.command(
+                id: id, event: event, data: data, topic: topic, userID: userID, publishedAt: publishedAt, logger: logger)
+            {
+                events.append(command)
+            }
+        }
+        try await connection.query("COMMIT", logger: logger)
+        let cursor = UInt64(head)
+        let evictedThrough = events.first.map { $0.sequence - 1 } ?? cursor
+        logger.notice(
+            "joined the hub's event log",
+            metadata: [
+                "host": "\(settings.hostID)", "log": "\(identity)", "cursor": "\(cursor)", "retained": "\(events.count)",
+                "event": "log-joined",
+            ])
+        return SharedLogStart(identity: UInt64(identity), events: events, cursor: cursor, evictedThrough: evictedThrough)
+    }
+
+    public func append(_ request: PublishRequest) async throws -> UInt64 {
+        try await writer.append(request)
+    }
+
+    public func run(hub: SharedLogHub) async throws {
+        await link.attach(hub)
+        let follower = LogFollower(url: settings.url, link: link, logger: logger)
+        let heartbeat = HostHeartbeat(
+            client: client, hostID: hostID, link: link,
+            retention: LogRetention(client: client, size: settings.historySize, ttl: settings.historyTTL, logger: logger), logger: logger)
+        let start = self.start
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.client.run() }
+            await cancelWhenGracefulShutdown {
+                await withDiscardingTaskGroup { work in
+                    work.addTask { await follower.run(after: start.cursor, hub: hub) }
+                    work.addTask { await heartbeat.run(hub: hub) }
+                }
+            }
+            await heartbeat.leave()
+            group.cancelAll()
+        }
+    }
+}

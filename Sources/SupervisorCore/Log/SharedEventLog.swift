@@ -1,0 +1,115 @@
+import NIOCore
+import Shared
+
+/// The event log several hosts share (`--postgres-url`): what the supervisor needs of it, apart from the database
+/// driver (the `PostgresLog` module), so that the embedded default links none.
+///
+/// With a shared log the supervisor gives no id itself: a publish is appended to the log (`append`, answered once
+/// committed), and every host delivers what the log holds, in its order, as the log's follower reads it
+/// (`SharedLogHub.deliver`). The log's position is the event's sequence, its identity the epoch.
+public protocol SharedEventLog: Sendable {
+    /// This host's name in the hub (`--host-id`).
+    var hostID: String { get }
+    /// Appends a publish and returns its position once committed. Throws `SharedLogUnavailable` when the log
+    /// cannot confirm it: the publisher hears 503, never a success for an event that may be lost.
+    func append(_ request: PublishRequest) async throws -> UInt64
+    /// Follows the log (delivering to `hub`), beats this host's heartbeat and sweeps retention, until graceful
+    /// shutdown; then leaves the hub.
+    func run(hub: SharedLogHub) async throws
+}
+
+/// Where the log stood when this host joined: the epoch of its ids, and its retained tail for the history.
+public struct SharedLogStart: Sendable {
+    public var identity: UInt64
+    /// The retained events, oldest first (within this host's history bounds).
+    public var events: [PublishCommand]
+    /// The last position given when the tail was read: the follower continues after it.
+    public var cursor: UInt64
+    /// The highest position no longer held (retention): a client that last saw an id below it gets `reset`.
+    public var evictedThrough: UInt64
+
+    public init(identity: UInt64, events: [PublishCommand], cursor: UInt64, evictedThrough: UInt64) {
+        self.identity = identity
+        self.events = events
+        self.cursor = cursor
+        self.evictedThrough = evictedThrough
+    }
+}
+
+/// A publish the log could not confirm (the database is unreachable, or did not answer in time).
+public struct SharedLogUnavailable: Error, CustomStringConvertible {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { "the event log is unavailable: \(reason)" }
+}
+
+/// How this host's link to the log is, and what the other hosts last said: health and stats read it.
+public struct SharedLogStatus: Sendable, Equatable {
+    public struct Host: Sendable, Equatable {
+        public var hostID: String
+        /// Milliseconds since 1970, by the database's clock.
+        public var heartbeatAt: Int64
+        /// How long ago, by the database's clock when it was read.
+        public var heartbeatAgeMilliseconds: Int64
+        public var cursor: UInt64
+        public var clients: Int
+        public var topics: [String: Int]
+
+        public init(
+            hostID: String, heartbeatAt: Int64, heartbeatAgeMilliseconds: Int64, cursor: UInt64, clients: Int, topics: [String: Int]
+        ) {
+            self.hostID = hostID
+            self.heartbeatAt = heartbeatAt
+            self.heartbeatAgeMilliseconds = heartbeatAgeMilliseconds
+            self.cursor = cursor
+            self.clients = clients
+            self.topics = topics
+        }
+    }
+
+    public var hostID: String
+    /// Whether the last exchange with the database succeeded.
+    public var reachable: Bool
+    public var lastError: String?
+    /// The last position this host delivered.
+    public var cursor: UInt64
+    /// Every host with a recent heartbeat (this one too), as the database last listed them.
+    public var hosts: [Host]
+
+    public init(hostID: String, reachable: Bool, lastError: String? = nil, cursor: UInt64, hosts: [Host] = []) {
+        self.hostID = hostID
+        self.reachable = reachable
+        self.lastError = lastError
+        self.cursor = cursor
+        self.hosts = hosts
+    }
+}
+
+/// This host's counts, for its heartbeat row.
+public struct LocalHostStats: Sendable {
+    public var clients: Int
+    public var topics: [String: Int]
+    public var cursor: UInt64
+}
+
+/// What the log's follower and heartbeat may ask of the control plane; each call hops onto the plane's loop.
+public struct SharedLogHub: Sendable {
+    let plane: NIOLoopBound<ControlPlane>
+
+    /// Delivers events read from the log, in order (positions at or below what was delivered are skipped, so a
+    /// re-read after a reconnect delivers nothing twice).
+    public func deliver(_ events: [PublishCommand]) async throws {
+        try await plane.eventLoop.submit { [plane] in plane.value.deliverFromLog(events) }.get()
+    }
+
+    public func localStats() async throws -> LocalHostStats {
+        try await plane.eventLoop.submit { [plane] in
+            let plane = plane.value
+            return LocalHostStats(clients: plane.stats.totalClients, topics: plane.stats.topics, cursor: plane.history.latestSequence)
+        }.get()
+    }
+
+    public func statusChanged(_ status: SharedLogStatus) async throws {
+        try await plane.eventLoop.submit { [plane] in plane.value.sharedLogStatusChanged(status) }.get()
+    }
+}
