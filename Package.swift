@@ -197,6 +197,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                // The tests' own transactions on the hub's database (publishing from SQL, forcing interleavings).
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             // Clients in other languages, run by the tests from the source tree.
             exclude: ["Clients"],

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian/Ubuntu machine: installs what the build and the tests need
-# (libsystemd-dev for the build; python3 for the descriptor-passing tests' independent peer; sseclient-py),
+# (libsystemd-dev for the build; python3 for the descriptor-passing tests' independent peer; sseclient-py;
+# postgresql for the cluster tests, which start their own servers),
 # then a short fuzzing run and `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ command -v script >/dev/null 2>&1 || need+=(bsdutils)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ps >/dev/null 2>&1 || need+=(procps)
+# The cluster tests start private PostgreSQL servers (Tests/IntegrationTests/Support/PostgresServer.swift), run as
+# the postgres user the package creates; setpriv (util-linux) runs them as that user.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

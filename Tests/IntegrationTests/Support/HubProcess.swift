@@ -160,15 +160,35 @@ struct HealthSnapshot: Decodable {
         var clients: Int
         var restarts: Int
     }
+    struct Cluster: Decodable {
+        struct Host: Decodable {
+            var hostId: String
+            var lastHeartbeatMsAgo: Int64
+            var cursor: UInt64
+            var totalClients: Int
+        }
+        var hostId: String
+        var eventLog: String
+        var error: String?
+        var cursor: UInt64
+        var hosts: [Host]
+    }
     var status: String
     var services: Services
     var workers: [Worker]
+    var cluster: Cluster?
 }
 
 struct StatsSnapshot: Decodable, Equatable {
     var totalClients: Int
     var totalTopics: Int
     var topics: [String: Int]
+    var hosts: [String: HostTotals]?
+
+    struct HostTotals: Decodable, Equatable {
+        var totalClients: Int
+        var totalTopics: Int
+    }
 }
 
 /// Everything the supervisor and its workers wrote to stdout and stderr.

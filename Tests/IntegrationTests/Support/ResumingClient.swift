@@ -5,8 +5,11 @@ import Synchronization
 
 /// A client that behaves as a browser's `EventSource` does: when its stream drops it reconnects, sending
 /// the id of the last event it saw as `Last-Event-ID`.
+///
+/// Given several hubs (the hosts of one hub behind a load balancer), it connects to the first and, when a host
+/// refuses the reconnection (it is gone), moves on to the next, as a load balancer would send it elsewhere.
 final class ResumingClient: Sendable {
-    let hub: HubProcess
+    let hubs: [HubProcess]
     let userID: String
     private let state = Mutex(State())
 
@@ -15,12 +18,26 @@ final class ResumingClient: Sendable {
         var current: SSETestStream?
         var reconnects = 0
         var stopped = false
+        var visited: [Int] = []
+        /// The index in `hubs` of the host the client is on.
+        var host = 0
     }
 
+    var hub: HubProcess { hubs[0] }
+
     init(hub: HubProcess, userID: String) {
-        self.hub = hub
+        self.hubs = [hub]
         self.userID = userID
     }
+
+    init(hubs: [HubProcess], userID: String, startingOn host: Int = 0) {
+        self.hubs = hubs
+        self.userID = userID
+        state.withLock { $0.host = host }
+    }
+
+    /// The hubs the client's connections went to, in order.
+    var hostsVisited: [Int] { state.withLock { $0.visited } }
 
     /// Every event seen, across all connections, in arrival order.
     var events: [SSEEvent] {
@@ -41,8 +58,12 @@ final class ResumingClient: Sendable {
 
     /// Connects, then keeps reconnecting until `stop()`.
     func start() async throws {
-        let first = try await hub.openStream(userID)
-        state.withLock { $0.current = first }
+        let host = state.withLock { $0.host }
+        let first = try await hubs[host].openStream(userID)
+        state.withLock {
+            $0.current = first
+            $0.visited = [host]
+        }
         Task { try await self.keepReconnecting() }
     }
 
@@ -54,12 +75,29 @@ final class ResumingClient: Sendable {
             let lastID = events.last { $0.id != nil }?.id
             var headers: [String: String] = [:]
             if let lastID { headers["Last-Event-ID"] = lastID }
-            let next = try await SSETestStream.open(
-                port: hub.port, target: "/api/sse/stream?token=\(try await hub.token(userID))", headers: headers)
+            let (next, host) = try await reconnect(headers: headers)
             state.withLock { state in
                 state.finished.append(current)
                 state.current = next
                 state.reconnects += 1
+                state.host = host
+                state.visited.append(host)
+            }
+        }
+    }
+
+    /// A new stream on the current host, or on the next one that takes it.
+    private func reconnect(headers: [String: String]) async throws -> (SSETestStream, Int) {
+        var host = state.withLock { $0.host }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                let stream = try await SSETestStream.open(
+                    port: hubs[host].port, target: "/api/sse/stream?token=\(try await hub.token(userID))", headers: headers)
+                return (stream, host)
+            } catch {
+                guard hubs.count > 1, ContinuousClock.now < deadline else { throw error }
+                host = (host + 1) % hubs.count
             }
         }
     }

@@ -1,0 +1,200 @@
+import Foundation
+import PostgresNIO
+import Shared
+import Testing
+
+/// Several hosts, one hub: real supervisors on their own ports sharing an event log in a real PostgreSQL server
+/// (started for each test, `PostgresServer`).
+@Suite("A hub across hosts: the shared PostgreSQL log", .serialized)
+struct ClusterTests {
+    @Test func publishesFromEveryHostReachEveryHostInOneOrderWithTheSameIDs() async throws {
+        let cluster = try await TestCluster.start()
+        defer { Task { await cluster.stop() } }
+        var streams: [SSETestStream] = []
+        for (index, host) in cluster.hosts.enumerated() { streams.append(try await host.openStream("viewer-\(index)")) }
+
+        // Every host publishes at once, and the database too (an app's own transaction).
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, host) in cluster.hosts.enumerated() {
+                group.addTask {
+                    for n in 0..<20 {
+                        let status = try await host.publishNumbered("tick", index * 100 + n).status
+                        #expect(status == 200)
+                    }
+                }
+            }
+            group.addTask {
+                for n in 0..<5 { try await cluster.postgres.query(#"SELECT sse_hub.publish('tick', '{"n": \#(900 + n)}')::text"#) }
+            }
+            try await group.waitForAll()
+        }
+        for stream in streams { try await stream.waitForEvent("tick", count: 65, timeout: .seconds(20)) }
+        let sequences = streams.map { stream in stream.events.filter { $0.event == "tick" }.map { "\($0.id ?? "-") \($0.data)" } }
+        #expect(sequences[0] == sequences[1])
+        #expect(sequences[1] == sequences[2])
+        // An id is the event's position in the log, under the log's identity: one epoch, consecutive positions.
+        let ids = streams[0].events.filter { $0.event == "tick" }.compactMap { $0.id.flatMap(EventID.init) }
+        #expect(ids.count == 65 && Set(ids.map(\.epoch)).count == 1)
+        #expect(ids.map(\.sequence) == Array(ids[0].sequence..<(ids[0].sequence + 65)))
+        // Each publisher's own events keep its order.
+        let numbers = streams[0].events.filter { $0.event == "tick" }.map(\.data)
+        for index in 0..<3 {
+            let own = numbers.compactMap { Int($0.dropFirst(5).dropLast()) }.filter { $0 / 100 == index && $0 < 900 }
+            #expect(own == (0..<20).map { index * 100 + $0 })
+        }
+
+        // A topic published on one host reaches its subscriber on another; a user's event reaches only that user.
+        #expect(try await cluster.hosts[2].subscribe("viewer-2", ["scores"]).status == 200)
+        #expect(try await cluster.hosts[0].publishNumbered("score", 1, topic: "scores").status == 200)
+        #expect(try await cluster.hosts[2].publishNumbered("direct", 2, userID: "viewer-1").status == 200)
+        #expect(try await streams[2].waitForEvent("score").map(\.data) == [#"{"n":1}"#])
+        #expect(try await streams[1].waitForEvent("direct").map(\.data) == [#"{"n":2}"#])
+        #expect(try await cluster.hosts[1].publishNumbered("marker", 3).status == 200)
+        for stream in streams { try await stream.waitForEvent("marker") }
+        #expect(streams[0].events(named: "score").isEmpty && streams[1].events(named: "score").isEmpty)
+        #expect(streams[0].events(named: "direct").isEmpty && streams[2].events(named: "direct").isEmpty)
+
+        // Stats and health speak for the hub: every host's streams, and each host under its own key.
+        try await waitUntil("every host's streams counted", timeout: .seconds(10)) {
+            let stats = try await cluster.hosts[0].stats()
+            return stats.totalClients == 3 && stats.hosts?.count == 3 && stats.topics["scores"] == 1
+        }
+        let health = try await cluster.hosts[1].health()
+        #expect(health.cluster?.eventLog == "up")
+        #expect(Set(health.cluster?.hosts.map(\.hostId) ?? []) == ["host-a", "host-b", "host-c"])
+    }
+
+    @Test func aClientResumesOnAnotherHostWithExactlyWhatItMissed() async throws {
+        let cluster = try await TestCluster.start()
+        defer { Task { await cluster.stop() } }
+        let (a, b, c) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
+        #expect(try await a.subscribe("rita", ["news"]).status == 200)
+        let first = try await a.openStream("rita")
+        #expect(try await c.publishNumbered("tick", 0).status == 200)
+        let lastID = try #require(try await first.waitForEvent("tick").last?.id)
+        await first.close()
+
+        // While rita is away, publishes through every host: hers, and what she must not get.
+        #expect(try await a.publishNumbered("tick", 1).status == 200)
+        #expect(try await b.publishNumbered("tick", 2, userID: "rita").status == 200)
+        #expect(try await c.publishNumbered("tick", -1, topic: "sports").status == 200)
+        #expect(try await b.publishNumbered("tick", -2, userID: "someone-else").status == 200)
+        #expect(try await c.publishNumbered("tick", 3).status == 200)
+        // Her topic, subscribed on A, is known on B once her stream is there (the topic she took with A's worker
+        // moves with her user when the subscription is made where her stream is; here she re-subscribes on B).
+        #expect(try await b.subscribe("rita", ["news"]).status == 200)
+        #expect(try await a.publishNumbered("tick", 4, topic: "news").status == 200)
+
+        let resumed = try await SSETestStream.open(
+            port: b.port, target: "/api/sse/stream?token=\(try await b.token("rita"))", headers: ["Last-Event-ID": lastID])
+        try await resumed.waitForEvent("tick", count: 4)
+        #expect(try await c.publishNumbered("tick", 5).status == 200)
+        let ticks = try await resumed.waitForEvent("tick", count: 5)
+        #expect(ticks.map(\.data) == (1...5).map { #"{"n":\#($0)}"# })
+        #expect(resumed.events(named: "reset").isEmpty)
+
+        // An id of another log (another epoch), or one the log no longer holds, gets `reset` first.
+        let foreign = try await SSETestStream.open(
+            port: c.port, target: "/api/sse/stream?token=\(try await c.token("rita"))", headers: ["Last-Event-ID": "12345-1"])
+        try await foreign.waitForEvent("reset")
+    }
+
+    @Test func aHostThatJoinsLaterServesResumesFromTheLog() async throws {
+        let cluster = try await TestCluster.start(hosts: 1)
+        defer { Task { await cluster.stop() } }
+        let a = cluster.hosts[0]
+        let first = try await a.openStream("late")
+        for n in 0..<3 { #expect(try await a.publishNumbered("tick", n).status == 200) }
+        let lastID = try #require(try await first.waitForEvent("tick", count: 3)[0].id)
+        await first.close()
+
+        let joiner = try await cluster.postgres.startHost(named: "host-late")
+        defer { Task { try await joiner.stop() } }
+        let resumed = try await SSETestStream.open(
+            port: joiner.port, target: "/api/sse/stream?token=\(try await joiner.token("late"))", headers: ["Last-Event-ID": lastID])
+        #expect(try await resumed.waitForEvent("tick", count: 2).map(\.data) == [#"{"n":1}"#, #"{"n":2}"#])
+        #expect(try await a.publishNumbered("tick", 3).status == 200)
+        #expect(try await resumed.waitForEvent("tick", count: 3).last?.data == #"{"n":3}"#)
+    }
+
+    @Test func anEventPublishedInAnAppsTransactionGoesOutOnCommitAndNeverOnRollback() async throws {
+        let cluster = try await TestCluster.start(hosts: 2)
+        defer { Task { await cluster.stop() } }
+        let stream = try await cluster.hosts[1].openStream("watcher")
+        let committedID = try await cluster.postgres.withConnection { connection in
+            // The app writes its own row and publishes in the same transaction.
+            try await connection.query("CREATE TABLE app_posts (id serial PRIMARY KEY, title text)", logger: PostgresServer.logger)
+            try await connection.query("BEGIN", logger: PostgresServer.logger)
+            try await connection.query("INSERT INTO app_posts (title) VALUES ('never')", logger: PostgresServer.logger)
+            try await connection.query(#"SELECT sse_hub.publish('post', '{"title": "never"}')"#, logger: PostgresServer.logger)
+            try await connection.query("ROLLBACK", logger: PostgresServer.logger)
+            try await connection.query("BEGIN", logger: PostgresServer.logger)
+            try await connection.query("INSERT INTO app_posts (title) VALUES ('kept')", logger: PostgresServer.logger)
+            let rows = try await connection.query(
+                #"SELECT sse_hub.publish('post', '{"title": "kept"}', topic => NULL, user_id => 'watcher')"#, logger: PostgresServer.logger)
+            var id: Int64 = 0
+            for try await value in rows.decode(Int64.self) { id = value }
+            try await connection.query("COMMIT", logger: PostgresServer.logger)
+            return id
+        }
+        let posts = try await stream.waitForEvent("post")
+        #expect(posts.map(\.data) == [#"{"title": "kept"}"#])
+        #expect(posts.first?.id.flatMap(EventID.init)?.sequence == UInt64(committedID))
+        // The rolled-back publish took no position: the committed one is the log's first.
+        #expect(committedID == 1)
+        // Names that would break an SSE frame are refused by the database itself.
+        await #expect(throws: (any Error).self) {
+            try await cluster.postgres.query("SELECT sse_hub.publish(E'bad\\nname', '{}')::text")
+        }
+        await #expect(throws: (any Error).self) {
+            try await cluster.postgres.query("SELECT sse_hub.publish('ok', '{}', 'topic', 'user')::text")
+        }
+    }
+
+    /// The interleaving that would break a reader that follows ids: a transaction holds id N uncommitted while a
+    /// later one wants N+1. The head's row lock makes the later one wait (seen in `pg_stat_activity`) until the
+    /// first ends: on commit it gets N+1, on rollback it gets N. No host ever sees a hole or a reordering.
+    @Test func aLaterTransactionWaitsForAnEarlierOneSoIdsAreNeverSkippedOrReordered() async throws {
+        let cluster = try await TestCluster.start(hosts: 2)
+        defer { Task { await cluster.stop() } }
+        let streams = [try await cluster.hosts[0].openStream("w0"), try await cluster.hosts[1].openStream("w1")]
+        let logger = PostgresServer.logger
+
+        for outcome in ["COMMIT", "ROLLBACK"] {
+            try await cluster.postgres.withConnection { first in
+                try await first.query("BEGIN", logger: logger)
+                try await first.query(#"SELECT sse_hub.publish('step', '{"who": "first"}')"#, logger: logger)
+                // The second publisher (over HTTP, through host B's group commit) must wait on the head's lock.
+                let second = Task { try await cluster.hosts[1].publish(#"{"event":"step","data":{"who":"second"}}"#) }
+                try await waitUntil("the second publish to wait on the head's lock") {
+                    let waiting = try await cluster.postgres.query(
+                        "SELECT count(*)::text FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%append_batch%'")
+                    return waiting.first == "1"
+                }
+                try await first.query(PostgresQuery(unsafeSQL: outcome), logger: logger)
+                #expect(try await second.value.status == 200)
+            }
+        }
+        // COMMIT round: first (N), second (N+1); ROLLBACK round: second (N+2). Every host: the same, no hole.
+        for stream in streams {
+            let steps = try await stream.waitForEvent("step", count: 3)
+            #expect(steps.map(\.data) == [#"{"who": "first"}"#, #"{"who":"second"}"#, #"{"who":"second"}"#])
+            let positions = steps.compactMap { $0.id.flatMap(EventID.init)?.sequence }
+            #expect(positions == [1, 2, 3])
+        }
+    }
+
+    @Test func aDatabaseWithANewerSchemaIsRefusedWithAClearMessage() async throws {
+        let cluster = try await TestCluster.start(hosts: 1)
+        defer { Task { await cluster.stop() } }
+        try await cluster.postgres.query("UPDATE sse_hub.meta SET schema_version = 999")
+        let outcome = try await ChildProcess.run(
+            HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"),
+            ["--listen", "127.0.0.1:0", "--workers", "1", "--postgres-url", cluster.postgres.url, "--user", "nobody"],
+            environment: ["SSE_JWT_SECRET": HubProcess.secret], timeout: .seconds(30))
+        #expect(outcome.status == 78)
+        #expect((outcome.output + outcome.errors).contains("schema version 999, newer than this release understands (1)"))
+        // The running host was not touched, and the version was left as it was.
+        #expect(try await cluster.postgres.query("SELECT schema_version::text FROM sse_hub.meta") == ["999"])
+    }
+}

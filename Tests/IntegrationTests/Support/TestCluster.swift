@@ -1,0 +1,38 @@
+import Foundation
+
+/// Several real hosts (supervisors with their workers, each on its own loopback port) sharing one event log in a
+/// private PostgreSQL server.
+struct TestCluster: Sendable {
+    let postgres: PostgresServer
+    let hosts: [HubProcess]
+
+    static func start(hosts count: Int = 3, workers: Int = 2, arguments: [String] = []) async throws -> TestCluster {
+        let postgres = try await PostgresServer.start()
+        var hosts: [HubProcess] = []
+        for index in 0..<count { hosts.append(try await postgres.startHost(named: Self.name(index), workers: workers, arguments: arguments)) }
+        return TestCluster(postgres: postgres, hosts: hosts)
+    }
+
+    static func name(_ index: Int) -> String { ["host-a", "host-b", "host-c", "host-d", "host-e"][index] }
+
+    func stop() async {
+        for host in hosts { _ = try? await host.stop() }
+    }
+}
+
+extension PostgresServer {
+    /// A host of the hub whose log this server holds.
+    func startHost(named name: String, workers: Int = 2, arguments: [String] = []) async throws -> HubProcess {
+        try await HubProcess.start(workers: workers, arguments: ["--postgres-url", url, "--host-id", name, "--heartbeat", "1"] + arguments)
+    }
+}
+
+extension HubProcess {
+    /// Publishes `{"event": name, "data": {"n": n}}` (to everyone, a topic or a user) and expects it accepted.
+    func publishNumbered(_ name: String, _ n: Int, topic: String? = nil, userID: String? = nil) async throws -> TestHTTP.Response {
+        var body = #"{"event":"\#(name)","data":{"n":\#(n)}"#
+        if let topic { body += #","topic":"\#(topic)""# }
+        if let userID { body += #","userId":"\#(userID)""# }
+        return try await publish(body + "}")
+    }
+}
