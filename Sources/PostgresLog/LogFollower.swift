@@ -41,6 +41,7 @@ struct LogFollower: Sendable {
     }
 
     private func follow(on connection: PostgresConnection, cursor: inout UInt64, hub: SharedLogHub) async throws {
+        try await checkNotRewound(cursor: cursor, on: connection)
         try await connection.listen(on: LogSchema.doorbell) { notifications in
             let (doorbell, ring) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -62,6 +63,18 @@ struct LogFollower: Sendable {
                 group.cancelAll()
             }
         }
+    }
+
+    /// A log whose head is behind what this host delivered was restored from an older backup (or lost commits):
+    /// positions this host already delivered will be given to new events, which it would skip as seen. Said loudly,
+    /// with what to do; a host that restarts joins the log as it is now.
+    private func checkNotRewound(cursor: UInt64, on connection: PostgresConnection) async throws {
+        let head = try await connection.query("SELECT last_id FROM sse_hub.head", logger: logger).single(Int64.self) ?? 0
+        guard head < Int64(cursor) else { return }
+        logger.critical(
+            "the event log is behind what this host delivered (restored from an older backup?): restart this host so it rejoins the log as it is",
+            metadata: ["head": "\(head)", "cursor": "\(cursor)", "event": "log-rewound"])
+        await link.failed(LogRewound(head: head, cursor: cursor), while: "following the log")
     }
 
     /// Reads and delivers batches until the log holds nothing past `cursor`.
@@ -88,6 +101,12 @@ struct LogFollower: Sendable {
             if batch.count < batchSize { return }
         }
     }
+}
+
+struct LogRewound: Error, CustomStringConvertible {
+    var head: Int64
+    var cursor: UInt64
+    var description: String { "the log's head (\(head)) is behind this host's cursor (\(cursor)): restart this host" }
 }
 
 /// A row of the log as the plane delivers it. The table's checks keep names valid; a row that passes them but

@@ -89,8 +89,13 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
         configuration.options.connectTimeout = .seconds(5)
+        configuration.options.additionalStartupParameters = Self.sessionSettings
         return configuration
     }
+
+    /// Whatever the database's defaults: a publish the hub confirms is on disk (an asynchronous commit could be
+    /// lost in a crash of the server, and its position given again to another event), and the session is named.
+    static let sessionSettings = [("synchronous_commit", "on"), ("application_name", "sse-hub")]
 
     /// One connection's configuration (the schema's preparation, and the follower's `LISTEN`).
     func connectionConfiguration() throws -> PostgresConnection.Configuration {
@@ -108,6 +113,7 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
         configuration.options.connectTimeout = .seconds(5)
+        configuration.options.additionalStartupParameters = Self.sessionSettings
         return configuration
     }
 }

@@ -75,6 +75,9 @@ final class PostgresServer: Sendable {
                 "unix_socket_directories=\(directory.path)", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c",
                 "max_connections=200",
             ]
+        // fsync=off: the machine does not crash in a test, and what the server wrote survives its own crash in the
+        // page cache. synchronous_commit=off is the fastest and least safe default a server can have: the hub asks
+        // for durable commits itself, and the restart test shows that it does.
         let pipe = Pipe()
         server.standardOutput = pipe
         server.standardError = pipe
