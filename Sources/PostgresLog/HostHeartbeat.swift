@@ -89,6 +89,7 @@ struct LogRetention: Sendable {
     let client: PostgresClient
     let size: Int
     let ttl: Duration
+    let topicGrace: Duration
     let logger: Logger
     var rowsPerDelete = 5000
     /// Rows of `sse_hub.hosts` silent this long are removed (hosts that died and never came back).
@@ -122,8 +123,35 @@ struct LogRetention: Sendable {
             if count < rowsPerDelete { break }
         }
         if deleted > 0 { logger.debug("log retention", metadata: ["deleted": "\(deleted)", "event": "log-retention"]) }
+        try await forgetDarkUsers()
+        // Users' changes older than the oldest event kept: a host that joins starts from `user_topics`, not from them.
+        try await client.query(
+            """
+            DELETE FROM sse_hub.user_changes WHERE seq IN (
+                SELECT seq FROM sse_hub.user_changes
+                WHERE after_event < coalesce((SELECT min(id) FROM sse_hub.events), (SELECT last_id FROM sse_hub.head))
+                ORDER BY seq LIMIT \(rowsPerDelete * 4))
+            """, logger: logger)
         let forgetSeconds = Double(forgetHostsAfter.components.seconds)
         try await client.query(
             "DELETE FROM sse_hub.hosts WHERE heartbeat_at < now() - make_interval(secs => \(forgetSeconds))", logger: logger)
+    }
+
+    /// The hub's topic grace: users with topics and no stream anywhere for `topicGrace` are forgotten (every host
+    /// hears it through the log), a thousand at a time.
+    private func forgetDarkUsers() async throws {
+        let graceSeconds = Double(topicGrace.components.seconds)
+        var forgotten = 0
+        while true {
+            let count = try await client.withTransaction(logger: logger) { connection in
+                let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(LogSchema.retentionLock))", logger: logger)
+                guard try await locked.single(Bool.self) == true else { return 0 }
+                let rows = try await connection.query("SELECT sse_hub.forget_dark_users(\(graceSeconds), 1000)", logger: logger)
+                return Int(try await rows.single(Int32.self) ?? 0)
+            }
+            forgotten += count
+            if count < 1000 { break }
+        }
+        if forgotten > 0 { logger.info("forgot users past their grace", metadata: ["users": "\(forgotten)", "event": "users-forgotten"]) }
     }
 }

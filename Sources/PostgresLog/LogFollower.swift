@@ -17,7 +17,7 @@ struct LogFollower: Sendable {
     var retryDelay = RetryDelay()
 
     /// Runs until cancelled (graceful shutdown).
-    func run(after start: UInt64, hub: SharedLogHub) async {
+    func run(after start: LogCursor, hub: SharedLogHub) async {
         var cursor = start
         var attempt = 0
         while !Task.isCancelled {
@@ -40,8 +40,8 @@ struct LogFollower: Sendable {
         var description: String { "the notification stream ended" }
     }
 
-    private func follow(on connection: PostgresConnection, cursor: inout UInt64, hub: SharedLogHub) async throws {
-        try await checkNotRewound(cursor: cursor, on: connection)
+    private func follow(on connection: PostgresConnection, cursor: inout LogCursor, hub: SharedLogHub) async throws {
+        try await checkNotRewound(cursor: cursor.event, on: connection)
         try await connection.listen(on: LogSchema.doorbell) { notifications in
             let (doorbell, ring) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -78,28 +78,139 @@ struct LogFollower: Sendable {
     }
 
     /// Reads and delivers batches until the log holds nothing past `cursor`.
-    private func readAll(after cursor: inout UInt64, on connection: PostgresConnection, hub: SharedLogHub) async throws {
+    private func readAll(after cursor: inout LogCursor, on connection: PostgresConnection, hub: SharedLogHub) async throws {
         while true {
-            let rows = try await connection.query(
+            let batch = try await LogBatch.read(after: cursor, limit: batchSize, on: connection, logger: logger)
+            guard batch.through != cursor else {
+                await link.succeeded(cursor: cursor.event)
+                return
+            }
+            if !batch.entries.isEmpty { try await hub.deliver(batch.entries) }
+            cursor = batch.through
+            await link.succeeded(cursor: cursor.event)
+            if !batch.more { return }
+        }
+    }
+}
+
+/// Where a host is in the log: the last event and the last user change it delivered.
+struct LogCursor: Sendable, Equatable {
+    var event: UInt64
+    var change: UInt64
+}
+
+/// One read of the log: events and users' changes from one snapshot, merged into the one order every host applies
+/// (a change written after event k comes after event k and before k + 1).
+struct LogBatch {
+    var entries: [SharedLogEntry]
+    var through: LogCursor
+    /// Whether the read stopped at a limit (read again at once).
+    var more: Bool
+
+    static func read(after cursor: LogCursor, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> LogBatch {
+        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+        do {
+            let eventRows = try await connection.query(
                 """
                 SELECT id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8
-                FROM sse_hub.events WHERE id > \(Int64(cursor)) ORDER BY id LIMIT \(batchSize)
+                FROM sse_hub.events WHERE id > \(Int64(cursor.event)) ORDER BY id LIMIT \(limit)
                 """, logger: logger)
-            var batch: [PublishCommand] = []
-            for try await row in rows.decode((Int64, String, String, String?, String?, Int64).self) {
-                let (id, event, data, topic, userID, publishedAt) = row
-                guard let command = LogEvent.command(
+            var events: [PublishCommand] = []
+            var lastEventRead = cursor.event
+            for try await (id, event, data, topic, userID, publishedAt) in eventRows.decode((Int64, String, String, String?, String?, Int64).self) {
+                lastEventRead = UInt64(id)
+                if let command = LogEvent.command(
                     id: id, event: event, data: data, topic: topic, userID: userID, publishedAt: publishedAt, logger: logger)
-                else { continue }
-                batch.append(command)
+                {
+                    events.append(command)
+                }
             }
-            await link.succeeded(cursor: cursor)
-            guard let last = batch.last else { return }
-            try await hub.deliver(batch)
-            cursor = last.sequence
-            await link.succeeded(cursor: cursor)
-            if batch.count < batchSize { return }
+            let changeRows = try await connection.query(
+                """
+                SELECT seq, after_event, user_id, kind, topic, host_id FROM sse_hub.user_changes
+                WHERE seq > \(Int64(cursor.change)) AND after_event <= \(Int64(lastEventRead)) ORDER BY seq LIMIT \(limit)
+                """, logger: logger)
+            var changes = LoggedChanges()
+            for try await (seq, after, userID, kind, topic, hostID) in changeRows.decode((Int64, Int64, String, String, String?, String).self) {
+                changes.add(seq: UInt64(seq), after: UInt64(after), userID: userID, kind: kind, topic: topic, hostID: hostID, logger: logger)
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return merge(events: events, lastEventRead: lastEventRead, changes: changes, cursor: cursor, eventsFull: events.count >= limit, changesFull: changes.rows >= limit)
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
         }
+    }
+
+    static func merge(
+        events: [PublishCommand], lastEventRead: UInt64, changes: LoggedChanges, cursor: LogCursor, eventsFull: Bool, changesFull: Bool
+    ) -> LogBatch {
+        // When the changes stopped at their limit, later ones may belong before later events: stop the events there.
+        let eventsThrough = changesFull ? min(lastEventRead, changes.lastRow?.after ?? cursor.event) : lastEventRead
+        var entries: [SharedLogEntry] = []
+        var pending = changes.grouped[...]
+        for event in events where event.sequence <= eventsThrough {
+            while let change = pending.first, change.after < event.sequence {
+                entries.append(.userChange(change.change, hostID: change.hostID))
+                pending = pending.dropFirst()
+            }
+            entries.append(.event(event))
+        }
+        for change in pending { entries.append(.userChange(change.change, hostID: change.hostID)) }
+        let through = LogCursor(event: max(cursor.event, eventsThrough), change: changes.lastRow?.seq ?? cursor.change)
+        return LogBatch(entries: entries, through: through, more: eventsFull || changesFull)
+    }
+}
+
+/// Rows of `sse_hub.user_changes` (one per topic) folded back into changes: consecutive rows of one kind, user and
+/// host between the same two events are one change.
+struct LoggedChanges {
+    struct Logged {
+        var change: UserChange
+        var hostID: String
+        var after: UInt64
+        var seq: UInt64
+    }
+
+    private(set) var grouped: [Logged] = []
+    private(set) var rows = 0
+    /// The last row read, understood or not (the cursor moves past it either way).
+    private(set) var lastRow: (seq: UInt64, after: UInt64)?
+
+    mutating func add(seq: UInt64, after: UInt64, userID: String, kind: String, topic: String?, hostID: String, logger: Logger) {
+        rows += 1
+        lastRow = (seq, after)
+        let change: UserChange
+        switch (kind, topic) {
+        case ("subscribed", let topic?):
+            if let previous = grouped.last, previous.hostID == hostID, previous.after == after,
+                case .subscribed(var topics) = previous.change, topics.userID == userID
+            {
+                topics.topics.append(topic)
+                grouped[grouped.count - 1].change = .subscribed(topics)
+                grouped[grouped.count - 1].seq = seq
+                return
+            }
+            change = .subscribed(UserTopics(userID: userID, topics: [topic]))
+        case ("unsubscribed", let topic?):
+            if let previous = grouped.last, previous.hostID == hostID, previous.after == after,
+                case .unsubscribed(var topics) = previous.change, topics.userID == userID
+            {
+                topics.topics.append(topic)
+                grouped[grouped.count - 1].change = .unsubscribed(topics)
+                grouped[grouped.count - 1].seq = seq
+                return
+            }
+            change = .unsubscribed(UserTopics(userID: userID, topics: [topic]))
+        case ("stream", _):
+            change = .streamOpened(userID: userID)
+        case ("forgotten", _):
+            change = .forgotten(userID: userID)
+        default:
+            logger.error("skipping a user change of the log the hub does not know", metadata: ["seq": "\(seq)", "event": "log-row-invalid"])
+            return
+        }
+        grouped.append(Logged(change: change, hostID: hostID, after: after, seq: seq))
     }
 }
 

@@ -77,13 +77,16 @@ enum LogSchema {
         // One row: the last id given. Publishing updates it, so publishing transactions hold its row lock until
         // they end and take ids one after another, in commit order: a reader that sees id N has seen every id
         // below it (no gap, nothing committed behind it), and a rollback gives its ids back.
+        // `last_change` numbers the users' changes the same way, under the same lock, so that events and changes
+        // have one order between them.
         """
         CREATE TABLE sse_hub.head (
             singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-            last_id bigint NOT NULL
+            last_id bigint NOT NULL,
+            last_change bigint NOT NULL
         )
         """,
-        "INSERT INTO sse_hub.head (last_id) VALUES (0)",
+        "INSERT INTO sse_hub.head (last_id, last_change) VALUES (0, 0)",
         // The log. The checks are the publish API's: no row can carry a name that would break an SSE frame.
         """
         CREATE TABLE sse_hub.events (
@@ -107,6 +110,107 @@ enum LogSchema {
             clients integer NOT NULL,
             topics jsonb NOT NULL
         )
+        """,
+        // Users' changes, in order, each after the event `after_event`: every host applies them between the same
+        // two events. One row per topic.
+        """
+        CREATE TABLE sse_hub.user_changes (
+            seq bigint PRIMARY KEY,
+            after_event bigint NOT NULL,
+            user_id text NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 1024),
+            kind text NOT NULL CHECK (kind IN ('subscribed', 'unsubscribed', 'stream', 'forgotten')),
+            topic text CHECK (topic ~ '^[A-Za-z0-9_.:-]{1,128}$'),
+            host_id text NOT NULL,
+            at timestamptz NOT NULL DEFAULT clock_timestamp()
+        )
+        """,
+        // The users' state as the changes left it: what a host that joins starts from, and the grace's clock.
+        """
+        CREATE TABLE sse_hub.user_topics (
+            user_id text NOT NULL,
+            topic text NOT NULL,
+            PRIMARY KEY (user_id, topic)
+        )
+        """,
+        // Each user's newest stream: on which host, and since when it is closed (NULL: open). A user with topics
+        // and no open stream for `--topic-grace` is forgotten by the sweep.
+        """
+        CREATE TABLE sse_hub.user_streams (
+            user_id text PRIMARY KEY,
+            host_id text NOT NULL,
+            closed_at timestamptz
+        )
+        """,
+        "CREATE INDEX user_streams_closed_at ON sse_hub.user_streams (closed_at) WHERE closed_at IS NOT NULL",
+        // A batch of changes from one host, in order. 'closed' only updates the user's stream (hosts are not told).
+        """
+        CREATE FUNCTION sse_hub.append_user_changes(host text, kinds text[], users text[], topics text[])
+        RETURNS void LANGUAGE plpgsql AS $$
+        DECLARE
+            after bigint;
+            seq bigint;
+            i integer;
+        BEGIN
+            SELECT last_id, last_change INTO after, seq FROM sse_hub.head FOR UPDATE;
+            FOR i IN 1 .. coalesce(cardinality(kinds), 0) LOOP
+                IF kinds[i] <> 'closed' THEN
+                    seq := seq + 1;
+                    INSERT INTO sse_hub.user_changes (seq, after_event, user_id, kind, topic, host_id)
+                        VALUES (seq, after, users[i], kinds[i], nullif(topics[i], ''), host);
+                END IF;
+                CASE kinds[i]
+                WHEN 'subscribed' THEN
+                    INSERT INTO sse_hub.user_topics VALUES (users[i], topics[i]) ON CONFLICT DO NOTHING;
+                    -- Topics taken with no stream anywhere start the grace now, as on one host.
+                    INSERT INTO sse_hub.user_streams VALUES (users[i], host, clock_timestamp()) ON CONFLICT DO NOTHING;
+                WHEN 'unsubscribed' THEN
+                    DELETE FROM sse_hub.user_topics WHERE user_id = users[i] AND topic = topics[i];
+                WHEN 'stream' THEN
+                    INSERT INTO sse_hub.user_streams VALUES (users[i], host, NULL)
+                        ON CONFLICT (user_id) DO UPDATE SET host_id = excluded.host_id, closed_at = NULL;
+                WHEN 'closed' THEN
+                    UPDATE sse_hub.user_streams SET closed_at = clock_timestamp()
+                        WHERE user_id = users[i] AND host_id = host AND closed_at IS NULL;
+                END CASE;
+            END LOOP;
+            UPDATE sse_hub.head SET last_change = seq;
+            PERFORM pg_notify('\(doorbell)', '');
+        END
+        $$
+        """,
+        // The grace: users whose newest stream closed (or who took topics without one) more than `grace_seconds`
+        // ago lose their topics, at most `most` at a time; every host hears `forgotten`. Under the head's lock, so
+        // a stream opened meanwhile either came first (and the user is kept) or comes after.
+        """
+        CREATE FUNCTION sse_hub.forget_dark_users(grace_seconds double precision, most integer)
+        RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE
+            after bigint;
+            seq bigint;
+            doomed text[];
+            forgotten text[];
+        BEGIN
+            SELECT last_id, last_change INTO after, seq FROM sse_hub.head FOR UPDATE;
+            SELECT array_agg(user_id) INTO doomed FROM (
+                SELECT user_id FROM sse_hub.user_streams
+                WHERE closed_at < clock_timestamp() - make_interval(secs => grace_seconds)
+                ORDER BY closed_at LIMIT most) AS dark;
+            IF doomed IS NULL THEN
+                RETURN 0;
+            END IF;
+            -- Only users with topics have anything to forget: the others' rows just go.
+            SELECT array_agg(DISTINCT user_id) INTO forgotten FROM sse_hub.user_topics WHERE user_id = ANY (doomed);
+            IF forgotten IS NOT NULL THEN
+                INSERT INTO sse_hub.user_changes (seq, after_event, user_id, kind, host_id)
+                    SELECT seq + x.ord, after, x.user_id, 'forgotten', '' FROM unnest(forgotten) WITH ORDINALITY AS x(user_id, ord);
+                UPDATE sse_hub.head SET last_change = seq + cardinality(forgotten);
+                DELETE FROM sse_hub.user_topics WHERE user_id = ANY (forgotten);
+                PERFORM pg_notify('\(doorbell)', '');
+            END IF;
+            DELETE FROM sse_hub.user_streams WHERE user_id = ANY (doomed);
+            RETURN cardinality(doomed);
+        END
+        $$
         """,
         // What an app calls in its own transaction: on commit the event goes out, on rollback it never existed.
         """

@@ -16,12 +16,15 @@ public final class PostgresEventLog: SharedEventLog {
         /// This host's history bounds: the tail read on joining, and the log's retention.
         public var historySize: Int
         public var historyTTL: Duration
+        /// How long a user with no stream anywhere keeps their topics (`--topic-grace`), kept by the database.
+        public var topicGrace: Duration
 
-        public init(url: PostgresURL, hostID: String, historySize: Int, historyTTL: Duration) {
+        public init(url: PostgresURL, hostID: String, historySize: Int, historyTTL: Duration, topicGrace: Duration) {
             self.url = url
             self.hostID = hostID
             self.historySize = historySize
             self.historyTTL = historyTTL
+            self.topicGrace = topicGrace
         }
     }
 
@@ -31,16 +34,19 @@ public final class PostgresEventLog: SharedEventLog {
     private let client: PostgresClient
     private let link: LinkMonitor
     private let writer: GroupCommitWriter
-    private let start: SharedLogStart
+    private let changes: UserChangeWriter
+    /// Where this host joined the log: the follower continues from there.
+    private let joinedAt: LogCursor
 
-    private init(settings: Settings, start: SharedLogStart, logger: Logger) throws {
+    private init(settings: Settings, joinedAt: LogCursor, logger: Logger) throws {
         self.settings = settings
-        self.start = start
+        self.joinedAt = joinedAt
         self.logger = logger
         hostID = settings.hostID
         client = PostgresClient(configuration: try settings.url.clientConfiguration(), backgroundLogger: logger)
-        link = LinkMonitor(hostID: settings.hostID, cursor: start.cursor, logger: logger)
+        link = LinkMonitor(hostID: settings.hostID, cursor: joinedAt.event, logger: logger)
         writer = GroupCommitWriter(client: client, link: link, logger: logger)
+        changes = UserChangeWriter(client: client, hostID: settings.hostID, link: link, logger: logger)
     }
 
     /// Connects, creates or upgrades the schema (refusing a newer one: `LogSchema.NewerSchema`), and reads where the
@@ -51,20 +57,25 @@ public final class PostgresEventLog: SharedEventLog {
         do {
             let before = try await LogSchema.prepare(on: connection, logger: logger)
             if before == 0 { logger.notice("created the event log's schema", metadata: ["event": "log-schema-created"]) }
-            let start = try await readStart(on: connection, settings: settings, logger: logger)
+            let (start, changeCursor) = try await readStart(on: connection, settings: settings, logger: logger)
             try await connection.close()
-            return (try PostgresEventLog(settings: settings, start: start, logger: logger), start)
+            let log = try PostgresEventLog(settings: settings, joinedAt: LogCursor(event: start.cursor, change: changeCursor), logger: logger)
+            return (log, start)
         } catch {
             try? await connection.close()
             throw error
         }
     }
 
-    /// The identity, the head and the retained tail, read in one snapshot so they agree.
-    private static func readStart(on connection: PostgresConnection, settings: Settings, logger: Logger) async throws -> SharedLogStart {
+    /// The identity, the head, the retained tail and the users' topics, read in one snapshot so they agree; and
+    /// the last user change in it.
+    private static func readStart(
+        on connection: PostgresConnection, settings: Settings, logger: Logger
+    ) async throws -> (SharedLogStart, changeCursor: UInt64) {
         try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
         let identity = try await connection.query("SELECT log_id FROM sse_hub.meta", logger: logger).single(Int64.self)
         let head = try await connection.query("SELECT last_id FROM sse_hub.head", logger: logger).single(Int64.self)
+        let lastChange = try await connection.query("SELECT last_change FROM sse_hub.head", logger: logger).single(Int64.self) ?? 0
         guard let identity, identity > 0, let head, head >= 0 else {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw SharedLogUnavailable(reason: "sse_hub.meta or sse_hub.head has no row: the schema was damaged")
@@ -85,20 +96,30 @@ public final class PostgresEventLog: SharedEventLog {
                 events.append(command)
             }
         }
+        var topicsByUser: [String: [String]] = [:]
+        let topicRows = try await connection.query("SELECT user_id, topic FROM sse_hub.user_topics", logger: logger)
+        for try await (userID, topic) in topicRows.decode((String, String).self) { topicsByUser[userID, default: []].append(topic) }
         try await connection.query("COMMIT", logger: logger)
+        let userTopics = topicsByUser.flatMap { UserTopics(userID: $0.key, topics: $0.value).chunks() }
         let cursor = UInt64(head)
         let evictedThrough = events.first.map { $0.sequence - 1 } ?? cursor
         logger.notice(
             "joined the hub's event log",
             metadata: [
                 "host": "\(settings.hostID)", "log": "\(identity)", "cursor": "\(cursor)", "retained": "\(events.count)",
-                "event": "log-joined",
+                "users": "\(topicsByUser.count)", "event": "log-joined",
             ])
-        return SharedLogStart(identity: UInt64(identity), events: events, cursor: cursor, evictedThrough: evictedThrough)
+        let start = SharedLogStart(
+            identity: UInt64(identity), events: events, cursor: cursor, evictedThrough: evictedThrough, userTopics: userTopics)
+        return (start, UInt64(max(0, lastChange)))
     }
 
     public func append(_ request: PublishRequest) async throws -> UInt64 {
         try await writer.append(request)
+    }
+
+    public func record(_ change: UserChange) {
+        changes.record(change)
     }
 
     public func run(hub: SharedLogHub) async throws {
@@ -106,14 +127,17 @@ public final class PostgresEventLog: SharedEventLog {
         let follower = LogFollower(url: settings.url, link: link, logger: logger)
         let heartbeat = HostHeartbeat(
             client: client, hostID: hostID, link: link,
-            retention: LogRetention(client: client, size: settings.historySize, ttl: settings.historyTTL, logger: logger), logger: logger)
-        let start = self.start
+            retention: LogRetention(
+                client: client, size: settings.historySize, ttl: settings.historyTTL, topicGrace: settings.topicGrace, logger: logger),
+            logger: logger)
+        let (joinedAt, changes) = (joinedAt, changes)
         await withDiscardingTaskGroup { group in
             group.addTask { await self.client.run() }
             await cancelWhenGracefulShutdown {
                 await withDiscardingTaskGroup { work in
-                    work.addTask { await follower.run(after: start.cursor, hub: hub) }
+                    work.addTask { await follower.run(after: joinedAt, hub: hub) }
                     work.addTask { await heartbeat.run(hub: hub) }
+                    work.addTask { await changes.run() }
                 }
             }
             await heartbeat.leave()

@@ -44,7 +44,7 @@ struct ClusterOptions: ParsableArguments {
         let url = try PostgresURL(text)
         let settings = PostgresEventLog.Settings(
             url: url, hostID: hostID ?? ProcessInfo.processInfo.hostName, historySize: stream.historySize,
-            historyTTL: .seconds(stream.historyTtl))
+            historyTTL: .seconds(stream.historyTtl), topicGrace: .seconds(stream.topicGrace))
         let deadline = ContinuousClock.now + .seconds(postgresStartTimeout)
         while true {
             do {

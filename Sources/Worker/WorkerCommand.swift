@@ -33,8 +33,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
         try await WorkerRuntime(
             shard: launch.shard, controlFD: launch.controlFd, handoffFD: launch.handoffFd, doorbellFD: launch.doorbellFd,
-            epoch: launch.epoch, stream: launch.stream,
-            logger: logger
+            epoch: launch.epoch, stream: launch.stream, logger: logger, hubWideUsers: launch.hubWideUsers
         ).run()
     }
 }

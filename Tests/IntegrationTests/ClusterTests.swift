@@ -80,9 +80,7 @@ struct ClusterTests {
         #expect(try await c.publishNumbered("tick", -1, topic: "sports").status == 200)
         #expect(try await b.publishNumbered("tick", -2, userID: "someone-else").status == 200)
         #expect(try await c.publishNumbered("tick", 3).status == 200)
-        // Her topic, subscribed on A, is known on B once her stream is there (the topic she took with A's worker
-        // moves with her user when the subscription is made where her stream is; here she re-subscribes on B).
-        #expect(try await b.subscribe("rita", ["news"]).status == 200)
+        // Her topic, subscribed through A, is hers on B too.
         #expect(try await a.publishNumbered("tick", 4, topic: "news").status == 200)
 
         let resumed = try await SSETestStream.open(
@@ -196,5 +194,83 @@ struct ClusterTests {
         #expect((outcome.output + outcome.errors).contains("schema version 999, newer than this release understands (1)"))
         // The running host was not touched, and the version was left as it was.
         #expect(try await cluster.postgres.query("SELECT schema_version::text FROM sse_hub.meta") == ["999"])
+    }
+
+    // MARK: One user across hosts
+
+    @Test func topicsSubscribedThroughOneHostApplyToTheUsersStreamOnAnother() async throws {
+        let cluster = try await TestCluster.start()
+        defer { Task { await cluster.stop() } }
+        let (a, b, c) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
+        let stream = try await b.openStream("una")
+        #expect(try await a.subscribe("una", ["scores", "news"]).status == 200)
+        // The change reaches B through the log; B's worker counts her as a subscriber once it has it.
+        try await waitUntil("B to know una's topics") { try await b.stats().topics == ["scores": 1, "news": 1] }
+        #expect(try await c.publishNumbered("score", 1, topic: "scores").status == 200)
+        #expect(try await stream.waitForEvent("score").map(\.data) == [#"{"n":1}"#])
+
+        let body = String(decoding: try JSONEncoder().encode(["topics": ["scores"]]), as: UTF8.self)
+        let unsubscribed = try await TestHTTP.request(
+            port: c.port, "POST", "/api/sse/unsubscribe",
+            headers: ["x-auth-token": try await c.token("una"), "Content-Type": "application/json"], body: body)
+        #expect(unsubscribed.status == 200)
+        try await waitUntil("B to drop una's topic") { try await b.stats().topics == ["news": 1] }
+        #expect(try await a.publishNumbered("score", 2, topic: "scores").status == 200)
+        #expect(try await a.publishNumbered("headline", 3, topic: "news").status == 200)
+        try await stream.waitForEvent("headline")
+        #expect(stream.events(named: "score").count == 1)
+
+        // A host that joins later starts with every user's topics.
+        let late = try await cluster.postgres.startHost(named: "host-late")
+        defer { Task { try await late.stop() } }
+        await stream.close()
+        let moved = try await late.openStream("una")
+        #expect(try await b.publishNumbered("headline", 4, topic: "news").status == 200)
+        #expect(try await moved.waitForEvent("headline").map(\.data) == [#"{"n":4}"#])
+    }
+
+    @Test func aNewStreamOnOneHostEndsTheUsersStreamOnAnother() async throws {
+        let cluster = try await TestCluster.start(hosts: 2)
+        defer { Task { await cluster.stop() } }
+        let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+        let first = try await a.openStream("solo")
+        let second = try await b.openStream("solo")
+        try await waitUntil("the older stream, on A, to be ended") { first.isClosed }
+        #expect(!second.isClosed)
+        #expect(try await a.publishNumbered("tick", 1, userID: "solo").status == 200)
+        #expect(try await second.waitForEvent("tick").map(\.data) == [#"{"n":1}"#])
+        #expect(first.events(named: "tick").isEmpty)
+        try await waitUntil("the hub to count one stream") { try await a.stats().totalClients == 1 }
+        #expect(!a.logged("event=stream-replaced").isEmpty)
+    }
+
+    @Test func topicGraceIsTheHubsAUserMovingHostsKeepsTopicsAndOneGoneForTheGraceLosesThem() async throws {
+        let cluster = try await TestCluster.start(hosts: 2, arguments: ["--topic-grace", "3"])
+        defer { Task { await cluster.stop() } }
+        let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+        #expect(try await a.subscribe("mover", ["news"]).status == 200)
+        #expect(try await a.subscribe("leaver", ["news"]).status == 200)
+        let mover = try await a.openStream("mover")
+        let leaver = try await a.openStream("leaver")
+        try await waitUntil("both counted") { try await a.stats().topics["news"] == 2 }
+        await leaver.close()
+        // The mover leaves A and comes back on B, well within the grace, and stays: their topic stays with them,
+        // although A's worker saw them go dark.
+        await mover.close()
+        let back = try await b.openStream("mover")
+        // Past the grace (and the sweep that runs every few heartbeats), the leaver, with no stream anywhere, is
+        // forgotten on every host; the mover is not.
+        try await waitUntil("the leaver forgotten in the database", timeout: .seconds(40), poll: .milliseconds(200)) {
+            try await cluster.postgres.query("SELECT count(*)::text FROM sse_hub.user_topics WHERE user_id = 'leaver'") == ["0"]
+        }
+        try await waitUntil("A's ledger to drop the leaver") { a.logged("event=users-forgotten").count + b.logged("event=users-forgotten").count >= 1 }
+        #expect(try await cluster.postgres.query("SELECT topic FROM sse_hub.user_topics WHERE user_id = 'mover'") == ["news"])
+        #expect(try await a.publishNumbered("headline", 1, topic: "news").status == 200)
+        #expect(try await back.waitForEvent("headline").map(\.data) == [#"{"n":1}"#])
+        let returning = try await a.openStream("leaver")
+        #expect(try await b.publishNumbered("headline", 2, topic: "news").status == 200)
+        try await back.waitForEvent("headline", count: 2)
+        try await waitUntil("the leaver's new stream to have had time to receive") { try await a.stats().totalClients == 2 }
+        #expect(returning.events(named: "headline").isEmpty)
     }
 }

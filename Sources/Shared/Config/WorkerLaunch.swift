@@ -40,11 +40,17 @@ public struct WorkerLaunch: ParsableArguments, Sendable {
     @Option(help: "The user to run as; required when started as root (privileges are dropped before anything else).")
     public var user: String?
 
+    @Flag(help: "A hub across hosts: report every stream that opens or closes, and leave forgetting users to the hub.")
+    public var hubWideUsers = false
+
     /// The arguments of the worker of `shard` (the descriptor numbers are `Descriptor`'s).
-    public static func arguments(shard: Int, epoch: UInt64, stream: StreamOptions, logLevel: Logger.Level, user: String?) -> [String] {
+    public static func arguments(
+        shard: Int, epoch: UInt64, stream: StreamOptions, logLevel: Logger.Level, user: String?, hubWideUsers: Bool = false
+    ) -> [String] {
         [
             "--shard", String(shard), "--control-fd", String(Descriptor.control), "--handoff-fd", String(Descriptor.handoffSocket),
             "--doorbell-fd", String(Descriptor.doorbell), "--epoch", String(epoch),
         ] + stream.workerArguments + ["--log-level", logLevel.rawValue] + (user.map { ["--user", $0] } ?? [])
+            + (hubWideUsers ? ["--hub-wide-users"] : [])
     }
 }

@@ -7,7 +7,7 @@ import NIOCore
 /// (a reload checks the installed worker's `WireProtocol.versions` first), so garbage means corruption, not
 /// an older peer worth talking to.
 public enum ControlFrame {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
     public static let maximumLength = 4 * 1024 * 1024
@@ -16,8 +16,9 @@ public enum ControlFrame {
 
     enum Kind: UInt8 {
         case hello = 1, stats = 2, pong = 3, subscribed = 4, migrationDone = 5, unsubscribed = 6, forgotten = 7
+        case streamOpened = 8, streamClosed = 9
         case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21, restoreTopics = 22
-        case dropTopics = 23
+        case dropTopics = 23, endStream = 24
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -53,8 +54,13 @@ public enum ControlFrame {
         case .dropTopics(let change):
             writeUserTopics(change, kind: .dropTopics, into: &buffer)
         case .forgotten(let userID):
-            buffer.writeInteger(Kind.forgotten.rawValue)
-            writeString(userID, into: &buffer)
+            writeUser(userID, kind: .forgotten, into: &buffer)
+        case .streamOpened(let userID):
+            writeUser(userID, kind: .streamOpened, into: &buffer)
+        case .streamClosed(let userID):
+            writeUser(userID, kind: .streamClosed, into: &buffer)
+        case .endStream(let userID):
+            writeUser(userID, kind: .endStream, into: &buffer)
         case .migrationDone:
             buffer.writeInteger(Kind.migrationDone.rawValue)
         case .migrate:
@@ -76,6 +82,11 @@ public enum ControlFrame {
             buffer.writeInteger(Kind.shutdown.rawValue)
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
+    }
+
+    private static func writeUser(_ userID: String, kind: Kind, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(kind.rawValue)
+        writeString(userID, into: &buffer)
     }
 
     private static func writeUserTopics(_ change: UserTopics, kind: Kind, into buffer: inout ByteBuffer) {
@@ -153,6 +164,12 @@ public enum ControlFrame {
             return .dropTopics(try readUserTopics(&frame))
         case .forgotten:
             return .forgotten(try readString(&frame))
+        case .streamOpened:
+            return .streamOpened(try readString(&frame))
+        case .streamClosed:
+            return .streamClosed(try readString(&frame))
+        case .endStream:
+            return .endStream(try readString(&frame))
         case .migrationDone:
             return .migrationDone
         case .migrate:

@@ -113,6 +113,10 @@ public enum ControlMessage: Sendable, Hashable {
     case forgotten(String)
     /// A retiring worker has passed on every stream.
     case migrationDone
+    /// A stream of this user went live here (a hub across hosts: the others end theirs, `--hub-wide-users`).
+    case streamOpened(String)
+    /// This user has no stream here any more (a hub across hosts: their topics' grace starts, hub-wide).
+    case streamClosed(String)
     // supervisor → worker
     case publish(PublishCommand)
     /// An event from before the worker started, for its replay history only (not delivered live).
@@ -127,6 +131,8 @@ public enum ControlMessage: Sendable, Hashable {
     case ping(UInt64)
     /// Stop taking work and exit once the streams are closed.
     case shutdown
+    /// The user opened a stream on another host of the hub: end theirs here (one live stream per user).
+    case endStream(String)
     /// Pass every live stream (descriptor, expiry, last sequence written) back over the hand-off socket, then
     /// report `migrationDone`: a reload is replacing this worker.
     case migrate

@@ -24,11 +24,17 @@ extension ControlPlane {
     /// follower re-reads after a reconnect); a hole before one (retention deleted rows this host had not read:
     /// it was cut off for longer than the log keeps events) is recorded as evicted, here and in every worker, so
     /// a client resuming from inside it gets `reset` instead of a replay with a gap.
-    func deliverFromLog(_ events: [PublishCommand]) {
+    func deliverFromLog(_ entries: [SharedLogEntry]) {
         eventLoop.preconditionInEventLoop()
-        for command in events where command.sequence > history.latestSequence {
-            if command.sequence > history.latestSequence + 1 { skipped(through: command.sequence - 1) }
-            deliver(command)
+        for entry in entries {
+            switch entry {
+            case .event(let command):
+                guard command.sequence > history.latestSequence else { continue }
+                if command.sequence > history.latestSequence + 1 { skipped(through: command.sequence - 1) }
+                deliver(command)
+            case .userChange(let change, let hostID):
+                applyHubUserChange(change, from: hostID)
+            }
         }
     }
 
@@ -69,7 +75,7 @@ extension ControlPlane {
     func isOnShard(_ target: PublishTarget, _ shard: Int) -> Bool {
         switch target {
         case .everyone, .topic: true
-        case .user(let userID): ShardFunction.shard(for: userID, shardCount: settings.shardCount) == shard
+        case .user(let userID): self.shard(of: userID) == shard
         }
     }
 

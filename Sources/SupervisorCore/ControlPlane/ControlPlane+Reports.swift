@@ -20,21 +20,21 @@ extension ControlPlane {
         }
         // A shard whose worker a reload is replacing still serves (the retiring worker holds its streams). A host
         // cut off from the shared log still serves its streams, but cannot take a publish.
-        let healthy = shards.allSatisfy { $0.state.isServing } && sharedLog?.reachable != false
+        let healthy = shards.allSatisfy { $0.state.isServing } && logStatus?.reachable != false
         return HealthBody(
             status: healthy ? "healthy" : "degraded",
             services: .init(sse: .init(totalClients: stats.totalClients, totalTopics: stats.topics.count)), workers: workers,
-            cluster: sharedLog.map { HealthBody.Cluster($0, localClients: stats.totalClients) })
+            cluster: logStatus.map { HealthBody.Cluster($0, localClients: stats.totalClients) })
     }
 
     /// The stats of the hub: this host's live counts, plus (with a shared log) every other host's last heartbeat,
     /// each host's totals under `hosts`.
     var hubStats: StatsBody {
-        guard let sharedLog else { return StatsBody(totalClients: stats.totalClients, topics: stats.topics) }
+        guard let logStatus else { return StatsBody(totalClients: stats.totalClients, topics: stats.topics) }
         var topics = stats.topics
         var clients = stats.totalClients
-        var hosts = [sharedLog.hostID: StatsBody.HostTotals(totalClients: stats.totalClients, totalTopics: stats.topics.count)]
-        for host in sharedLog.hosts where host.hostID != sharedLog.hostID {
+        var hosts = [logStatus.hostID: StatsBody.HostTotals(totalClients: stats.totalClients, totalTopics: stats.topics.count)]
+        for host in logStatus.hosts where host.hostID != logStatus.hostID {
             clients += host.clients
             topics.merge(host.topics, uniquingKeysWith: +)
             hosts[host.hostID] = StatsBody.HostTotals(totalClients: host.clients, totalTopics: host.topics.count)

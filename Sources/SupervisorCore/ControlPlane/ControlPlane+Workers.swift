@@ -143,6 +143,7 @@ extension ControlPlane {
         default:
             preconditionFailure("not a subscription change: \(message)")
         }
+        recordTopicsChange(message)
         if fromRetiring, let forward, let channel = successor?.control { channel.writeAndFlush(forward, promise: nil) }
     }
 

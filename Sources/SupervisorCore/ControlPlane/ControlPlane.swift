@@ -53,15 +53,23 @@ final class ControlPlane {
     /// Liveness pings sent: each one's nonce.
     var pingsSent: UInt64 = 0
     var serviceManager: ServiceManagerLink
-    /// With a shared log (`--postgres-url`): the link's state and the other hosts, as the log last reported.
-    private(set) var sharedLog: SharedLogStatus?
+    /// With `--postgres-url`: the log this host shares with the others of its hub (users' changes are recorded
+    /// there), the link's state and the other hosts as the log last reported them, and the streams that opened
+    /// here whose record the log has not given back yet (see `applyHubUserChange`).
+    let sharedLog: (any SharedEventLog)?
+    private(set) var logStatus: SharedLogStatus?
+    var streamsOpenedHereUnlogged: [String: Int] = [:]
     var reloads: ReloadQueue
     private var lastTable: HandoffTable?
     private(set) var shuttingDown = false
     private var stopped: EventLoopPromise<Void>?
 
     /// With `logStart`, the plane joins a shared log: its history begins with the log's retained tail.
-    init(eventLoop: any EventLoop, settings: Settings, tables: HandoffTablePublisher, logger: Logger, logStart: SharedLogStart? = nil) {
+    init(
+        eventLoop: any EventLoop, settings: Settings, tables: HandoffTablePublisher, logger: Logger,
+        sharedLog: (log: any SharedEventLog, start: SharedLogStart)? = nil
+    ) {
+        self.sharedLog = sharedLog?.log
         self.eventLoop = eventLoop
         self.settings = settings
         self.logger = logger
@@ -72,12 +80,15 @@ final class ControlPlane {
         generations = Array(repeating: 0, count: settings.shardCount)
         history = EventHistory(
             capacity: settings.historySize, maximumAge: settings.historyTTL.wholeMilliseconds, maximumBytes: settings.historyBytes)
-        if let logStart {
+        subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
+        if let logStart = sharedLog?.start {
             history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.evictedThrough)
             for command in logStart.events where command.sequence > history.latestSequence { history.append(command) }
             history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.cursor)
+            for topics in logStart.userTopics {
+                subscriptions.subscribed(topics, shard: ShardFunction.shard(for: topics.userID, shardCount: settings.shardCount))
+            }
         }
-        subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
         stats = StatsLedger(shardCount: settings.shardCount)
         serviceManager = ServiceManagerLink(logger: logger)
         reloads = ReloadQueue()
@@ -239,8 +250,8 @@ final class ControlPlane {
 
     func sharedLogStatusChanged(_ status: SharedLogStatus) {
         eventLoop.preconditionInEventLoop()
-        let wasReachable = sharedLog?.reachable ?? true
-        sharedLog = status
+        let wasReachable = logStatus?.reachable ?? true
+        logStatus = status
         if wasReachable != status.reachable { serviceManager.shardsChanged(self) }
     }
 
@@ -250,6 +261,9 @@ final class ControlPlane {
     func worker(shard: Int, generation: Int) -> WorkerHandle? {
         shards[shard].state.workers.first { $0.generation == generation }
     }
+
+    /// The shard of a user's streams and topics.
+    func shard(of userID: String) -> Int { ShardFunction.shard(for: userID, shardCount: settings.shardCount) }
 
     func nextGeneration(shard: Int) -> Int {
         generations[shard] += 1

@@ -28,4 +28,6 @@ struct SubscriptionLedger: Sendable {
     }
 
     func userCount(shard: Int) -> Int { usersByShard[shard].count }
+
+    func topics(of userID: String, shard: Int) -> Set<String> { usersByShard[shard][userID] ?? [] }
 }

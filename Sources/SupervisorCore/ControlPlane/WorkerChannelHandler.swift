@@ -30,7 +30,11 @@ final class WorkerChannelHandler: ChannelInboundHandler {
             plane.value.subscriptionsChanged(message, from: worker)
         case .migrationDone:
             plane.value.migrationFinished(worker)
-        case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate:
+        case .streamOpened(let userID):
+            plane.value.streamOpenedHere(userID, on: worker)
+        case .streamClosed(let userID):
+            plane.value.streamClosedHere(userID, on: worker)
+        case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate, .endStream:
             logger.error(
                 "worker sent a supervisor-only message; closing its control channel",
                 metadata: ["worker": "\(worker.shard)", "pid": "\(worker.pid)"])

@@ -13,9 +13,40 @@ public protocol SharedEventLog: Sendable {
     /// Appends a publish and returns its position once committed. Throws `SharedLogUnavailable` when the log
     /// cannot confirm it: the publisher hears 503, never a success for an event that may be lost.
     func append(_ request: PublishRequest) async throws -> UInt64
+    /// Records a change of a user's state made on this host (a worker reported it), for every host to apply in the
+    /// log's order. Returns at once; the log keeps trying while the database is away (in order, bounded).
+    func record(_ change: UserChange)
     /// Follows the log (delivering to `hub`), beats this host's heartbeat and sweeps retention, until graceful
     /// shutdown; then leaves the hub.
     func run(hub: SharedLogHub) async throws
+}
+
+/// A change of a user's state that every host of the hub applies: a user is one user across hosts.
+public enum UserChange: Sendable, Hashable {
+    /// Topics the user took (on the host that wrote it).
+    case subscribed(UserTopics)
+    case unsubscribed(UserTopics)
+    /// A stream of the user went live on the host that wrote it: the others end theirs.
+    case streamOpened(userID: String)
+    /// The user has no stream on the host that wrote it any more (kept by the database only: it starts the grace
+    /// after which the hub forgets the user's topics; never read back by hosts).
+    case streamClosed(userID: String)
+    /// The grace of a user with no stream anywhere ran out (written by the database's sweep).
+    case forgotten(userID: String)
+
+    public var userID: String {
+        switch self {
+        case .subscribed(let change), .unsubscribed(let change): change.userID
+        case .streamOpened(let userID), .streamClosed(let userID), .forgotten(let userID): userID
+        }
+    }
+}
+
+/// What the log's follower reads, in the log's order: events, and the user changes made between them.
+public enum SharedLogEntry: Sendable, Hashable {
+    case event(PublishCommand)
+    /// A user change, and the host that wrote it (empty for the database's own sweep).
+    case userChange(UserChange, hostID: String)
 }
 
 /// Where the log stood when this host joined: the epoch of its ids, and its retained tail for the history.
@@ -27,12 +58,15 @@ public struct SharedLogStart: Sendable {
     public var cursor: UInt64
     /// The highest position no longer held (retention): a client that last saw an id below it gets `reset`.
     public var evictedThrough: UInt64
+    /// Every user's topics, as the hub holds them.
+    public var userTopics: [UserTopics]
 
-    public init(identity: UInt64, events: [PublishCommand], cursor: UInt64, evictedThrough: UInt64) {
+    public init(identity: UInt64, events: [PublishCommand], cursor: UInt64, evictedThrough: UInt64, userTopics: [UserTopics] = []) {
         self.identity = identity
         self.events = events
         self.cursor = cursor
         self.evictedThrough = evictedThrough
+        self.userTopics = userTopics
     }
 }
 
@@ -98,8 +132,8 @@ public struct SharedLogHub: Sendable {
 
     /// Delivers events read from the log, in order (positions at or below what was delivered are skipped, so a
     /// re-read after a reconnect delivers nothing twice).
-    public func deliver(_ events: [PublishCommand]) async throws {
-        try await plane.eventLoop.submit { [plane] in plane.value.deliverFromLog(events) }.get()
+    public func deliver(_ entries: [SharedLogEntry]) async throws {
+        try await plane.eventLoop.submit { [plane] in plane.value.deliverFromLog(entries) }.get()
     }
 
     public func localStats() async throws -> LocalHostStats {

@@ -71,14 +71,15 @@ public struct SupervisorRuntime: Sendable {
         let epoch = c.sharedLog?.start.identity ?? UInt64(WallClock.milliseconds())
         let settings = ControlPlane.Settings(
             shardCount: c.workers, workerPath: c.workerPath,
-            workerArguments: { [stream = c.stream, logLevel = c.logLevel, workerUser = c.workerUser] shard in
-                WorkerLaunch.arguments(shard: shard, epoch: epoch, stream: stream, logLevel: logLevel, user: workerUser)
+            workerArguments: { [stream = c.stream, logLevel = c.logLevel, workerUser = c.workerUser, hubWide = c.sharedLog != nil] shard in
+                WorkerLaunch.arguments(
+                    shard: shard, epoch: epoch, stream: stream, logLevel: logLevel, user: workerUser, hubWideUsers: hubWide)
             },
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
         let plane = try await eventLoop.submit {
             NIOLoopBound(
-                ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, logStart: c.sharedLog?.start),
+                ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, sharedLog: c.sharedLog),
                 eventLoop: eventLoop)
         }.get()
         let api = SupervisorAPI(

@@ -80,7 +80,7 @@ struct ServiceManagerLink {
     static func summary(_ plane: ControlPlane) -> String {
         let up = plane.shards.filter { $0.state.name == .up }.count
         let summary = "\(up)/\(plane.shards.count) workers up, \(plane.stats.totalClients) clients, \(plane.stats.topics.count) topics"
-        guard let log = plane.sharedLog else { return summary }
+        guard let log = plane.logStatus else { return summary }
         return summary + (log.reachable ? ", event log up" : ", event log UNREACHABLE")
     }
 }

@@ -50,7 +50,9 @@ enum WorkerControl {
                 hub.value.restoreTopics(restored)
             case .dropTopics(let dropped):
                 hub.value.dropTopics(dropped)
-            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone:
+            case .endStream(let userID):
+                hub.value.endStream(userID: userID)
+            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone, .streamOpened, .streamClosed:
                 logger.error("supervisor sent a worker-only message; ignored")
             }
         }

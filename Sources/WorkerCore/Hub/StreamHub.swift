@@ -25,6 +25,9 @@ final class StreamHub {
         var statsDelay: TimeAmount = .milliseconds(100)
         /// A stream's `--max-pending-bytes` (see `StreamDelivery`).
         var maximumPendingBytes: Int = 1_048_576
+        /// A hub across hosts: every stream that opens (`streamOpened`, so other hosts end the user's) and every user
+        /// left without one (`streamClosed`) is reported, and the hub, not this worker, forgets users past their grace.
+        var hubWideUsers = false
     }
 
     let eventLoop: any EventLoop
@@ -100,6 +103,7 @@ final class StreamHub {
         }
         guard channel.isActive else { return }
         makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        if settings.hubWideUsers { toSupervisor?(.streamOpened(userID)) }
         history.trim(now: WallClock.milliseconds())
         let opening = preamble.opening(
             head: responseHead, userID: userID, lastEventID: lastEventID, history: history, isRecipient: recipientTest(for: userID))
@@ -194,7 +198,16 @@ final class StreamHub {
         eventLoop.preconditionInEventLoop()
         guard streams.remove(userID, channel: channel) else { return }
         subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
+        if settings.hubWideUsers { toSupervisor?(.streamClosed(userID)) }
         statsChanged()
+    }
+
+    /// The user opened a stream on another host of the hub: end theirs here, as a newer stream would on one host.
+    func endStream(userID: String) {
+        eventLoop.preconditionInEventLoop()
+        guard let channel = streams.byUser[userID]?.channel else { return }
+        logger.info("the user's stream moved to another host; ending it here", metadata: ["user": "\(userID)", "event": "stream-replaced"])
+        Self.end(channel)
     }
 
     // MARK: Reload and shutdown
@@ -264,6 +277,8 @@ final class StreamHub {
     }
 
     private func forgetExpiredUsers() {
+        // Across hosts the user may be live elsewhere: the hub forgets them (and says so with `dropTopics`).
+        guard !settings.hubWideUsers else { return }
         let forgotten = subscriptions.forgetUsers(dueBy: .now())
         guard !forgotten.isEmpty else { return }
         for userID in forgotten { toSupervisor?(.forgotten(userID)) }

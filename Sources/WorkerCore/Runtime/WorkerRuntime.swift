@@ -18,10 +18,14 @@ public struct WorkerRuntime: Sendable {
     public var epoch: UInt64
     public var stream: StreamOptions
     public var logger: Logger
+    /// A hub across hosts (`--hub-wide-users`): streams opening and closing are reported, and users are forgotten by the hub.
+    public var hubWideUsers = false
 
     public init(
-        shard: Int, controlFD: CInt, handoffFD: CInt, doorbellFD: CInt, epoch: UInt64, stream: StreamOptions, logger: Logger
+        shard: Int, controlFD: CInt, handoffFD: CInt, doorbellFD: CInt, epoch: UInt64, stream: StreamOptions, logger: Logger,
+        hubWideUsers: Bool = false
     ) {
+        self.hubWideUsers = hubWideUsers
         self.shard = shard
         self.controlFD = controlFD
         self.handoffFD = handoffFD
@@ -36,7 +40,7 @@ public struct WorkerRuntime: Sendable {
             heartbeat: .seconds(Int64(stream.heartbeat)), topicGrace: .seconds(Int64(stream.topicGrace)), epoch: epoch,
             historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, historyBytes: stream.historyBytes,
             maximumTopicsPerUser: stream.maxTopicsPerUser, retryMilliseconds: stream.retryMs,
-            maximumPendingBytes: stream.maxPendingBytes)
+            maximumPendingBytes: stream.maxPendingBytes, hubWideUsers: hubWideUsers)
     }
 
     public func run() async throws {
