@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import PostgresNIO
 import Shared
 import SupervisorCore
@@ -38,7 +39,7 @@ actor GroupCommitWriter {
 
     func append(_ request: PublishRequest) async throws -> UInt64 {
         // While the log is known to be down, refuse at once rather than make every publisher wait out the timeout;
-        // the heartbeat finds out when it is back.
+        // the link is probed as soon as it is lost, so a blip costs milliseconds of refusals.
         guard await link.isReachable else { throw SharedLogUnavailable(reason: "the database is unreachable") }
         guard waiting.count < waitingLimit else { throw Busy() }
         return try await withCheckedThrowingContinuation { continuation in
@@ -107,7 +108,9 @@ struct BatchColumns: Sendable {
     }
 }
 
-/// Runs `operation`, or throws `Deadline.Missed` once `duration` has passed (and cancels it).
+/// Runs `operation`, or throws `Deadline.Missed` once `duration` has passed. A missed operation is cancelled and
+/// abandoned, not awaited: one that ignores cancellation (a query on a connection that died under it) must not hold
+/// its caller, which a task group would, since a group waits for all its children.
 enum Deadline {
     struct Missed: Error, CustomStringConvertible {
         var duration: Duration
@@ -115,14 +118,30 @@ enum Deadline {
     }
 
     static func run<Value: Sendable>(within duration: Duration, _ operation: @escaping @Sendable () async throws -> Value) async throws -> Value {
-        try await withThrowingTaskGroup(of: Value.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: duration)
-                throw Missed(duration: duration)
+        let answered = Mutex(false)
+        let tasks = Mutex<(work: Task<Void, Never>?, timer: Task<Void, Never>?)>((nil, nil))
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+                // Whichever finishes first answers; the other finds `answered` set and does nothing.
+                let answer: @Sendable (Result<Value, any Error>) -> Void = { result in
+                    guard answered.withLock({ done in defer { done = true }; return !done }) else { return }
+                    let (work, timer) = tasks.withLock { $0 }
+                    work?.cancel()
+                    timer?.cancel()
+                    continuation.resume(with: result)
+                }
+                tasks.withLock { tasks in
+                    tasks.work = Task {
+                        do { answer(.success(try await operation())) } catch { answer(.failure(error)) }
+                    }
+                    tasks.timer = Task {
+                        guard (try? await Task.sleep(for: duration)) != nil else { return }
+                        answer(.failure(Missed(duration: duration)))
+                    }
+                }
             }
-            defer { group.cancelAll() }
-            return try await group.next()!
+        } onCancel: {
+            tasks.withLock { $0.work }?.cancel()
         }
     }
 }

@@ -26,19 +26,30 @@ struct HostHeartbeat: Sendable {
         self.logger = logger
     }
 
-    /// Beats until cancelled.
+    /// Beats every `interval`, and at once when the link is lost (`LinkMonitor.probes`), until cancelled.
     func run(hub: SharedLogHub) async {
-        var beats = 0
-        while !Task.isCancelled {
-            do {
-                try await Deadline.run(within: interval * 2) { try await beat(hub: hub) }
-                beats += 1
-                if beats % beatsPerSweep == 1 { try await retention.sweep() }
-            } catch {
-                if Task.isCancelled { return }
-                await link.failed(error, while: "beating this host's heartbeat")
+        await withDiscardingTaskGroup { group in
+            group.addTask { [link, interval] in
+                while !Task.isCancelled {
+                    link.requestProbe()
+                    try? await Task.sleep(for: interval)
+                }
             }
-            try? await Task.sleep(for: interval)
+            var beats = 0
+            for await _ in link.probes {
+                if Task.isCancelled { break }
+                do {
+                    try await Deadline.run(within: interval * 2) { try await beat(hub: hub) }
+                    beats += 1
+                    if beats % beatsPerSweep == 1 { try await retention.sweep() }
+                } catch {
+                    if Task.isCancelled { break }
+                    await link.failed(error, while: "beating this host's heartbeat")
+                    // While the database is away, probe on the heartbeat's clock only.
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+            }
+            group.cancelAll()
         }
     }
 

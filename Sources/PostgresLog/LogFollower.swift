@@ -10,10 +10,14 @@ import SupervisorCore
 /// last position it delivered: nothing is skipped, nothing delivered twice.
 struct LogFollower: Sendable {
     let url: PostgresURL
+    /// The pool the reads go through: the `LISTEN` connection only rings (a read in flight on a connection whose
+    /// notifications failed was seen never to be answered).
+    let client: PostgresClient
     let link: LinkMonitor
     let logger: Logger
     var pollInterval: Duration = .seconds(1)
     var batchSize = 2000
+    var readTimeout: Duration = .seconds(10)
     var retryDelay = RetryDelay()
 
     /// Runs until cancelled (graceful shutdown).
@@ -47,8 +51,15 @@ struct LogFollower: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     defer { ring.finish() }
-                    for try await _ in notifications { ring.yield() }
-                    throw ListenEnded()
+                    do {
+                        for try await _ in notifications { ring.yield() }
+                        throw ListenEnded()
+                    } catch {
+                        // A read in flight on this connection may never be answered now (seen when the server ends
+                        // the session): closing the connection fails it, and the follower reconnects.
+                        try? await connection.close()
+                        throw error
+                    }
                 }
                 group.addTask { [pollInterval] in
                     while true {
@@ -57,9 +68,17 @@ struct LogFollower: Sendable {
                     }
                 }
                 ring.yield()  // catch up at once: what was committed while this host was not listening
-                for await _ in doorbell { try await readAll(after: &cursor, on: connection, hub: hub) }
-                // The doorbell closes only when the notifications end: say why.
-                try await group.next()
+                do {
+                    for await _ in doorbell { try await readAll(after: &cursor, hub: hub) }
+                    // The doorbell closes only when the notifications end: say why.
+                    try await group.next()
+                } catch {
+                    // A read failed: the notifications' task does not heed cancellation, but ends with the connection
+                    // (without this the group would wait for it forever, and the host would stop following the log).
+                    group.cancelAll()
+                    try? await connection.close()
+                    throw error
+                }
                 group.cancelAll()
             }
         }
@@ -78,9 +97,15 @@ struct LogFollower: Sendable {
     }
 
     /// Reads and delivers batches until the log holds nothing past `cursor`.
-    private func readAll(after cursor: inout LogCursor, on connection: PostgresConnection, hub: SharedLogHub) async throws {
+    private func readAll(after cursor: inout LogCursor, hub: SharedLogHub) async throws {
         while true {
-            let batch = try await LogBatch.read(after: cursor, limit: batchSize, on: connection, logger: logger)
+            let (read, limit, logger, client) = (cursor, batchSize, logger, client)
+            // Bounded, like every exchange with the database: a read that is never answered must not stop the host.
+            let batch = try await Deadline.run(within: readTimeout) {
+                try await client.withConnection { connection in
+                    try await LogBatch.read(after: read, limit: limit, on: connection, logger: logger)
+                }
+            }
             guard batch.through != cursor else {
                 await link.succeeded(cursor: cursor.event)
                 return

@@ -124,7 +124,7 @@ public final class PostgresEventLog: SharedEventLog {
 
     public func run(hub: SharedLogHub) async throws {
         await link.attach(hub)
-        let follower = LogFollower(url: settings.url, link: link, logger: logger)
+        let follower = LogFollower(url: settings.url, client: client, link: link, logger: logger)
         let heartbeat = HostHeartbeat(
             client: client, hostID: hostID, link: link,
             retention: LogRetention(
