@@ -188,6 +188,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "PostgresLogTests",
+            dependencies: [
+                "PostgresLog", "SupervisorCore", "Shared",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "TestSupport",

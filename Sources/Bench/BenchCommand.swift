@@ -86,6 +86,14 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "Root PID of the server (its descendants are included) for memory and CPU figures.")
     var serverPid: Int32?
 
+    @Option(help: "Further server roots counted in memory and CPU (the other hosts of a cluster, its database; repeatable).")
+    var alsoServerPid: [Int32] = []
+
+    @Option(
+        parsing: .upToNextOption,
+        help: "Several hosts of one hub (a cluster): load process i connects to the i-th port (round-robin), and publishes go to each in turn.")
+    var ports: [Int] = []
+
     @Option(help: "Seconds to let connections settle before measuring idle memory.")
     var settle = 2.0
 
@@ -120,19 +128,24 @@ struct RunBench: AsyncParsableCommand {
         if let streamTemplate { target.streamTemplate = streamTemplate }
         if let publishTemplate { target.publishTemplate = publishTemplate }
         let secret: String? = target.usesTokens ? try JWTSecret.load(file: jwtSecretFile) : nil
-        let processCount = processes ?? max(1, (streams + 17_999) / 18_000)
-        let server = serverPid.map(ServerProcesses.init(root:))
+        let hostPorts = ports.isEmpty ? [target.port] : ports
+        // At least one load process per host, and as many for each.
+        let processCount = Self.roundedUp(processes ?? max(1, (streams + 17_999) / 18_000), toMultipleOf: hostPorts.count)
+        let server = serverPid.map { ServerProcesses(roots: [$0] + alsoServerPid) }
         let baselineKilobytes = server?.residentKilobytes()
         let rootCPUBeforeConnect = serverPid.map { ProcessCPU.seconds(pid: String($0)) }
         let serverCPUBeforeConnect = server?.cpuSeconds()
-        progress("sse-bench: \(streams) streams to \(target.kind.rawValue) at \(host):\(target.port) from \(processCount) process(es)")
+        progress(
+            "sse-bench: \(streams) streams to \(target.kind.rawValue) at \(host):\(hostPorts.map(String.init).joined(separator: ",")) from \(processCount) process(es)")
 
         let fleet = try LoadFleet.start(
             plans: (0..<processCount).map { index in
                 let share = streams / processCount + (index < streams % processCount ? 1 : 0)
                 let first = (0..<index).reduce(0) { $0 + streams / processCount + ($1 < streams % processCount ? 1 : 0) }
+                var hostTarget = target
+                hostTarget.port = hostPorts[index % hostPorts.count]
                 return LoadPlan(
-                    target: target, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: effectiveChannels,
+                    target: hostTarget, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: effectiveChannels,
                     subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret,
                     maximumConnecting: maxConnecting.map { $0 / processCount })
             })
@@ -157,7 +170,8 @@ struct RunBench: AsyncParsableCommand {
             publisherToken = try await TokenSigner(secret: secret).sign(userID: "sse-bench", publisher: true, lifetime: 86_400)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let publisher = Publisher(target: target, group: group, publisherToken: publisherToken)
+        let publisher = Publisher(
+            target: target, publishPorts: ports.isEmpty ? [target.publishPort] : ports, group: group, publisherToken: publisherToken)
         let cpuBefore = server?.cpuSeconds()
         let publishStart = MonotonicClock.nanoseconds()
         let reloadEvery = self.reloadEvery
@@ -198,6 +212,8 @@ struct RunBench: AsyncParsableCommand {
         }
         if strict, !report.isClean { throw ExitCode(1) }
     }
+
+    static func roundedUp(_ value: Int, toMultipleOf step: Int) -> Int { (value + step - 1) / step * step }
 
     /// From the first connection attempted to the last one established, over every load process (they share
     /// one monotonic clock), and the load processes' CPU over that phase.

@@ -4,15 +4,18 @@ import NIOPosix
 import Shared
 import Synchronization
 
-/// Publishes numbered events at a fixed rate, one connection per publish (sse-hub closes after each answer).
+/// Publishes numbered events at a fixed rate, one connection per publish (sse-hub closes after each answer), to
+/// each of `publishPorts` in turn (the hosts of a cluster; one port otherwise).
 final class Publisher: Sendable {
     let target: BenchTarget
+    let publishPorts: [Int]
     let group: any EventLoopGroup
     let publisherToken: String?
     private let outcomes = Mutex((succeeded: 0, failed: 0))
 
-    init(target: BenchTarget, group: any EventLoopGroup, publisherToken: String?) {
+    init(target: BenchTarget, publishPorts: [Int], group: any EventLoopGroup, publisherToken: String?) {
         self.target = target
+        self.publishPorts = publishPorts
         self.group = group
         self.publisherToken = publisherToken
     }
@@ -30,8 +33,10 @@ final class Publisher: Sendable {
             if due > .now { try await Task.sleep(until: due, clock: .continuous) }
             let channel = channels > 0 ? "bench-\(index % channels)" : nil
             let sequence = channels > 0 ? index / channels : index
-            publish(target.publishRequest(
-                channel: channel, toUser: toUsers, sequence: sequence, sentAt: MonotonicClock.nanoseconds(), publisherToken: publisherToken))
+            publish(
+                target.publishRequest(
+                    channel: channel, toUser: toUsers, sequence: sequence, sentAt: MonotonicClock.nanoseconds(), publisherToken: publisherToken),
+                port: publishPorts[index % publishPorts.count])
         }
         // Wait for the answers still in flight.
         let deadline = ContinuousClock.now + .seconds(30)
@@ -40,8 +45,8 @@ final class Publisher: Sendable {
         }
     }
 
-    private func publish(_ request: ByteBuffer) {
-        OneShotRequest.send(request, host: target.host, port: target.publishPort, group: group).whenSuccess { status in
+    private func publish(_ request: ByteBuffer, port: Int) {
+        OneShotRequest.send(request, host: target.host, port: port, group: group).whenSuccess { status in
             self.outcomes.withLock { (200..<300).contains(status) ? ($0.succeeded += 1) : ($0.failed += 1) }
         }
     }

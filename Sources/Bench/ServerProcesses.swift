@@ -1,8 +1,9 @@
 import Foundation
 
-/// The server's processes (a root and all its descendants), read from `/proc`: resident memory and CPU time.
+/// The server's processes (its roots and all their descendants: several for a cluster), read from `/proc`:
+/// resident memory and CPU time.
 struct ServerProcesses {
-    let root: Int32
+    let roots: [Int32]
 
     /// The root and every descendant, found through each process's parent id.
     func pids() -> [Int32] {
@@ -16,7 +17,7 @@ struct ServerProcesses {
             if fields.count > 1, let parent = Int32(fields[1]) { children[parent, default: []].append(pid) }
         }
         var result: [Int32] = []
-        var pending = [root]
+        var pending = roots
         while let pid = pending.popLast() {
             result.append(pid)
             pending += children[pid] ?? []

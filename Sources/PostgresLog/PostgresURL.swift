@@ -90,6 +90,8 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
         }
         configuration.options.connectTimeout = .seconds(5)
         configuration.options.additionalStartupParameters = Self.sessionSettings
+        // The writers, the follower's reads and the heartbeat: a few at a time; a bound kind to the database.
+        configuration.options.maximumConnections = 10
         return configuration
     }
 
