@@ -39,6 +39,9 @@ struct BenchReport: Codable {
     var lost: Int
     var duplicated: Int
     var reordered: Int
+    /// The most distinct orders the complete streams of one channel saw events in (1: every stream saw the same
+    /// order; the figure that matters when several hosts publish at once, where `reordered` has no reference).
+    var deliveryOrders: Int
     /// Milliseconds from publish to receipt.
     var latencyMilliseconds: Latency
     var deliveredPerSecond: Double
@@ -92,6 +95,11 @@ struct BenchReport: Codable {
         lost = max(0, expectedDeliveries - unique)
         duplicated = results.reduce(0) { $0 + $1.duplicates }
         reordered = results.reduce(0) { $0 + $1.reordered }
+        var orders: [String: Set<UInt64>] = [:]
+        for result in results {
+            for (channel, fingerprints) in result.ordersByChannel { orders[channel, default: []].formUnion(fingerprints.keys) }
+        }
+        deliveryOrders = orders.values.map(\.count).max() ?? 0
         let lastDelivery = results.map(\.lastReceivedAt).max() ?? publishStartNanoseconds
         let window = Double(lastDelivery > publishStartNanoseconds ? lastDelivery - publishStartNanoseconds : 1) / 1e9
         deliveredPerSecond = Double(delivered) / window
@@ -127,7 +135,7 @@ struct BenchReport: Codable {
             "time to open      p50 \(f(timeToOpenMilliseconds.p50, 2)) ms, p99 \(f(timeToOpenMilliseconds.p99, 2)) ms, max \(f(timeToOpenMilliseconds.max, 2)) ms",
             "publishes         \(publishesSucceeded) accepted, \(publishesFailed) failed, \(f(publishRate))/s"
                 + (reloads > 0 ? "; \(reloads) reloads (SIGHUP) meanwhile" : ""),
-            "deliveries        \(delivered) of \(expectedDeliveries); lost \(lost), duplicated \(duplicated), reordered \(reordered)",
+            "deliveries        \(delivered) of \(expectedDeliveries); lost \(lost), duplicated \(duplicated), reordered \(reordered) (against the publisher's numbering), delivery orders \(deliveryOrders) (distinct orders the complete streams of a channel saw)",
             "latency           p50 \(f(latencyMilliseconds.p50, 2)) ms, p99 \(f(latencyMilliseconds.p99, 2)) ms, p99.9 \(f(latencyMilliseconds.p999, 2)) ms, max \(f(latencyMilliseconds.max, 2)) ms",
             "throughput        \(f(deliveredPerSecond, 0)) events/s delivered",
         ]

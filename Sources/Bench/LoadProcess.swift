@@ -59,6 +59,9 @@ struct LoadResult: Codable, Sendable {
     var cpuSeconds: Double
     /// `MonotonicClock` time of the last event received.
     var lastReceivedAt: UInt64
+    /// Per channel, the distinct arrival orders (`StreamTally.orderFingerprint`) of its subscribers that received
+    /// everything published to it, with how many received them in each.
+    var ordersByChannel: [String: [UInt64: Int]] = [:]
 }
 
 /// Opens this process's subscribers and tallies what they receive. All state lives on one event loop.
@@ -113,6 +116,11 @@ final class LoadGenerator {
         var uniqueByChannel: [String: Int] = [:]
         var subscribersByChannel: [String: Int] = [:]
         var unique = 0, duplicates = 0, reordered = 0
+        var ordersByChannel: [String: [UInt64: Int]] = [:]
+        let highestUnique = Dictionary(subscribers.map { ($0.channel, $0.tally.unique) }, uniquingKeysWith: max)
+        for subscriber in subscribers where subscriber.tally.unique > 0 && subscriber.tally.unique == highestUnique[subscriber.channel] {
+            ordersByChannel[subscriber.channel, default: [:]][subscriber.tally.orderFingerprint, default: 0] += 1
+        }
         for subscriber in subscribers {
             uniqueByChannel[subscriber.channel, default: 0] += subscriber.tally.unique
             subscribersByChannel[subscriber.channel, default: 0] += 1
@@ -123,7 +131,7 @@ final class LoadGenerator {
         return LoadResult(
             progress: progress, unique: unique, duplicates: duplicates, reordered: reordered, uniqueByChannel: uniqueByChannel,
             subscribersByChannel: subscribersByChannel, latency: latency, timeToOpen: timeToOpen, cpuSeconds: ProcessCPU.seconds(),
-            lastReceivedAt: lastReceivedAt)
+            lastReceivedAt: lastReceivedAt, ordersByChannel: ordersByChannel)
     }
 }
 

@@ -8,6 +8,10 @@ struct StreamTally {
     private(set) var unique = 0
     private(set) var duplicates = 0
     private(set) var reordered = 0
+    /// A hash of the order the events arrived in: streams of one channel that received the same events in the same
+    /// order have the same one. With several hosts publishing at once there is no publisher's order to compare
+    /// with (`reordered` counts against it), but every stream must still see one order, the hub's.
+    private(set) var orderFingerprint: UInt64 = 14_695_981_039_346_656_037
     private var highest = -1
 
     mutating func record(_ sequence: Int) {
@@ -21,6 +25,7 @@ struct StreamTally {
         }
         seen[word] |= bit
         unique += 1
+        orderFingerprint = (orderFingerprint ^ UInt64(sequence)) &* 1_099_511_628_211
         if sequence < highest { reordered += 1 }
         highest = max(highest, sequence)
     }

@@ -32,7 +32,7 @@ struct ClusterFaultTests {
         // Streams stay up, and a reconnect is still served (authentication needs no database), resuming from memory.
         #expect(clients.allSatisfy { $0.reconnects == 0 })
         let outage = try await SSETestStream.open(
-            port: b.port, target: "/api/sse/stream?token=\(try await b.token("during-outage"))",
+            port: a.port, target: "/api/sse/stream?token=\(try await a.token("during-outage"))",
             headers: ["Last-Event-ID": clients[0].events.last { $0.id != nil }?.id ?? ""])
         try await outage.waitForEvent("connected")
         #expect(outage.events(named: "reset").isEmpty)
@@ -52,6 +52,7 @@ struct ClusterFaultTests {
         }
         #expect(a.logged("event=log-unreachable").count == 1)
         #expect(a.logged("event=log-reachable").count == 1)
+        await cluster.stop()
     }
 
     @Test func whenAHostIsKilledItsClientsResumeOnTheOthersWithCompleteSequences() async throws {
@@ -86,6 +87,7 @@ struct ClusterFaultTests {
             let hosts = try await b.health().cluster?.hosts.map(\.hostId) ?? []
             return !hosts.contains("host-a") && hosts.count == 2
         }
+        await cluster.stop()
     }
 
     @Test func connectionsKilledByTheServerAndARestartOfPostgreSQLLoseNothing() async throws {
@@ -118,5 +120,6 @@ struct ClusterFaultTests {
             #expect(publisher.problems(in: client.numbers(of: "seq")) == nil)
             await client.stop()
         }
+        await cluster.stop()
     }
 }

@@ -62,6 +62,7 @@ struct ClusterTests {
         let health = try await cluster.hosts[1].health()
         #expect(health.cluster?.eventLog == "up")
         #expect(Set(health.cluster?.hosts.map(\.hostId) ?? []) == ["host-a", "host-b", "host-c"])
+        await cluster.stop()
     }
 
     @Test func aClientResumesOnAnotherHostWithExactlyWhatItMissed() async throws {
@@ -95,6 +96,31 @@ struct ClusterTests {
         let foreign = try await SSETestStream.open(
             port: c.port, target: "/api/sse/stream?token=\(try await c.token("rita"))", headers: ["Last-Event-ID": "12345-1"])
         try await foreign.waitForEvent("reset")
+        await cluster.stop()
+    }
+
+    /// The client's last event came from a host a moment ahead of this one: the resume waits until this host has
+    /// delivered it (no `reset`, nothing twice), and gives up with `reset` only after its patience.
+    @Test func aResumeFromAnEventThisHostHasNotDeliveredYetWaitsForIt() async throws {
+        let cluster = try await TestCluster.start(hosts: 2)
+        defer { Task { await cluster.stop() } }
+        let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+        let watcher = try await a.openStream("watcher")
+        #expect(try await a.publishNumbered("tick", 0).status == 200)
+        let seen = try #require(try await watcher.waitForEvent("tick").last?.id.flatMap(EventID.init))
+        let ahead = EventID(epoch: seen.epoch, sequence: seen.sequence + 1)
+        let resumed = try await SSETestStream.open(
+            port: b.port, target: "/api/sse/stream?token=\(try await b.token("ahead"))", headers: ["Last-Event-ID": "\(ahead)"])
+        #expect(try await a.publishNumbered("tick", 1).status == 200)  // the event the client says it has
+        #expect(try await a.publishNumbered("tick", 2).status == 200)
+        #expect(try await resumed.waitForEvent("tick").map(\.data) == [#"{"n":2}"#])
+        #expect(resumed.events(named: "reset").isEmpty && resumed.events(named: "connected").count == 1)
+
+        let farAhead = EventID(epoch: seen.epoch, sequence: seen.sequence + 1000)
+        let gaveUp = try await SSETestStream.open(
+            port: b.port, target: "/api/sse/stream?token=\(try await b.token("far"))", headers: ["Last-Event-ID": "\(farAhead)"])
+        try await gaveUp.waitForEvent("reset")
+        await cluster.stop()
     }
 
     @Test func aHostThatJoinsLaterServesResumesFromTheLog() async throws {
@@ -113,6 +139,8 @@ struct ClusterTests {
         #expect(try await resumed.waitForEvent("tick", count: 2).map(\.data) == [#"{"n":1}"#, #"{"n":2}"#])
         #expect(try await a.publishNumbered("tick", 3).status == 200)
         #expect(try await resumed.waitForEvent("tick", count: 3).last?.data == #"{"n":3}"#)
+        _ = try? await joiner.stop()
+        await cluster.stop()
     }
 
     @Test func anEventPublishedInAnAppsTransactionGoesOutOnCommitAndNeverOnRollback() async throws {
@@ -147,6 +175,7 @@ struct ClusterTests {
         await #expect(throws: (any Error).self) {
             try await cluster.postgres.query("SELECT sse_hub.publish('ok', '{}', 'topic', 'user')::text")
         }
+        await cluster.stop()
     }
 
     /// The interleaving that would break a reader that follows ids: a transaction holds id N uncommitted while a
@@ -180,6 +209,7 @@ struct ClusterTests {
             let positions = steps.compactMap { $0.id.flatMap(EventID.init)?.sequence }
             #expect(positions == [1, 2, 3])
         }
+        await cluster.stop()
     }
 
     @Test func aDatabaseWithANewerSchemaIsRefusedWithAClearMessage() async throws {
@@ -194,6 +224,7 @@ struct ClusterTests {
         #expect((outcome.output + outcome.errors).contains("schema version 999, newer than this release understands (1)"))
         // The running host was not touched, and the version was left as it was.
         #expect(try await cluster.postgres.query("SELECT schema_version::text FROM sse_hub.meta") == ["999"])
+        await cluster.stop()
     }
 
     // MARK: One user across hosts
@@ -227,6 +258,8 @@ struct ClusterTests {
         let moved = try await late.openStream("una")
         #expect(try await b.publishNumbered("headline", 4, topic: "news").status == 200)
         #expect(try await moved.waitForEvent("headline").map(\.data) == [#"{"n":4}"#])
+        _ = try? await late.stop()
+        await cluster.stop()
     }
 
     @Test func aNewStreamOnOneHostEndsTheUsersStreamOnAnother() async throws {
@@ -242,6 +275,7 @@ struct ClusterTests {
         #expect(first.events(named: "tick").isEmpty)
         try await waitUntil("the hub to count one stream") { try await a.stats().totalClients == 1 }
         #expect(!a.logged("event=stream-replaced").isEmpty)
+        await cluster.stop()
     }
 
     @Test func topicGraceIsTheHubsAUserMovingHostsKeepsTopicsAndOneGoneForTheGraceLosesThem() async throws {
@@ -272,5 +306,6 @@ struct ClusterTests {
         try await back.waitForEvent("headline", count: 2)
         try await waitUntil("the leaver's new stream to have had time to receive") { try await a.stats().totalClients == 2 }
         #expect(returning.events(named: "headline").isEmpty)
+        await cluster.stop()
     }
 }

@@ -28,6 +28,9 @@ final class StreamHub {
         /// A hub across hosts: every stream that opens (`streamOpened`, so other hosts end the user's) and every user
         /// left without one (`streamClosed`) is reported, and the hub, not this worker, forgets users past their grace.
         var hubWideUsers = false
+        /// Across hosts: how long a stream resuming from an event this host has not delivered yet waits for it
+        /// before it is told `reset`.
+        var resumeAheadPatience: TimeAmount = .seconds(2)
     }
 
     let eventLoop: any EventLoop
@@ -47,6 +50,10 @@ final class StreamHub {
     /// then wait in `waitingStreams`, so none resumes from a history with a hole in it.
     private var hasHistory = false
     private var waitingStreams: [() -> Void] = []
+    /// Across hosts: streams resuming from an event this host has not delivered yet (it was delivered by the host the
+    /// client came from, a moment ahead of this one), held until this host reaches it (`resumeAheadPatience`).
+    private var resumesAhead: [UInt64: (sequence: UInt64, attach: () -> Void)] = [:]
+    private var resumesAheadHeld: UInt64 = 0
     /// Writes a message to the supervisor (stats, subscription changes); set by `start`.
     private var toSupervisor: ((ControlMessage) -> Void)?
     private var stats: StatsReporter?
@@ -90,7 +97,8 @@ final class StreamHub {
     /// (with `retry:`), then what the user missed since `lastEventID` (or `reset` when that is unknowable), then
     /// live events. All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
     func attach(
-        userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?, responseHead: ByteBuffer
+        userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?, responseHead: ByteBuffer,
+        waited: Bool = false
     ) {
         eventLoop.preconditionInEventLoop()
         guard hasHistory else {
@@ -102,6 +110,16 @@ final class StreamHub {
             return
         }
         guard channel.isActive else { return }
+        if settings.hubWideUsers, !waited, let id = lastEventID.flatMap(EventID.init), id.epoch == settings.epoch,
+            id.sequence > history.latestSequence
+        {
+            holdUntilReached(id.sequence) { [unowned self] in
+                attach(
+                    userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry,
+                    responseHead: responseHead, waited: true)
+            }
+            return
+        }
         makeLive(userID: userID, channel: channel, descriptor: descriptor)
         if settings.hubWideUsers { toSupervisor?(.streamOpened(userID)) }
         history.trim(now: WallClock.milliseconds())
@@ -111,6 +129,27 @@ final class StreamHub {
         channel.writeAndFlush(opening.bytes, promise: nil)
         if let tokenExpiry { endStream(userID: userID, channel: channel, at: tokenExpiry) }
         statsChanged()
+    }
+
+    /// Holds a resume until this host has delivered `sequence` (then `attach` replays from the history as usual), or
+    /// until the patience runs out (then `attach` finds the id still ahead: `reset`).
+    private func holdUntilReached(_ sequence: UInt64, attach: @escaping () -> Void) {
+        resumesAheadHeld &+= 1
+        let key = resumesAheadHeld
+        resumesAhead[key] = (sequence, attach)
+        eventLoop.assumeIsolated().scheduleTask(in: settings.resumeAheadPatience) { [unowned self] in
+            resumesAhead.removeValue(forKey: key)?.attach()
+        }
+    }
+
+    private func releaseResumesReached() {
+        guard !resumesAhead.isEmpty else { return }
+        let latest = history.latestSequence
+        let reached = resumesAhead.filter { $0.value.sequence <= latest }
+        for (key, resume) in reached.sorted(by: { $0.key < $1.key }) {
+            resumesAhead.removeValue(forKey: key)
+            resume.attach()
+        }
     }
 
     /// Continues a stream a retiring worker passed on (reload): no greeting, only the events after the last one
@@ -296,6 +335,8 @@ final class StreamHub {
         var event = ByteBuffer()
         preamble.frames.write(command, into: &event)
         delivery.queue(SSEWireFormat.chunk(event), for: command.target, streams: streams.byUser, subscribers: subscriptions.subscribers)
+        // After the queueing: a stream released now replays this event from the history, and must not get it twice.
+        releaseResumesReached()
     }
 
     /// Sends what `publish` queued.

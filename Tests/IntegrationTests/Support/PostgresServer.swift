@@ -130,6 +130,10 @@ final class PostgresServer: Sendable {
 
     static let logger = Logger(label: "test-postgres")
 
+    func removeDirectory() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
     deinit {
         if let server = process.withLock({ $0 }), server.isRunning {
             kill(server.processIdentifier, SIGQUIT)

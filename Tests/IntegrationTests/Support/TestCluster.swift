@@ -15,8 +15,12 @@ struct TestCluster: Sendable {
 
     static func name(_ index: Int) -> String { ["host-a", "host-b", "host-c", "host-d", "host-e"][index] }
 
+    /// Stops every host, then the database (and removes its directory). Tests call it at their end: a `defer`'s
+    /// task may not run before the test process exits, and a leaked cluster would load the tests after it.
     func stop() async {
         for host in hosts { _ = try? await host.stop() }
+        try? await postgres.stopServer()
+        postgres.removeDirectory()
     }
 }
 
