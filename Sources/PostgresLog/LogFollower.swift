@@ -132,39 +132,52 @@ struct LogBatch {
     /// Whether the read stopped at a limit (read again at once).
     var more: Bool
 
+    /// One statement, so one snapshot (and one round trip): the events after the cursor, and the users' changes
+    /// written before the last of them.
     static func read(after cursor: LogCursor, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> LogBatch {
-        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-        do {
-            let eventRows = try await connection.query(
-                """
-                SELECT id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8
+        let rows = try await connection.query(
+            """
+            WITH ev AS (
+                SELECT id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8 AS at
                 FROM sse_hub.events WHERE id > \(Int64(cursor.event)) ORDER BY id LIMIT \(limit)
-                """, logger: logger)
-            var events: [PublishCommand] = []
-            var lastEventRead = cursor.event
-            for try await (id, event, data, topic, userID, publishedAt) in eventRows.decode((Int64, String, String, String?, String?, Int64).self) {
-                lastEventRead = UInt64(id)
+            ), bound AS (
+                SELECT coalesce(max(id), \(Int64(cursor.event))) AS through FROM ev
+            ), ch AS (
+                SELECT seq, after_event, kind, user_id, topic, host_id FROM sse_hub.user_changes
+                WHERE seq > \(Int64(cursor.change)) AND after_event <= (SELECT through FROM bound) ORDER BY seq LIMIT \(limit)
+            )
+            SELECT 0, id, 0::int8, event, data, topic, user_id, at FROM ev
+            UNION ALL SELECT 1, seq, after_event, kind, user_id, topic, host_id, 0::int8 FROM ch
+            UNION ALL SELECT 2, through, 0::int8, '', NULL, NULL, NULL, 0::int8 FROM bound
+            ORDER BY 1, 2
+            """, logger: logger)
+        var events: [PublishCommand] = []
+        var eventRows = 0
+        var lastEventRead = cursor.event
+        var changes = LoggedChanges()
+        for try await (source, position, after, first, second, third, fourth, at) in rows.decode(
+            (Int32, Int64, Int64, String, String?, String?, String?, Int64).self)
+        {
+            switch source {
+            case 0:
+                eventRows += 1
+                lastEventRead = UInt64(position)
                 if let command = LogEvent.command(
-                    id: id, event: event, data: data, topic: topic, userID: userID, publishedAt: publishedAt, logger: logger)
+                    id: position, event: first, data: second ?? "", topic: third, userID: fourth, publishedAt: at, logger: logger)
                 {
                     events.append(command)
                 }
+            case 1:
+                changes.add(
+                    seq: UInt64(position), after: UInt64(after), userID: second ?? "", kind: first, topic: third, hostID: fourth ?? "",
+                    logger: logger)
+            default:
+                lastEventRead = max(lastEventRead, UInt64(max(0, position)))
             }
-            let changeRows = try await connection.query(
-                """
-                SELECT seq, after_event, user_id, kind, topic, host_id FROM sse_hub.user_changes
-                WHERE seq > \(Int64(cursor.change)) AND after_event <= \(Int64(lastEventRead)) ORDER BY seq LIMIT \(limit)
-                """, logger: logger)
-            var changes = LoggedChanges()
-            for try await (seq, after, userID, kind, topic, hostID) in changeRows.decode((Int64, Int64, String, String, String?, String).self) {
-                changes.add(seq: UInt64(seq), after: UInt64(after), userID: userID, kind: kind, topic: topic, hostID: hostID, logger: logger)
-            }
-            try await connection.query("COMMIT", logger: logger)
-            return merge(events: events, lastEventRead: lastEventRead, changes: changes, cursor: cursor, eventsFull: events.count >= limit, changesFull: changes.rows >= limit)
-        } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
-            throw error
         }
+        return merge(
+            events: events, lastEventRead: lastEventRead, changes: changes, cursor: cursor, eventsFull: eventRows >= limit,
+            changesFull: changes.rows >= limit)
     }
 
     static func merge(
