@@ -165,7 +165,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="workers per sse-hub host (nginx: one worker each)")
     parser.add_argument("--json", help="write the raw reports here")
-    parser.add_argument("--only", choices=["fanout", "throughput"], help="one scenario")
+    parser.add_argument("--only", choices=["fanout", "fanout-300", "throughput"], help="one scenario")
     options = parser.parse_args()
     postgres = Postgres()
     postgres.start()
@@ -173,7 +173,9 @@ def main():
     scenarios = [
         {"name": "fanout", "title": "3,000 streams over 3 hosts, broadcast, 100 publishes/s for 20 s through every host",
          "args": ["--streams", "3000", "--ramp", "3000", "--events", "2000", "--rate", "100", "--drain", "30"], "servers": [hub, nchan]},
-        {"name": "throughput", "title": "30 streams over 3 hosts, broadcast, 10,000 publishes/s for 5 s through every host",
+        {"name": "fanout-300", "title": "3,000 streams over 3 hosts, broadcast, 300 publishes/s for 10 s through every host",
+         "args": ["--streams", "3000", "--ramp", "3000", "--events", "3000", "--rate", "300", "--drain", "60"], "servers": [hub, nchan]},
+        {"name": "throughput", "title": "30 streams over 3 hosts, broadcast, 5,000 publishes/s offered for 5 s through every host (HTTP)",
          "args": ["--streams", "30", "--events", "25000", "--rate", "5000", "--drain", "30"], "servers": [hub, nchan]},
     ]
     raw = {}

@@ -119,7 +119,9 @@ final class LoadGenerator {
         var ordersByChannel: [String: [UInt64: Int]] = [:]
         let highestUnique = Dictionary(subscribers.map { ($0.channel, $0.tally.unique) }, uniquingKeysWith: max)
         for subscriber in subscribers where subscriber.tally.unique > 0 && subscriber.tally.unique == highestUnique[subscriber.channel] {
-            ordersByChannel[subscriber.channel, default: [:]][subscriber.tally.orderFingerprint, default: 0] += 1
+            // 53 bits: the result crosses JSON between processes, and larger integers do not survive every decoder.
+            let fingerprint = subscriber.tally.orderFingerprint & ((1 << 53) - 1)
+            ordersByChannel[subscriber.channel, default: [:]][fingerprint, default: 0] += 1
         }
         for subscriber in subscribers {
             uniqueByChannel[subscriber.channel, default: 0] += subscriber.tally.unique
