@@ -221,24 +221,10 @@ struct LoggedChanges {
         let change: UserChange
         switch (kind, topic) {
         case ("subscribed", let topic?):
-            if let previous = grouped.last, previous.hostID == hostID, previous.after == after,
-                case .subscribed(var topics) = previous.change, topics.userID == userID
-            {
-                topics.topics.append(topic)
-                grouped[grouped.count - 1].change = .subscribed(topics)
-                grouped[grouped.count - 1].seq = seq
-                return
-            }
+            if extendLast(with: topic, of: userID, hostID: hostID, after: after, seq: seq, as: UserChange.subscribed) { return }
             change = .subscribed(UserTopics(userID: userID, topics: [topic]))
         case ("unsubscribed", let topic?):
-            if let previous = grouped.last, previous.hostID == hostID, previous.after == after,
-                case .unsubscribed(var topics) = previous.change, topics.userID == userID
-            {
-                topics.topics.append(topic)
-                grouped[grouped.count - 1].change = .unsubscribed(topics)
-                grouped[grouped.count - 1].seq = seq
-                return
-            }
+            if extendLast(with: topic, of: userID, hostID: hostID, after: after, seq: seq, as: UserChange.unsubscribed) { return }
             change = .unsubscribed(UserTopics(userID: userID, topics: [topic]))
         case ("stream", _):
             change = .streamOpened(userID: userID)
@@ -249,6 +235,22 @@ struct LoggedChanges {
             return
         }
         grouped.append(Logged(change: change, hostID: hostID, after: after, seq: seq))
+    }
+
+    /// Adds `topic` to the last change when it is the same kind (`make`), user and host, between the same events.
+    private mutating func extendLast(
+        with topic: String, of userID: String, hostID: String, after: UInt64, seq: UInt64, as make: (UserTopics) -> UserChange
+    ) -> Bool {
+        guard let previous = grouped.last, previous.hostID == hostID, previous.after == after else { return false }
+        let topics: UserTopics
+        switch previous.change {
+        case .subscribed(let existing), .unsubscribed(let existing): topics = existing
+        default: return false
+        }
+        guard topics.userID == userID, make(topics) == previous.change else { return false }
+        grouped[grouped.count - 1].change = make(UserTopics(userID: userID, topics: topics.topics + [topic]))
+        grouped[grouped.count - 1].seq = seq
+        return true
     }
 }
 

@@ -38,15 +38,12 @@ struct ClusterFaultTests {
         #expect(outage.events(named: "reset").isEmpty)
 
         try await cluster.postgres.startServer()
-        for host in [a, b] {
-            try await waitUntil("health to recover", timeout: .seconds(20)) { try await host.health().status == "healthy" }
-        }
+        try await waitUntilHealthy([a, b])
         try await publisher.waitForAccepted(10)
         await publisher.stop()
         let last = try #require(publisher.accepted.last)
         for client in clients {
-            try await waitUntil("the last accepted publish delivered", timeout: .seconds(20)) { client.numbers(of: "seq").contains(last) }
-            #expect(publisher.problems(in: client.numbers(of: "seq")) == nil)
+            try await expectEveryAcceptedPublish(of: publisher, through: last, deliveredTo: client)
             #expect(client.reconnects == 0)
             await client.stop()
         }
@@ -75,8 +72,7 @@ struct ClusterFaultTests {
         let last = try #require(publisher.accepted.last)
         #expect(publisher.refused.isEmpty)
         for client in clients {
-            try await waitUntil("the last publish delivered", timeout: .seconds(20)) { client.numbers(of: "seq").contains(last) }
-            #expect(publisher.problems(in: client.numbers(of: "seq")) == nil)
+            try await expectEveryAcceptedPublish(of: publisher, through: last, deliveredTo: client)
             // A reconnect may reach the dying host while its sockets close; it ends on another.
             #expect(client.hostsVisited.first == 0 && client.hostsVisited.last != 0, "\(client.hostsVisited)")
             #expect(client.events.filter { $0.event == "reset" }.isEmpty)
@@ -109,17 +105,26 @@ struct ClusterFaultTests {
         // A crash and restart of the server (immediate shutdown: recovery at start).
         try await cluster.postgres.stopServer(immediate: true)
         try await cluster.postgres.startServer()
-        for host in [a, b] {
-            try await waitUntil("health to recover", timeout: .seconds(20)) { try await host.health().status == "healthy" }
-        }
+        try await waitUntilHealthy([a, b])
         try await publisher.waitForAccepted(20)
         await publisher.stop()
         let last = try #require(publisher.accepted.last)
         for client in clients {
-            try await waitUntil("the last accepted publish delivered", timeout: .seconds(20)) { client.numbers(of: "seq").contains(last) }
-            #expect(publisher.problems(in: client.numbers(of: "seq")) == nil)
+            try await expectEveryAcceptedPublish(of: publisher, through: last, deliveredTo: client)
             await client.stop()
         }
         await cluster.stop()
+    }
+
+    func waitUntilHealthy(_ hosts: [HubProcess]) async throws {
+        for host in hosts {
+            try await waitUntil("health to recover", timeout: .seconds(20)) { try await host.health().status == "healthy" }
+        }
+    }
+
+    /// The client got up to `last`, and every accepted publish once, in order, nothing never published.
+    func expectEveryAcceptedPublish(of publisher: SteadyPublisher, through last: Int, deliveredTo client: ResumingClient) async throws {
+        try await waitUntil("the last accepted publish delivered", timeout: .seconds(20)) { client.numbers(of: "seq").contains(last) }
+        #expect(publisher.problems(in: client.numbers(of: "seq")) == nil)
     }
 }
