@@ -143,6 +143,31 @@ struct ClusterTests {
         await cluster.stop()
     }
 
+    /// Retention by count, in the database (bounded deletes by one host); a host that joins afterwards resumes from
+    /// what the log still holds and tells a client whose id is older `reset`.
+    @Test func theLogKeepsHistorySizeEventsAndAnOlderIDGetsResetOnAHostThatJoinsLater() async throws {
+        let cluster = try await TestCluster.start(hosts: 1, arguments: ["--history-size", "5"])
+        defer { Task { await cluster.stop() } }
+        let a = cluster.hosts[0]
+        let watcher = try await a.openStream("watcher")
+        for n in 0..<20 { #expect(try await a.publishNumbered("tick", n).status == 200) }
+        let ids = try await watcher.waitForEvent("tick", count: 20).compactMap(\.id)
+        try await waitUntil("retention to leave the last 5 events", timeout: .seconds(30), poll: .milliseconds(200)) {
+            try await cluster.postgres.query("SELECT count(*)::text FROM sse_hub.events") == ["5"]
+        }
+        let joiner = try await cluster.postgres.startHost(named: "host-late", arguments: ["--history-size", "5"])
+        defer { Task { try await joiner.stop() } }
+        let old = try await SSETestStream.open(
+            port: joiner.port, target: "/api/sse/stream?token=\(try await joiner.token("old"))", headers: ["Last-Event-ID": ids[3]])
+        try await old.waitForEvent("reset")
+        let recent = try await SSETestStream.open(
+            port: joiner.port, target: "/api/sse/stream?token=\(try await joiner.token("recent"))", headers: ["Last-Event-ID": ids[16]])
+        #expect(try await recent.waitForEvent("tick", count: 3).map(\.data) == (17..<20).map { #"{"n":\#($0)}"# })
+        #expect(recent.events(named: "reset").isEmpty)
+        _ = try? await joiner.stop()
+        await cluster.stop()
+    }
+
     @Test func anEventPublishedInAnAppsTransactionGoesOutOnCommitAndNeverOnRollback() async throws {
         let cluster = try await TestCluster.start(hosts: 2)
         defer { Task { await cluster.stop() } }
