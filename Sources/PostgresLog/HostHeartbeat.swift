@@ -66,16 +66,15 @@ struct HostHeartbeat: Sendable {
         let timeout = Double(hostTimeout.components.seconds)
         let rows = try await client.query(
             """
-            SELECT host_id, (extract(epoch FROM heartbeat_at) * 1000)::int8, (extract(epoch FROM now() - heartbeat_at) * 1000)::int8,
-                log_cursor, clients, topics::text
+            SELECT host_id, (extract(epoch FROM now() - heartbeat_at) * 1000)::int8, log_cursor, clients, topics::text
             FROM sse_hub.hosts WHERE heartbeat_at > now() - make_interval(secs => \(timeout)) ORDER BY host_id
             """, logger: logger)
         var hosts: [SharedLogStatus.Host] = []
-        for try await (id, at, age, cursor, clients, topicsJSON) in rows.decode((String, Int64, Int64, Int64, Int32, String).self) {
+        for try await (id, age, cursor, clients, topicsJSON) in rows.decode((String, Int64, Int64, Int32, String).self) {
             let topics = (try? JSONDecoder().decode([String: Int].self, from: Data(topicsJSON.utf8))) ?? [:]
             hosts.append(
                 SharedLogStatus.Host(
-                    hostID: id, heartbeatAt: at, heartbeatAgeMilliseconds: max(0, age), cursor: UInt64(max(0, cursor)),
+                    hostID: id, heartbeatAgeMilliseconds: max(0, age), cursor: UInt64(max(0, cursor)),
                     clients: Int(clients), topics: topics))
         }
         await link.heartbeat(hosts: hosts)

@@ -14,8 +14,8 @@ actor LinkMonitor {
     nonisolated let probes: AsyncStream<Void>
     private nonisolated let probe: AsyncStream<Void>.Continuation
 
-    init(hostID: String, cursor: UInt64, logger: Logger) {
-        status = SharedLogStatus(hostID: hostID, reachable: true, cursor: cursor)
+    init(hostID: String, logger: Logger) {
+        status = SharedLogStatus(hostID: hostID, reachable: true)
         self.logger = logger
         (probes, probe) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -31,8 +31,7 @@ actor LinkMonitor {
         await push()
     }
 
-    func succeeded(cursor: UInt64? = nil) async {
-        if let cursor { status.cursor = cursor }
+    func succeeded() async {
         if becameReachable() { await push() }
     }
 

@@ -106,13 +106,10 @@ struct LogFollower: Sendable {
                     try await LogBatch.read(after: read, limit: limit, on: connection, logger: logger)
                 }
             }
-            guard batch.through != cursor else {
-                await link.succeeded(cursor: cursor.event)
-                return
-            }
+            await link.succeeded()
+            guard batch.through != cursor else { return }
             if !batch.entries.isEmpty { try await hub.deliver(batch.entries) }
             cursor = batch.through
-            await link.succeeded(cursor: cursor.event)
             if !batch.more { return }
         }
     }

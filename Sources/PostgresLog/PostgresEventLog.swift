@@ -44,7 +44,7 @@ public final class PostgresEventLog: SharedEventLog {
         self.logger = logger
         hostID = settings.hostID
         client = PostgresClient(configuration: try settings.url.clientConfiguration(), backgroundLogger: logger)
-        link = LinkMonitor(hostID: settings.hostID, cursor: joinedAt.event, logger: logger)
+        link = LinkMonitor(hostID: settings.hostID, logger: logger)
         writer = GroupCommitWriter(client: client, link: link, logger: logger)
         changes = UserChangeWriter(client: client, hostID: settings.hostID, link: link, logger: logger)
     }

@@ -18,14 +18,14 @@ extension ControlPlane {
         }
     }
 
-    func streamOpenedHere(_ userID: String, on worker: WorkerHandle) {
+    func streamOpenedHere(_ userID: String) {
         guard let sharedLog else { return }
         // Until the log gives this record back, a stream the user opens on another host is older than this one.
         streamsOpenedHereUnlogged[userID, default: 0] += 1
         sharedLog.record(.streamOpened(userID: userID))
     }
 
-    func streamClosedHere(_ userID: String, on worker: WorkerHandle) {
+    func streamClosedHere(_ userID: String) {
         sharedLog?.record(.streamClosed(userID: userID))
     }
 

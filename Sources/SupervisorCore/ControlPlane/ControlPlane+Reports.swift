@@ -24,7 +24,7 @@ extension ControlPlane {
         return HealthBody(
             status: healthy ? "healthy" : "degraded",
             services: .init(sse: .init(totalClients: stats.totalClients, totalTopics: stats.topics.count)), workers: workers,
-            cluster: logStatus.map { HealthBody.Cluster($0, localClients: stats.totalClients) })
+            cluster: logStatus.map { HealthBody.Cluster($0, localClients: stats.totalClients, cursor: history.latestSequence) })
     }
 
     /// The stats of the hub: this host's live counts, plus (with a shared log) every other host's last heartbeat,
@@ -73,14 +73,15 @@ struct HealthBody: Codable, Sendable {
         /// "up" or "unreachable".
         var eventLog: String
         var error: String?
+        /// The last position this host delivered.
         var cursor: UInt64
         var hosts: [Host]
 
-        init(_ status: SharedLogStatus, localClients: Int) {
+        init(_ status: SharedLogStatus, localClients: Int, cursor: UInt64) {
             hostId = status.hostID
             eventLog = status.reachable ? "up" : "unreachable"
             error = status.lastError
-            cursor = status.cursor
+            self.cursor = cursor
             hosts = status.hosts.map {
                 Host(
                     hostId: $0.hostID, lastHeartbeatMsAgo: $0.heartbeatAgeMilliseconds, cursor: $0.cursor,

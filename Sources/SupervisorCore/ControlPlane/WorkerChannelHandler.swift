@@ -31,9 +31,9 @@ final class WorkerChannelHandler: ChannelInboundHandler {
         case .migrationDone:
             plane.value.migrationFinished(worker)
         case .streamOpened(let userID):
-            plane.value.streamOpenedHere(userID, on: worker)
+            plane.value.streamOpenedHere(userID)
         case .streamClosed(let userID):
-            plane.value.streamClosedHere(userID, on: worker)
+            plane.value.streamClosedHere(userID)
         case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate, .endStream:
             logger.error(
                 "worker sent a supervisor-only message; closing its control channel",

@@ -81,19 +81,16 @@ public struct SharedLogUnavailable: Error, CustomStringConvertible {
 public struct SharedLogStatus: Sendable, Equatable {
     public struct Host: Sendable, Equatable {
         public var hostID: String
-        /// Milliseconds since 1970, by the database's clock.
-        public var heartbeatAt: Int64
-        /// How long ago, by the database's clock when it was read.
+        /// How long ago the host last beat, by the database's clock when it was read.
         public var heartbeatAgeMilliseconds: Int64
         public var cursor: UInt64
         public var clients: Int
         public var topics: [String: Int]
 
         public init(
-            hostID: String, heartbeatAt: Int64, heartbeatAgeMilliseconds: Int64, cursor: UInt64, clients: Int, topics: [String: Int]
+            hostID: String, heartbeatAgeMilliseconds: Int64, cursor: UInt64, clients: Int, topics: [String: Int]
         ) {
             self.hostID = hostID
-            self.heartbeatAt = heartbeatAt
             self.heartbeatAgeMilliseconds = heartbeatAgeMilliseconds
             self.cursor = cursor
             self.clients = clients
@@ -105,16 +102,13 @@ public struct SharedLogStatus: Sendable, Equatable {
     /// Whether the last exchange with the database succeeded.
     public var reachable: Bool
     public var lastError: String?
-    /// The last position this host delivered.
-    public var cursor: UInt64
     /// Every host with a recent heartbeat (this one too), as the database last listed them.
     public var hosts: [Host]
 
-    public init(hostID: String, reachable: Bool, lastError: String? = nil, cursor: UInt64, hosts: [Host] = []) {
+    public init(hostID: String, reachable: Bool, lastError: String? = nil, hosts: [Host] = []) {
         self.hostID = hostID
         self.reachable = reachable
         self.lastError = lastError
-        self.cursor = cursor
         self.hosts = hosts
     }
 }
