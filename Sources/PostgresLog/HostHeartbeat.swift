@@ -107,30 +107,23 @@ struct LogRetention: Sendable {
 
     func sweep() async throws {
         let ttlSeconds = Double(ttl.components.seconds)
-        var deleted = 0
-        while true {
-            let count = try await client.withTransaction(logger: logger) { connection in
-                let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(LogSchema.retentionLock))", logger: logger)
-                guard try await locked.single(Bool.self) == true else { return 0 }
-                // Everything up to the newer of: `size` events behind the head, and the last event past its age.
-                let rows = try await connection.query(
-                    """
-                    WITH bound AS (
-                        SELECT greatest(
-                            (SELECT last_id FROM sse_hub.head) - \(Int64(size)),
-                            coalesce((SELECT id FROM sse_hub.events WHERE published_at < now() - make_interval(secs => \(ttlSeconds))
-                                      ORDER BY published_at DESC LIMIT 1), 0)) AS through
-                    ), doomed AS (
-                        SELECT id FROM sse_hub.events WHERE id <= (SELECT through FROM bound) ORDER BY id LIMIT \(rowsPerDelete)
-                    ), deleted AS (
-                        DELETE FROM sse_hub.events WHERE id IN (SELECT id FROM doomed) RETURNING 1
-                    )
-                    SELECT count(*) FROM deleted
-                    """, logger: logger)
-                return Int(try await rows.single(Int64.self) ?? 0)
-            }
-            deleted += count
-            if count < rowsPerDelete { break }
+        // Everything up to the newer of: `size` events behind the head, and the last event past its age.
+        let deleted = try await repeatUnderRetentionLock(stepLimit: rowsPerDelete) { connection in
+            let rows = try await connection.query(
+                """
+                WITH bound AS (
+                    SELECT greatest(
+                        (SELECT last_id FROM sse_hub.head) - \(Int64(size)),
+                        coalesce((SELECT id FROM sse_hub.events WHERE published_at < now() - make_interval(secs => \(ttlSeconds))
+                                  ORDER BY published_at DESC LIMIT 1), 0)) AS through
+                ), doomed AS (
+                    SELECT id FROM sse_hub.events WHERE id <= (SELECT through FROM bound) ORDER BY id LIMIT \(rowsPerDelete)
+                ), deleted AS (
+                    DELETE FROM sse_hub.events WHERE id IN (SELECT id FROM doomed) RETURNING 1
+                )
+                SELECT count(*) FROM deleted
+                """, logger: logger)
+            return Int(try await rows.single(Int64.self) ?? 0)
         }
         if deleted > 0 { logger.debug("log retention", metadata: ["deleted": "\(deleted)", "event": "log-retention"]) }
         try await forgetDarkUsers()
@@ -151,17 +144,28 @@ struct LogRetention: Sendable {
     /// hears it through the log), a thousand at a time.
     private func forgetDarkUsers() async throws {
         let graceSeconds = Double(topicGrace.components.seconds)
-        var forgotten = 0
+        let forgotten = try await repeatUnderRetentionLock(stepLimit: 1000) { connection in
+            let rows = try await connection.query("SELECT sse_hub.forget_dark_users(\(graceSeconds), 1000)", logger: logger)
+            return Int(try await rows.single(Int32.self) ?? 0)
+        }
+        if forgotten > 0 { logger.info("forgot users past their grace", metadata: ["users": "\(forgotten)", "event": "users-forgotten"]) }
+    }
+
+    /// Runs `step` (one bounded piece of work, answering how many rows it took) again and again, each time in its own
+    /// transaction under the retention lock, until a step takes fewer than `stepLimit` or another host holds the
+    /// lock; returns the rows taken in all.
+    private func repeatUnderRetentionLock(
+        stepLimit: Int, _ step: (PostgresConnection) async throws -> Int
+    ) async throws -> Int {
+        var total = 0
         while true {
             let count = try await client.withTransaction(logger: logger) { connection in
                 let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(LogSchema.retentionLock))", logger: logger)
                 guard try await locked.single(Bool.self) == true else { return 0 }
-                let rows = try await connection.query("SELECT sse_hub.forget_dark_users(\(graceSeconds), 1000)", logger: logger)
-                return Int(try await rows.single(Int32.self) ?? 0)
+                return try await step(connection)
             }
-            forgotten += count
-            if count < 1000 { break }
+            total += count
+            if count < stepLimit { return total }
         }
-        if forgotten > 0 { logger.info("forgot users past their grace", metadata: ["users": "\(forgotten)", "event": "users-forgotten"]) }
     }
 }

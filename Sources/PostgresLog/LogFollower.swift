@@ -135,7 +135,7 @@ struct LogBatch {
         let rows = try await connection.query(
             """
             WITH ev AS (
-                SELECT id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8 AS at
+                SELECT \(unescaped: LogEvent.columns)
                 FROM sse_hub.events WHERE id > \(Int64(cursor.event)) ORDER BY id LIMIT \(limit)
             ), bound AS (
                 SELECT coalesce(max(id), \(Int64(cursor.event))) AS through FROM ev
@@ -143,7 +143,7 @@ struct LogBatch {
                 SELECT seq, after_event, kind, user_id, topic, host_id FROM sse_hub.user_changes
                 WHERE seq > \(Int64(cursor.change)) AND after_event <= (SELECT through FROM bound) ORDER BY seq LIMIT \(limit)
             )
-            SELECT 0, id, 0::int8, event, data, topic, user_id, at FROM ev
+            SELECT 0, id, 0::int8, event, data, topic, user_id, published_ms FROM ev
             UNION ALL SELECT 1, seq, after_event, kind, user_id, topic, host_id, 0::int8 FROM ch
             UNION ALL SELECT 2, through, 0::int8, '', NULL, NULL, NULL, 0::int8 FROM bound
             ORDER BY 1, 2
@@ -257,10 +257,15 @@ struct LogRewound: Error, CustomStringConvertible {
     var description: String { "the log's head (\(head)) is behind this host's cursor (\(cursor)): restart this host" }
 }
 
-/// A row of the log as the plane delivers it. The table's checks keep names valid; a row that passes them but
+/// A row of the log as the plane delivers it.
+///
+/// `columns` selects an event's row as `command` takes it (`published_ms` in milliseconds since 1970). The table's checks keep names valid; a row that passes them but
 /// not the hub's own rules (written around `sse_hub.publish`, by hand) is logged and skipped, never sent: it could
 /// break the SSE framing of every stream.
 enum LogEvent {
+    static let columns = "id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8 AS published_ms"
+    typealias Row = (Int64, String, String, String?, String?, Int64)
+
     static func command(
         id: Int64, event: String, data: String, topic: String?, userID: String?, publishedAt: Int64, logger: Logger
     ) -> PublishCommand? {
@@ -280,13 +285,3 @@ enum LogEvent {
     }
 }
 
-/// How long to wait before the next attempt after `failures` in a row: doubling from 100 ms, at most 5 s.
-struct RetryDelay: Sendable {
-    var first: Duration = .milliseconds(100)
-    var longest: Duration = .seconds(5)
-
-    func after(failures: Int) -> Duration {
-        let doubled = first * (1 << min(max(failures - 1, 0), 16))
-        return min(doubled, longest)
-    }
-}

@@ -83,13 +83,13 @@ public final class PostgresEventLog: SharedEventLog {
         let ttlSeconds = Double(settings.historyTTL.components.seconds)
         let rows = try await connection.query(
             """
-            SELECT id, event, data, topic, user_id, (extract(epoch FROM published_at) * 1000)::int8
+            SELECT \(unescaped: LogEvent.columns)
             FROM sse_hub.events WHERE id > \(head - Int64(settings.historySize))
                 AND published_at > now() - make_interval(secs => \(ttlSeconds))
             ORDER BY id
             """, logger: logger)
         var events: [PublishCommand] = []
-        for try await (id, event, data, topic, userID, publishedAt) in rows.decode((Int64, String, String, String?, String?, Int64).self) {
+        for try await (id, event, data, topic, userID, publishedAt) in rows.decode(LogEvent.Row.self) {
             if let command = LogEvent.command(
                 id: id, event: event, data: data, topic: topic, userID: userID, publishedAt: publishedAt, logger: logger)
             {
