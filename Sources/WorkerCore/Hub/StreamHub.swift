@@ -210,6 +210,8 @@ final class StreamHub {
         let waiting = waitingStreams
         waitingStreams = []
         for attachStream in waiting { attachStream() }
+        // Bounds sent again later (a hole the shared log left) can move past a held resume's event: it resumes, with `reset`.
+        releaseResumesReached()
     }
 
     /// Ends the user's current stream `channel` at `expiresAt` (seconds since 1970), at once when that is past.
