@@ -11,7 +11,7 @@ nchan-cluster (../shared/peers/nchan-cluster/start.sh: redis without persistence
     python3 scripts/cluster-bench.py                         # the fan-out comparison and the log's own throughput
     python3 scripts/cluster-bench.py --rounds 5 --json out.json
 """
-import argparse, glob, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, glob, importlib.util, json, os, shutil, signal, statistics, subprocess, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, ".build-release", "release")
@@ -22,21 +22,11 @@ NCHAN_PORTS = [18091, 18092, 18093]
 PG_PORT = 55450
 
 
-def log(*parts):
-    print(*parts, file=sys.stderr, flush=True)
-
-
-def wait_http(url, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer 200 within {seconds} s")
+# The single-host benchmark's helpers (importing it runs nothing).
+_spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "scripts", "bench.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+log, wait_http = bench.log, bench.wait_http
 
 
 class Postgres:
@@ -90,7 +80,7 @@ class HubCluster:
             if os.geteuid() == 0:
                 args += ["--user", "nobody"]
             self.procs.append(subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_http(f"http://127.0.0.1:{port}/api/health")
+            wait_http(f"http://127.0.0.1:{port}/api/health", 30)
 
     def bench_args(self):
         return ["--target", "sse-hub", "--ports", *map(str, HUB_PORTS), "--server-pid", str(self.procs[0].pid),
