@@ -122,6 +122,11 @@ public final class PostgresEventLog: SharedEventLog {
         changes.record(change)
     }
 
+    public func changesCommitted() async throws {
+        guard await link.isReachable else { throw SharedLogUnavailable(reason: "the database is unreachable") }
+        try await changes.committed()
+    }
+
     public func run(hub: SharedLogHub) async throws {
         await link.attach(hub)
         let follower = LogFollower(url: settings.url, client: client, link: link, logger: logger)

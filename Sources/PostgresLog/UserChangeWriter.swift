@@ -12,6 +12,26 @@ final class UserChangeWriter: Sendable {
     private struct Queue {
         var changes: [UserChange] = []
         var dropped = 0
+        /// How many changes were written (or dropped) before `changes.first`: the queue's position in all recorded.
+        var written: UInt64 = 0
+        var recorded: UInt64 { written + UInt64(changes.count) }
+        /// Callers of `committed`, each with how many changes had been recorded when it asked.
+        var waiting: [(through: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        /// The writer stopped (the host leaves the hub): nobody waits any more.
+        var stopped = false
+
+        /// The changes up to `end` (a position) are written: off the queue, unless dropped meanwhile.
+        mutating func written(through end: UInt64) {
+            guard end > written else { return }
+            changes.removeFirst(Int(end - written))
+            written = end
+        }
+
+        mutating func takeWaiting(through limit: UInt64 = .max) -> [CheckedContinuation<Void, any Error>] {
+            let due = waiting.filter { $0.through <= limit }.map(\.continuation)
+            waiting.removeAll { $0.through <= limit }
+            return due
+        }
     }
 
     private let client: PostgresClient
@@ -34,50 +54,81 @@ final class UserChangeWriter: Sendable {
     }
 
     func record(_ change: UserChange) {
-        queue.withLock { queue in
+        let lost = queue.withLock { queue -> [CheckedContinuation<Void, any Error>] in
             queue.changes.append(change)
-            if queue.changes.count > limit {
-                queue.changes.removeFirst()
-                queue.dropped += 1
-            }
+            guard queue.changes.count > limit else { return [] }
+            queue.written(through: queue.written + 1)
+            queue.dropped += 1
+            return queue.takeWaiting()  // whoever waits may wait for the dropped change
         }
+        fail(lost, SharedLogUnavailable(reason: "users' changes were dropped while the event log was away"))
         doorbell.yield()
+    }
+
+    /// Returns once every change recorded before the call is written; throws when a write fails meanwhile (the
+    /// changes stay queued, and the writer keeps trying).
+    func committed() async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            let answer: Result<Void, SharedLogUnavailable>? = queue.withLock { queue in
+                if queue.stopped { return .failure(SharedLogUnavailable(reason: "the host is leaving the hub")) }
+                if queue.changes.isEmpty { return .success(()) }
+                queue.waiting.append((queue.recorded, continuation))
+                return nil
+            }
+            if let answer { continuation.resume(with: answer) }
+        }
     }
 
     /// Writes until cancelled.
     func run() async {
+        defer {
+            let waiting = queue.withLock { queue in
+                queue.stopped = true
+                return queue.takeWaiting()
+            }
+            fail(waiting, SharedLogUnavailable(reason: "the host is leaving the hub"))
+        }
         var failures = 0
         for await _ in rings {
-            while let batch = next() {
+            while let (batch, start) = next() {
                 while true {
                     do {
                         try await write(batch)
                         failures = 0
                         break
                     } catch {
+                        fail(queue.withLock { $0.takeWaiting() }, SharedLogUnavailable(reason: DatabaseErrorText.describe(error)))
                         if Task.isCancelled { return }
                         failures += 1
                         await link.failed(error, while: "recording users' changes")
                         try? await Task.sleep(for: RetryDelay().after(failures: failures))
                     }
                 }
-                queue.withLock { $0.changes.removeFirst(batch.count) }
+                let due = queue.withLock { queue in
+                    queue.written(through: start + UInt64(batch.count))
+                    return queue.takeWaiting(through: queue.written)
+                }
+                for continuation in due { continuation.resume() }
             }
         }
     }
 
-    /// The oldest changes, without taking them off the queue (they go once written).
-    private func next() -> [UserChange]? {
-        let (batch, dropped) = queue.withLock { queue -> ([UserChange], Int) in
+    private func fail(_ waiting: [CheckedContinuation<Void, any Error>], _ error: SharedLogUnavailable) {
+        for continuation in waiting { continuation.resume(throwing: error) }
+    }
+
+    /// The oldest changes and the position of the first, without taking them off the queue (they go once written).
+    private func next() -> (changes: [UserChange], start: UInt64)? {
+        let (batch, start, dropped) = queue.withLock { queue -> ([UserChange], UInt64, Int) in
             defer { queue.dropped = 0 }
-            return (Array(queue.changes.prefix(batchLimit)), queue.dropped)
+            return (Array(queue.changes.prefix(batchLimit)), queue.written, queue.dropped)
         }
         if dropped > 0 {
             logger.error(
                 "users' changes were dropped while the event log was away: other hosts may not know of some subscriptions",
                 metadata: ["dropped": "\(dropped)", "event": "user-changes-dropped"])
         }
-        return batch.isEmpty ? nil : batch
+        return batch.isEmpty ? nil : (batch, start)
     }
 
     private func write(_ changes: [UserChange]) async throws {

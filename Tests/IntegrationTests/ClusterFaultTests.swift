@@ -36,9 +36,17 @@ struct ClusterFaultTests {
             headers: ["Last-Event-ID": clients[0].events.last { $0.id != nil }?.id ?? ""])
         try await outage.waitForEvent("connected")
         #expect(outage.events(named: "reset").isEmpty)
+        // A subscribe applies here at once, but the log cannot confirm it to the other hosts: 503, saying so.
+        let subscribe = try await a.subscribe("during-outage", ["outage-news"])
+        #expect(subscribe.status == 503)
+        #expect(String(decoding: subscribe.body, as: UTF8.self).contains("the topics apply on this host now"))
 
         try await cluster.postgres.startServer()
         try await waitUntilHealthy([a, b])
+        // Once the log is back, the subscription made during the outage reaches B: the user's stream there has it.
+        let moved = try await b.openStream("during-outage")
+        #expect(try await a.publishNumbered("outage-headline", 1, topic: "outage-news").status == 200)
+        #expect(try await moved.waitForEvent("outage-headline").map(\.data) == [#"{"n":1}"#])
         try await publisher.waitForAccepted(10)
         await publisher.stop()
         let last = try #require(publisher.accepted.last)

@@ -287,6 +287,30 @@ struct ClusterTests {
         await cluster.stop()
     }
 
+    /// A subscribe is answered once the change is in the log, so a publish made after the answer, through any host,
+    /// comes after it in every host's order: the user's stream on a third host cannot miss it.
+    @Test func aPublishRightAfterASubscribeIsAnsweredReachesTheUsersStreamOnAnyHost() async throws {
+        let cluster = try await TestCluster.start()
+        defer { Task { await cluster.stop() } }
+        let (a, b, c) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
+        let stream = try await b.openStream("quick")
+        let rounds = 30
+        // Publishing from SQL on a connection already open is the quickest publish there is: it follows the answer
+        // by a fraction of a millisecond, so a subscribe answered before its change is logged loses the race.
+        try await cluster.postgres.withConnection { sql in
+            for round in 1...rounds {
+                #expect(try await a.subscribe("quick", ["round-\(round)"]).status == 200)
+                _ = try await sql.query(
+                    "SELECT sse_hub.publish('round', jsonb_build_object('n', \(round)), \("round-\(round)"))", logger: PostgresServer.logger
+                ).collect()
+            }
+        }
+        #expect(try await c.publishNumbered("done", 0, userID: "quick").status == 200)
+        try await stream.waitForEvent("done")
+        #expect(stream.events(named: "round").map(\.data) == (1...rounds).map { #"{"n": \#($0)}"# })  // jsonb's text
+        await cluster.stop()
+    }
+
     @Test func aNewStreamOnOneHostEndsTheUsersStreamOnAnother() async throws {
         let cluster = try await TestCluster.start(hosts: 2)
         defer { Task { await cluster.stop() } }

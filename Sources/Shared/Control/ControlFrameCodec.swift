@@ -7,7 +7,7 @@ import NIOCore
 /// (a reload checks the installed worker's `WireProtocol.versions` first), so garbage means corruption, not
 /// an older peer worth talking to.
 public enum ControlFrame {
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
     public static let maximumLength = 4 * 1024 * 1024
@@ -16,9 +16,9 @@ public enum ControlFrame {
 
     enum Kind: UInt8 {
         case hello = 1, stats = 2, pong = 3, subscribed = 4, migrationDone = 5, unsubscribed = 6, forgotten = 7
-        case streamOpened = 8, streamClosed = 9
+        case streamOpened = 8, streamClosed = 9, awaitChangesLogged = 10
         case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21, restoreTopics = 22
-        case dropTopics = 23, endStream = 24
+        case dropTopics = 23, endStream = 24, changesLogged = 25
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -61,6 +61,13 @@ public enum ControlFrame {
             writeUser(userID, kind: .streamClosed, into: &buffer)
         case .endStream(let userID):
             writeUser(userID, kind: .endStream, into: &buffer)
+        case .awaitChangesLogged(let token):
+            buffer.writeInteger(Kind.awaitChangesLogged.rawValue)
+            buffer.writeInteger(token)
+        case .changesLogged(let token, let committed):
+            buffer.writeInteger(Kind.changesLogged.rawValue)
+            buffer.writeInteger(token)
+            buffer.writeInteger(UInt8(committed ? 1 : 0))
         case .migrationDone:
             buffer.writeInteger(Kind.migrationDone.rawValue)
         case .migrate:
@@ -170,6 +177,15 @@ public enum ControlFrame {
             return .streamClosed(try readString(&frame))
         case .endStream:
             return .endStream(try readString(&frame))
+        case .awaitChangesLogged:
+            return .awaitChangesLogged(try read(UInt64.self, &frame))
+        case .changesLogged:
+            let token = try read(UInt64.self, &frame)
+            switch try read(UInt8.self, &frame) {
+            case 0: return .changesLogged(token, committed: false)
+            case 1: return .changesLogged(token, committed: true)
+            case let flag: throw ControlProtocolError(.malformed, "committed flag \(flag)")
+            }
         case .migrationDone:
             return .migrationDone
         case .migrate:

@@ -117,6 +117,9 @@ public enum ControlMessage: Sendable, Hashable {
     case streamOpened(String)
     /// This user has no stream here any more (a hub across hosts: their topics' grace starts, hub-wide).
     case streamClosed(String)
+    /// Answer `changesLogged` once every change this worker reported before this message is in the hub's log
+    /// (`--hub-wide-users`): a subscribe is answered only when every host will apply it before a later publish.
+    case awaitChangesLogged(UInt64)
     // supervisor → worker
     case publish(PublishCommand)
     /// An event from before the worker started, for its replay history only (not delivered live).
@@ -133,6 +136,9 @@ public enum ControlMessage: Sendable, Hashable {
     case shutdown
     /// The user opened a stream on another host of the hub: end theirs here (one live stream per user).
     case endStream(String)
+    /// The answer to `awaitChangesLogged`: whether the changes are committed to the hub's log (false: the log is
+    /// unreachable; they stay applied here and reach the other hosts once it is back).
+    case changesLogged(UInt64, committed: Bool)
     /// Pass every live stream (descriptor, expiry, last sequence written) back over the hand-off socket, then
     /// report `migrationDone`: a reload is replacing this worker.
     case migrate

@@ -95,6 +95,9 @@ public struct APIError: Error, Sendable, Equatable {
     public static let notFound = APIError(status: 404, "Not found")
     /// A request (its body, usually) that did not arrive whole within `--request-timeout`.
     public static let requestTimeout = APIError(status: 408, "Request not received in time")
+    /// Across hosts: a topic change applied on this host that the hub's log could not confirm.
+    public static let topicsNotLogged = APIError(
+        status: 503, "The event log is unavailable; the topics apply on this host now and on the other hosts once it is back")
     public static let invalidTopics = APIError(
         status: 400, "topics must be an array of at most 100 names of 1-128 characters [A-Za-z0-9_.:-]")
 

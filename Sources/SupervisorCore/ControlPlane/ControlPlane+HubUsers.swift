@@ -18,6 +18,18 @@ extension ControlPlane {
         }
     }
 
+    /// A worker holds a subscribe's answer until the change is in the log: answered on one host at once.
+    func answerWhenChangesLogged(_ token: UInt64, to worker: WorkerHandle) {
+        guard let sharedLog, let control = worker.control else {
+            worker.control?.writeAndFlush(ControlMessage.changesLogged(token, committed: true), promise: nil)
+            return
+        }
+        eventLoop.makeFutureWithTask { try await sharedLog.changesCommitted() }.whenComplete { result in
+            let committed = (try? result.get()) != nil
+            control.writeAndFlush(ControlMessage.changesLogged(token, committed: committed), promise: nil)
+        }
+    }
+
     func streamOpenedHere(_ userID: String) {
         guard let sharedLog else { return }
         // Until the log gives this record back, a stream the user opens on another host is older than this one.

@@ -34,7 +34,10 @@ final class WorkerChannelHandler: ChannelInboundHandler {
             plane.value.streamOpenedHere(userID)
         case .streamClosed(let userID):
             plane.value.streamClosedHere(userID)
-        case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate, .endStream:
+        case .awaitChangesLogged(let token):
+            plane.value.answerWhenChangesLogged(token, to: worker)
+        case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate, .endStream,
+            .changesLogged:
             logger.error(
                 "worker sent a supervisor-only message; closing its control channel",
                 metadata: ["worker": "\(worker.shard)", "pid": "\(worker.pid)"])

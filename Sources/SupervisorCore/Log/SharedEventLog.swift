@@ -16,6 +16,10 @@ public protocol SharedEventLog: Sendable {
     /// Records a change of a user's state made on this host (a worker reported it), for every host to apply in the
     /// log's order. Returns at once; the log keeps trying while the database is away (in order, bounded).
     func record(_ change: UserChange)
+    /// Returns once every change recorded before the call is committed to the log, so every host applies them before
+    /// any event published after. Throws `SharedLogUnavailable` at once while the log is unreachable, or when the
+    /// write fails (the changes stay queued and are written once it is back).
+    func changesCommitted() async throws
     /// Follows the log (delivering to `hub`), beats this host's heartbeat and sweeps retention, until graceful
     /// shutdown; then leaves the hub.
     func run(hub: SharedLogHub) async throws

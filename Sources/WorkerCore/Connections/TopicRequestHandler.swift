@@ -19,7 +19,8 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var state = State.awaitingRequest
 
     private enum State {
-        case awaitingRequest, done
+        /// The request is changed, its answer waits for the hub's log (`--hub-wide-users`).
+        case awaitingRequest, awaitingLog, done
     }
 
     init(handoff: Handoff, hub: NIOLoopBound<StreamHub>, responses: HTTPResponses, requestTimeout: TimeAmount) {
@@ -42,8 +43,17 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// open connections until the worker, and every stream on it, ran out.
     func handlerAdded(context: ChannelHandlerContext) {
         ConnectionDeadline.schedule(context, after: requestTimeout) { [self] in
-            if state == .awaitingRequest { fail(.requestTimeout, context: context) } else { context.close(promise: nil) }
+            switch state {
+            case .awaitingRequest: fail(.requestTimeout, context: context)
+            case .awaitingLog: fail(.topicsNotLogged, context: context)
+            case .done: context.close(promise: nil)
+            }
         }
+    }
+
+    /// A closed connection's answer from the log finds nothing to write to.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        state = .done
     }
 
     private var origin: String? { head?.headers.first(name: "origin") }
@@ -91,8 +101,13 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
             hub.value.unsubscribe(userID: handoff.userID, topics: topics)
             message = "Unsubscribed from topics"
         }
-        state = .done
-        responses.json(TopicsResponse(msg: message, topics: topics), origin: origin, context: context)
+        state = .awaitingLog
+        hub.value.whenChangesLogged { [self] committed in
+            guard state == .awaitingLog else { return }  // the deadline answered first
+            guard committed else { return fail(.topicsNotLogged, context: context) }
+            state = .done
+            responses.json(TopicsResponse(msg: message, topics: topics), origin: origin, context: context)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

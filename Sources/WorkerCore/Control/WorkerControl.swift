@@ -52,7 +52,10 @@ enum WorkerControl {
                 hub.value.dropTopics(dropped)
             case .endStream(let userID):
                 hub.value.endStream(userID: userID)
-            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone, .streamOpened, .streamClosed:
+            case .changesLogged(let token, let committed):
+                hub.value.changesLogged(token, committed: committed)
+            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone, .streamOpened, .streamClosed,
+                .awaitChangesLogged:
                 logger.error("supervisor sent a worker-only message; ignored")
             }
         }

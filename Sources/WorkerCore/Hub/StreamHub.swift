@@ -56,6 +56,7 @@ final class StreamHub {
     private var resumesAheadHeld: UInt64 = 0
     /// Writes a message to the supervisor (stats, subscription changes); set by `start`.
     private var toSupervisor: ((ControlMessage) -> Void)?
+    private var acknowledgements = ChangeAcknowledgements()
     private var stats: StatsReporter?
     private let trimmer = HeapTrimmer()
 
@@ -289,6 +290,18 @@ final class StreamHub {
         let removed = subscriptions.unsubscribe(userID, from: topics, isLive: streams.isLive(userID))
         if !removed.isEmpty { report(UserTopics(userID: userID, topics: removed), as: ControlMessage.unsubscribed) }
         statsChanged()
+    }
+
+    /// Calls `answer` once the topic changes reported so far are in the hub's log (at once, committed, on one host).
+    func whenChangesLogged(_ answer: @escaping (_ committed: Bool) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        guard settings.hubWideUsers, let toSupervisor else { return answer(true) }
+        toSupervisor(acknowledgements.ask(answer))
+    }
+
+    func changesLogged(_ token: UInt64, committed: Bool) {
+        eventLoop.preconditionInEventLoop()
+        acknowledgements.answered(token, committed: committed)
     }
 
     /// Topics the supervisor kept for a user (this worker starts, or a retiring one changed them at the last
