@@ -14,6 +14,9 @@
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 // Declared by <unistd.h> only under _GNU_SOURCE, likewise.
 extern int pipe2(int pipefd[2], int flags);
+// Declared by <sys/mman.h> only under _GNU_SOURCE, likewise (glibc 2.27+).
+extern int memfd_create(const char *name, unsigned int flags);
+#define CLINUX_MFD_CLOEXEC 0x0001U
 
 #include <spawn.h>
 // glibc 2.34+, declared by <spawn.h> only under __USE_MISC.

@@ -108,7 +108,7 @@ struct LogFollower: Sendable {
             }
             await link.succeeded()
             guard batch.through != cursor else { return }
-            if !batch.entries.isEmpty { try await hub.deliver(batch.entries) }
+            if !batch.entries.isEmpty { try await hub.deliver(batch.entries, through: SharedLogCursor(event: batch.through.event, change: batch.through.change)) }
             cursor = batch.through
             if !batch.more { return }
         }

@@ -35,12 +35,9 @@ public final class PostgresEventLog: SharedEventLog {
     private let link: LinkMonitor
     private let writer: GroupCommitWriter
     private let changes: UserChangeWriter
-    /// Where this host joined the log: the follower continues from there.
-    private let joinedAt: LogCursor
 
-    private init(settings: Settings, joinedAt: LogCursor, logger: Logger) throws {
+    private init(settings: Settings, logger: Logger) throws {
         self.settings = settings
-        self.joinedAt = joinedAt
         self.logger = logger
         hostID = settings.hostID
         client = PostgresClient(configuration: try settings.url.clientConfiguration(), backgroundLogger: logger)
@@ -57,9 +54,9 @@ public final class PostgresEventLog: SharedEventLog {
         do {
             let before = try await LogSchema.prepare(on: connection, logger: logger)
             if before == 0 { logger.notice("created the event log's schema", metadata: ["event": "log-schema-created"]) }
-            let (start, changeCursor) = try await readStart(on: connection, settings: settings, logger: logger)
+            let start = try await readStart(on: connection, settings: settings, logger: logger)
             try await connection.close()
-            let log = try PostgresEventLog(settings: settings, joinedAt: LogCursor(event: start.cursor, change: changeCursor), logger: logger)
+            let log = try PostgresEventLog(settings: settings, logger: logger)
             return (log, start)
         } catch {
             try? await connection.close()
@@ -71,7 +68,7 @@ public final class PostgresEventLog: SharedEventLog {
     /// the last user change in it.
     private static func readStart(
         on connection: PostgresConnection, settings: Settings, logger: Logger
-    ) async throws -> (SharedLogStart, changeCursor: UInt64) {
+    ) async throws -> SharedLogStart {
         try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
         let identity = try await connection.query("SELECT log_id FROM sse_hub.meta", logger: logger).single(Int64.self)
         let head = try await connection.query("SELECT last_id FROM sse_hub.head", logger: logger).single(Int64.self)
@@ -109,9 +106,9 @@ public final class PostgresEventLog: SharedEventLog {
                 "host": "\(settings.hostID)", "log": "\(identity)", "cursor": "\(cursor)", "retained": "\(events.count)",
                 "users": "\(topicsByUser.count)", "event": "log-joined",
             ])
-        let start = SharedLogStart(
-            identity: UInt64(identity), events: events, cursor: cursor, evictedThrough: evictedThrough, userTopics: userTopics)
-        return (start, UInt64(max(0, lastChange)))
+        return SharedLogStart(
+            identity: UInt64(identity), events: events, cursor: cursor, evictedThrough: evictedThrough, userTopics: userTopics,
+            changeCursor: UInt64(max(0, lastChange)))
     }
 
     public func append(_ request: PublishRequest) async throws -> UInt64 {
@@ -127,7 +124,7 @@ public final class PostgresEventLog: SharedEventLog {
         try await changes.committed()
     }
 
-    public func run(hub: SharedLogHub) async throws {
+    public func run(hub: SharedLogHub, from cursor: SharedLogCursor) async throws {
         await link.attach(hub)
         let follower = LogFollower(url: settings.url, client: client, link: link, logger: logger)
         let heartbeat = HostHeartbeat(
@@ -135,7 +132,7 @@ public final class PostgresEventLog: SharedEventLog {
             retention: LogRetention(
                 client: client, size: settings.historySize, ttl: settings.historyTTL, topicGrace: settings.topicGrace, logger: logger),
             logger: logger)
-        let (joinedAt, changes) = (joinedAt, changes)
+        let (joinedAt, changes) = (LogCursor(event: cursor.event, change: cursor.change), changes)
         await withDiscardingTaskGroup { group in
             group.addTask { await self.client.run() }
             await cancelWhenGracefulShutdown {

@@ -11,7 +11,8 @@ struct SupervisorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-supervisor",
         abstract: "sse-hub: a Server-Sent Events hub. The supervisor owns the listening sockets and hands each connection to a worker process.",
-        subcommands: [Serve.self, MintToken.self, OperatorCommand.self],
+        version: Release.version,
+        subcommands: [Serve.self, MintToken.self, OperatorCommand.self, UpgradeCheckCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -67,6 +68,14 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // First, before anything opens a descriptor: the state an in-place upgrade handed to this program, if it did.
+        let resuming: UpgradeState?
+        do {
+            resuming = try UpgradeStateFile.takeOver()
+        } catch {
+            FileHandle.standardError.write(Data("sse-supervisor: cannot take over after an in-place upgrade: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         HubLogging.bootstrap(identifier: "sse-supervisor", level: logLevel)
         let logger = Logger(label: "sse-supervisor")
         Syscall.ignoreSIGPIPE()
@@ -120,13 +129,46 @@ struct Serve: AsyncParsableCommand {
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
         configuration.sharedLog = sharedLog
+        if let resuming, let identity = sharedLog?.start.identity, identity != resuming.epoch {
+            logger.critical(
+                "the event log is not the one this host followed before the upgrade (restored from a backup?); restart the service",
+                metadata: ["event": "log-rewound", "log": "\(identity)", "followed": "\(resuming.epoch)"])
+            throw ExitCode(1)
+        }
+        configuration.resuming = resuming
+        (configuration.executable, configuration.arguments) = Self.commandLine()
         try await SupervisorRuntime(configuration: configuration, logger: logger).run()
+    }
+
+    /// What an in-place upgrade executes: the path this program was started as (new binaries are installed at the
+    /// same path), with the same arguments. A bare name (found on `PATH`) is taken as the file it resolved to.
+    static func commandLine() -> (executable: String, arguments: [String]) {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let invoked = CommandLine.arguments.first ?? ""
+        if invoked.contains("/") {
+            let absolute = invoked.hasPrefix("/") ? invoked : FileManager.default.currentDirectoryPath + "/" + invoked
+            return (URL(fileURLWithPath: absolute).standardized.path, arguments)
+        }
+        return ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? invoked, arguments)
     }
 
     /// `sse-worker` in the directory of this executable (`/proc/self/exe`).
     static func siblingWorkerPath() throws -> String {
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("sse-worker").path
+    }
+}
+
+/// The pre-flight of an in-place upgrade, run by the supervisor about to execute this binary (`InPlaceUpgrade`).
+struct UpgradeCheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: UpgradeCheck.commandName,
+        abstract: "Check that this release can take over a running supervisor's state (read on standard input); used by reload.")
+
+    func run() throws {
+        let (text, accepted) = UpgradeCheck.answer(stateOn: 0)
+        print(text)
+        if !accepted { throw ExitCode(UpgradeCheck.refusedStatus) }
     }
 }
 

@@ -1,13 +1,22 @@
+import Foundation
 import NIOCore
 
 /// The control protocol's framing: `length: u32 BE` (bytes after it) · `version: u8` · `kind: u8` · payload.
 ///
 /// Strings are `u32 BE` length + UTF-8; integers are big-endian. A frame of an unknown version or kind,
-/// or one that does not parse, is a protocol error and the channel is closed: both ends come from one build
-/// (a reload checks the installed worker's `WireProtocol.versions` first), so garbage means corruption, not
-/// an older peer worth talking to.
+/// or one that does not parse, is a protocol error and the channel is closed.
+///
+/// Versions: each side writes the version its peer spoke first (`ControlFrameHandler`), and reads every version
+/// from `oldestVersion` to `version`. So a supervisor that upgraded in place keeps talking to the workers the
+/// previous release started, in their version, until a reload replaces them. A release that changes a frame's
+/// layout must keep reading and writing the older layout for every version it still accepts.
 public enum ControlFrame {
-    public static let version: UInt8 = 4
+    /// The version this build speaks first. The tests' switch `SSE_HUB_TEST_PROTOCOL_BUMP` makes it one higher (an
+    /// in-place upgrade test runs a "newer" build without building one; the layout is the same).
+    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 4 : 5
+    /// The oldest version this build still reads and writes: the first release that upgrades in place.
+    public static let oldestVersion: UInt8 = 4
+    public static var supportedVersions: ClosedRange<UInt8> { oldestVersion...version }
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
     public static let maximumLength = 4 * 1024 * 1024
@@ -24,8 +33,9 @@ public enum ControlFrame {
         case everyone = 0, topic = 1, user = 2
     }
 
-    /// Appends `message` as one frame to `buffer`.
-    public static func encode(_ message: ControlMessage, into buffer: inout ByteBuffer) {
+    /// Appends `message` as one frame of `version` to `buffer`.
+    public static func encode(_ message: ControlMessage, into buffer: inout ByteBuffer, version: UInt8 = version) {
+        precondition(supportedVersions.contains(version), "control frames of version \(version) are not written by this build")
         let lengthIndex = buffer.writerIndex
         buffer.writeInteger(UInt32(0))
         buffer.writeInteger(version)
@@ -122,6 +132,13 @@ public enum ControlFrame {
 
     /// Takes one whole frame off the front of `buffer`; nil (and `buffer` untouched) until one has fully arrived.
     public static func decode(from buffer: inout ByteBuffer) throws(ControlProtocolError) -> ControlMessage? {
+        try decodeWithVersion(from: &buffer)?.message
+    }
+
+    /// `decode`, with the version the frame was written in.
+    public static func decodeWithVersion(
+        from buffer: inout ByteBuffer
+    ) throws(ControlProtocolError) -> (message: ControlMessage, version: UInt8)? {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         guard length >= 2, length <= maximumLength else {
             throw ControlProtocolError(.badLength, "frame length \(length)")
@@ -130,8 +147,8 @@ public enum ControlFrame {
         buffer.moveReaderIndex(forwardBy: 4)
         var frame = buffer.readSlice(length: Int(length))!
         let frameVersion: UInt8 = frame.readInteger()!
-        guard frameVersion == version else {
-            throw ControlProtocolError(.unsupportedVersion, "version \(frameVersion), expected \(version)")
+        guard supportedVersions.contains(frameVersion) else {
+            throw ControlProtocolError(.unsupportedVersion, "version \(frameVersion), expected \(oldestVersion) to \(version)")
         }
         let rawKind: UInt8 = frame.readInteger()!
         guard let kind = Kind(rawValue: rawKind) else {
@@ -141,7 +158,7 @@ public enum ControlFrame {
         guard frame.readableBytes == 0 else {
             throw ControlProtocolError(.malformed, "\(frame.readableBytes) bytes left over in a \(kind) frame")
         }
-        return message
+        return (message, frameVersion)
     }
 
     private static func decodeBody(_ kind: Kind, from frame: inout ByteBuffer) throws(ControlProtocolError) -> ControlMessage {
@@ -273,24 +290,116 @@ public struct ControlProtocolError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(code.rawValue): \(detail)" }
 }
 
-/// Splits the control byte stream into `ControlMessage`s.
-public struct ControlFrameDecoder: ByteToMessageDecoder {
+/// Both directions of a control channel's framing: bytes in, `ControlMessage`s out to the next handler, and
+/// `ControlMessage`s written as frames.
+///
+/// Frames go out in the version the peer spoke (`peerVersion`, from its first frame, or given when a channel is
+/// adopted mid-life), else in this build's. What was read and not decoded yet stays in `unread`: a supervisor that
+/// upgrades in place stops reading, copies it (`unreadBytes`), and its successor starts with it (`init(unread:)`),
+/// so no byte of a frame cut by the hand-over is lost. While `sealed` (the hand-over), writes wait here instead of
+/// reaching the socket, so none can be cut in half by `execve`; `unseal` sends them (the hand-over failed).
+public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ControlMessage
-    public init() {}
-
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let message = try ControlFrame.decode(from: &buffer) else { return .needMoreData }
-        context.fireChannelRead(Self.wrapInboundOut(message))
-        return .continue
-    }
-}
-
-/// Writes `ControlMessage`s as frames.
-public struct ControlFrameEncoder: MessageToByteEncoder {
     public typealias OutboundIn = ControlMessage
-    public init() {}
+    public typealias OutboundOut = ByteBuffer
 
-    public func encode(data: ControlMessage, out: inout ByteBuffer) throws {
-        ControlFrame.encode(data, into: &out)
+    public private(set) var peerVersion: UInt8?
+    private var unread: ByteBuffer
+    private var failed = false
+    private var context: ChannelHandlerContext?
+    /// Writes made while sealed, in order.
+    public private(set) var sealedWrites: [ControlMessage]?
+    private var sealedPromises: [EventLoopPromise<Void>?] = []
+
+    /// Frames to send before anything else (a channel taken over with writes its previous owner held back).
+    private var unsent: ByteBuffer
+
+    public init(peerVersion: UInt8? = nil, unread: ByteBuffer = ByteBuffer(), unsent: ByteBuffer = ByteBuffer()) {
+        self.peerVersion = peerVersion
+        self.unread = unread
+        self.unsent = unsent
+    }
+
+    /// The writes held back while sealed, as frames.
+    public func sealedFrames() -> [UInt8] {
+        var buffer = ByteBuffer()
+        for message in sealedWrites ?? [] { ControlFrame.encode(message, into: &buffer, version: peerVersion ?? ControlFrame.version) }
+        return Array(buffer.readableBytesView)
+    }
+
+    /// What was read and not decoded (at most the start of a frame, once every whole one was passed on).
+    public var unreadBytes: ByteBuffer { unread }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// From now on writes wait here.
+    public func seal() {
+        if sealedWrites == nil { sealedWrites = [] }
+    }
+
+    /// Sends what waited, and writes go through again.
+    public func unseal() {
+        guard let waiting = sealedWrites else { return }
+        sealedWrites = nil
+        let promises = sealedPromises
+        sealedPromises = []
+        guard let context else { return }
+        for (message, promise) in zip(waiting, promises) {
+            context.write(Self.wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: promise)
+        }
+        context.flush()
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        if unsent.readableBytes > 0 {
+            context.writeAndFlush(Self.wrapOutboundOut(unsent), promise: nil)
+            unsent = ByteBuffer()
+        }
+        context.fireChannelActive()
+        // Whole frames handed over with the channel are not waiting for a read to be decoded.
+        decodeAll(context: context)
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = Self.unwrapInboundIn(data)
+        unread.writeBuffer(&bytes)
+        decodeAll(context: context)
+    }
+
+    private func decodeAll(context: ChannelHandlerContext) {
+        while !failed {
+            do {
+                guard let (message, version) = try ControlFrame.decodeWithVersion(from: &unread) else { break }
+                if peerVersion == nil { peerVersion = version }
+                context.fireChannelRead(Self.wrapInboundOut(message))
+            } catch {
+                failed = true
+                context.fireErrorCaught(error)
+            }
+        }
+        if unread.readableBytes == 0 { unread.clear() } else { unread.discardReadBytes() }
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let message = Self.unwrapOutboundIn(data)
+        if sealedWrites != nil {
+            sealedWrites!.append(message)
+            sealedPromises.append(promise)
+            return
+        }
+        context.write(Self.wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: promise)
+    }
+
+    private func frame(_ message: ControlMessage, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 64)
+        ControlFrame.encode(message, into: &buffer, version: peerVersion ?? ControlFrame.version)
+        return buffer
     }
 }

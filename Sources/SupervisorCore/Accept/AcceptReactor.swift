@@ -27,19 +27,29 @@ final class AcceptReactor: Service, Sendable {
     }
 
     private let listeners: [CInt]
+    /// The operator's socket (`ctl`): accepted here too, and passed on at once to `router.operatorConnection`.
+    private let operatorListener: CInt?
     private let limits: Limits
     private let router: ConnectionRouter
     private let tables: HandoffTablePublisher
     private let logger: Logger
-    private let wake: EventCounter
+    private let handOver: AcceptHandOver
+    /// Connections a supervisor that upgraded in place held when it stopped: taken on at the start.
+    private let carried: AcceptHandOver.Held
+    private var wake: EventCounter { handOver.wake }
 
-    init(listeners: [CInt], limits: Limits, router: ConnectionRouter, tables: HandoffTablePublisher, logger: Logger) throws {
+    init(
+        listeners: [CInt], operatorListener: CInt?, limits: Limits, router: ConnectionRouter, tables: HandoffTablePublisher,
+        handOver: AcceptHandOver, carried: AcceptHandOver.Held = AcceptHandOver.Held(), logger: Logger
+    ) {
         self.listeners = listeners
+        self.operatorListener = operatorListener
         self.limits = limits
         self.router = router
         self.tables = tables
+        self.handOver = handOver
+        self.carried = carried
         self.logger = logger
-        self.wake = try EventCounter()
     }
 
     private func onHead(_ fd: CInt, _ head: [UInt8], dispatcher: HandoffDispatcher) {
@@ -83,6 +93,7 @@ final class AcceptReactor: Service, Sendable {
 
         private static let wakeToken: UInt64 = .max
         private static let tableToken: UInt64 = .max - 1
+        private static let operatorToken: UInt64 = .max - 2
         private static let firstClientToken: UInt64 = 1 << 32
 
         let reactor: AcceptReactor
@@ -121,7 +132,40 @@ final class AcceptReactor: Service, Sendable {
             try epoll.add(reactor.wake.descriptor, events: .readable, token: Self.wakeToken)
             // The dispatcher took the current table when it was made; every later publish rings this counter.
             try epoll.add(reactor.tables.changed.descriptor, events: .readable, token: Self.tableToken)
+            if let operatorListener = reactor.operatorListener {
+                try epoll.add(operatorListener, events: .readable, token: Self.operatorToken)
+            }
             try addListeners()
+            takeOver(reactor.carried)
+        }
+
+        /// Watches the connections an upgraded supervisor held (their heads are peeked afresh, their deadlines start
+        /// now), and queues those that were waiting for their worker.
+        private func takeOver(_ held: AcceptHandOver.Held) {
+            for fd in held.unrouted {
+                let token = nextToken
+                nextToken += 1
+                do {
+                    try epoll.add(fd, events: [.readable, .peerClosed, .edgeTriggered], token: token)
+                } catch {
+                    Syscall.close(fd)
+                    continue
+                }
+                pending[token] = Pending(fd: fd, deadline: .now + reactor.limits.headTimeout, client: nil)
+                deadlines.append(token)
+            }
+            for waiting in held.waiting {
+                guard let handoff = try? Handoff(decoding: waiting.payload) else {
+                    Syscall.close(waiting.fd)
+                    continue
+                }
+                dispatcher.dispatch(.init(fd: waiting.fd, payload: waiting.payload, shard: waiting.shard, handoff: handoff))
+            }
+        }
+
+        /// What this thread holds, for an in-place upgrade.
+        private var held: AcceptHandOver.Held {
+            AcceptHandOver.Held(unrouted: pending.values.map(\.fd), waiting: dispatcher.waitingJobs)
         }
 
         deinit { peekBuffer.deallocate() }
@@ -143,8 +187,11 @@ final class AcceptReactor: Service, Sendable {
                 for event in ready {
                     switch event.token {
                     case Self.wakeToken:
+                        if reactor.handOver.servePause(holding: { held }) { continue }
                         reactor.logger.debug("accept loop stopping")
                         return
+                    case Self.operatorToken:
+                        acceptOperatorConnections()
                     case Self.tableToken:
                         dispatcher.tableChanged()
                     case ..<UInt64(reactor.listeners.count):
@@ -173,6 +220,22 @@ final class AcceptReactor: Service, Sendable {
                 return 0  // a stale entry at the front: clear it straight away
             }
             return wakeAt?.pollTimeoutMilliseconds ?? -1
+        }
+
+        /// The operator's connections skip the heads and limits of clients: the socket's permissions decide who connects.
+        private func acceptOperatorConnections() {
+            guard let listener = reactor.operatorListener else { return }
+            while true {
+                do {
+                    guard let fd = try Syscall.accept(listener) else { return }
+                    reactor.router.operatorConnection(fd)
+                } catch Errno.connectionAbort {
+                    continue
+                } catch {
+                    reactor.logger.error("accept failed on the operator's socket", metadata: ["error": "\(error)"])
+                    return
+                }
+            }
         }
 
         private func acceptAll(on listener: CInt) {

@@ -15,6 +15,14 @@ struct ConnectionRouter: Sendable {
     var workerWait: Duration = .seconds(5)
     /// The `retry:` a stream turned away is given (`--retry-ms`).
     var retryMilliseconds = 3000
+    /// Serves the operator's connections (`ctl`); set once the control plane exists.
+    var operatorConnections: OperatorConnections?
+
+    /// A connection to the operator's socket.
+    func operatorConnection(_ fd: CInt) {
+        guard let operatorConnections else { return Syscall.close(fd) }
+        operatorConnections.serve(fd)
+    }
 
     /// The job that passes the connection to its worker, or nil when it was answered or refused here.
     func headArrived(fd: CInt, head: [UInt8]) -> HandoffDispatcher.Job? {

@@ -24,8 +24,9 @@ extension ControlPlane {
     /// follower re-reads after a reconnect); a hole before one (retention deleted rows this host had not read:
     /// it was cut off for longer than the log keeps events) is recorded as evicted, here and in every worker, so
     /// a client resuming from inside it gets `reset` instead of a replay with a gap.
-    func deliverFromLog(_ entries: [SharedLogEntry]) {
+    func deliverFromLog(_ entries: [SharedLogEntry], through cursor: SharedLogCursor) {
         eventLoop.preconditionInEventLoop()
+        logCursor = cursor
         for entry in entries {
             switch entry {
             case .event(let command):

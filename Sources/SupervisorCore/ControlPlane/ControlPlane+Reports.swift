@@ -3,11 +3,12 @@ import Shared
 
 /// What the plane reports (health, stats) and what operators ask of it (reload).
 extension ControlPlane {
-    /// Replaces every worker (see `ReloadQueue`); fails with `ReloadRefused` when it cannot begin.
-    func reload() -> EventLoopFuture<Void> {
+    /// Queues a reload (see `ReloadQueue`); fails with `ReloadRefused` when it cannot begin. `operator` is the
+    /// `ctl reload` connection that waits for its answer, if any.
+    func reload(_ kind: ReloadKind = .upgrade, answeringOperatorAt operator: CInt? = nil) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         let promise = eventLoop.makePromise(of: Void.self)
-        reloads.request(promise, plane: self)
+        reloads.request(ReloadQueue.Request(promise: promise, kind: kind, operatorReply: `operator`), plane: self)
         return promise.futureResult
     }
 

@@ -51,11 +51,14 @@ extension ControlPlane {
         return worker
     }
 
-    private func adoptControlChannel(_ fd: CInt, of worker: WorkerHandle) {
+    func adoptControlChannel(
+        _ fd: CInt, of worker: WorkerHandle, peerVersion: UInt8? = nil, unread: ByteBuffer = ByteBuffer(), unsent: ByteBuffer = ByteBuffer()
+    ) {
         let backlog = ChannelOptions.Types.WriteBufferWaterMark(
             low: settings.workerBacklogBytes / 2, high: settings.workerBacklogBytes)
         let (bound, logger, loopBoundWorker) = (self.bound, self.logger, NIOLoopBound(worker, eventLoop: eventLoop))
-        ControlChannel.adopt(fd, group: eventLoop, backlog: backlog) {
+        worker.controlDescriptor = fd
+        ControlChannel.adopt(fd, group: eventLoop, backlog: backlog, peerVersion: peerVersion, unread: unread, unsent: unsent) {
             WorkerChannelHandler(plane: bound, worker: loopBoundWorker.value, logger: logger)
         }
         .whenComplete { result in

@@ -60,14 +60,22 @@ final class ControlPlane {
     private(set) var logStatus: SharedLogStatus?
     var streamsOpenedHereUnlogged: [String: Int] = [:]
     var reloads: ReloadQueue
+    /// What an in-place upgrade needs beyond the plane (set by the runtime): the program to execute, the listeners,
+    /// the accept thread; and this process's life across upgrades.
+    var upgrade: UpgradeResources?
+    var life: ProcessLife
+    /// Where this host stands in the shared log: the last event and user change it applied.
+    var logCursor = SharedLogCursor(event: 0, change: 0)
     private var lastTable: HandoffTable?
     private(set) var shuttingDown = false
     private var stopped: EventLoopPromise<Void>?
 
-    /// With `logStart`, the plane joins a shared log: its history begins with the log's retained tail.
+    /// With `logStart`, the plane joins a shared log: its history begins with the log's retained tail. With
+    /// `resuming`, this process re-executed itself in place: the plane carries on from its previous program's state
+    /// (its workers are taken over by `start`).
     init(
         eventLoop: any EventLoop, settings: Settings, tables: HandoffTablePublisher, logger: Logger,
-        sharedLog: (log: any SharedEventLog, start: SharedLogStart)? = nil
+        sharedLog: (log: any SharedEventLog, start: SharedLogStart)? = nil, resuming: UpgradeState? = nil
     ) {
         self.sharedLog = sharedLog?.log
         self.eventLoop = eventLoop
@@ -81,16 +89,38 @@ final class ControlPlane {
         history = EventHistory(
             capacity: settings.historySize, maximumAge: settings.historyTTL.wholeMilliseconds, maximumBytes: settings.historyBytes)
         subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
-        if let logStart = sharedLog?.start {
+        life = resuming.map { ProcessLife(continuing: $0) } ?? ProcessLife()
+        if let resuming {
+            history.note(evictedThrough: resuming.history.evictedThrough, latestSequence: resuming.history.evictedThrough)
+            for event in resuming.history.events {
+                if let command = event.command, command.sequence > history.latestSequence { history.append(command) }
+            }
+            history.note(evictedThrough: resuming.history.evictedThrough, latestSequence: resuming.history.latestSequence)
+            for record in resuming.topics {
+                subscriptions.subscribed(
+                    UserTopics(userID: record.user, topics: record.topics),
+                    shard: ShardFunction.shard(for: record.user, shardCount: settings.shardCount))
+            }
+            for (shard, record) in resuming.shards.enumerated() where shard < settings.shardCount {
+                restarts[shard] = record.restarts
+                generations[shard] = record.generation
+            }
+            if let position = resuming.sharedLog {
+                logCursor = SharedLogCursor(event: position.eventCursor, change: position.changeCursor)
+                streamsOpenedHereUnlogged = position.streamsOpenedHereUnlogged
+            }
+        } else if let logStart = sharedLog?.start {
             history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.evictedThrough)
             for command in logStart.events where command.sequence > history.latestSequence { history.append(command) }
             history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.cursor)
             for topics in logStart.userTopics {
                 subscriptions.subscribed(topics, shard: ShardFunction.shard(for: topics.userID, shardCount: settings.shardCount))
             }
+            logCursor = logStart.logCursor
         }
         stats = StatsLedger(shardCount: settings.shardCount)
         serviceManager = ServiceManagerLink(logger: logger)
+        if resuming != nil { serviceManager.continuesAfterUpgrade() }
         reloads = ReloadQueue()
     }
 
@@ -98,13 +128,20 @@ final class ControlPlane {
 
     // MARK: Running
 
-    /// Starts every shard's worker, and the plane's timers.
-    func start() -> EventLoopFuture<Void> {
+    /// Starts every shard's worker (or, after an in-place upgrade, takes over those its previous program ran),
+    /// and the plane's timers.
+    func start(resuming: UpgradeState? = nil) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         return children.start().map { [bound] in
             let plane = bound.value
             plane.startTimers()
-            for shard in plane.shards.indices { plane.apply(plane.shards[shard].start(now: .now), shard: shard) }
+            for shard in plane.shards.indices {
+                if let record = resuming?.shards[shard], let worker = record.worker {
+                    plane.adopt(worker, shard: shard, failures: record.failures)
+                } else {
+                    plane.apply(plane.shards[shard].start(now: .now), shard: shard)
+                }
+            }
         }
     }
 
@@ -264,6 +301,8 @@ final class ControlPlane {
 
     /// The shard of a user's streams and topics.
     func shard(of userID: String) -> Int { ShardFunction.shard(for: userID, shardCount: settings.shardCount) }
+
+    func lastGeneration(shard: Int) -> Int { generations[shard] }
 
     func nextGeneration(shard: Int) -> Int {
         generations[shard] += 1

@@ -13,6 +13,7 @@ enum ShardEventLog {
             case .shardStarting: (.debug, "starting the shard's first worker")
             case .restartDue: (.info, "restarting worker")
             case .workerStarted: (.info, "worker started")
+            case .workerAdopted: (.info, "worker taken over by the upgraded supervisor")
             case .spawnFailed: (.error, "worker restart scheduled after a failed start")
             case .workerReady: (.info, "worker ready")
             case .workerExited where shuttingDown: (.info, "worker exited")

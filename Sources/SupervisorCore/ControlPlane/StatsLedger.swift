@@ -17,6 +17,9 @@ struct StatsLedger: Sendable {
 
     func topicCount(shard: Int) -> Int { topicsByShard[shard].count }
 
+    /// The shard's counts as one report: what its worker reported so far.
+    func report(shard: Int) -> StatsReport { StatsReport(clients: clientsByShard[shard], topicCounts: topicsByShard[shard]) }
+
     mutating func apply(_ report: StatsReport, shard: Int) {
         clientsByShard[shard] = report.clients
         for (topic, count) in report.topicCounts {

@@ -27,6 +27,11 @@ struct SubscriptionLedger: Sendable {
         usersByShard[shard].flatMap { userID, topics in UserTopics(userID: userID, topics: Array(topics)).chunks() }
     }
 
+    /// Every user's topics, in no particular order (an in-place upgrade carries them over).
+    var everyUser: [(userID: String, topics: Set<String>)] {
+        usersByShard.flatMap { $0.map { (userID: $0.key, topics: $0.value) } }
+    }
+
     func userCount(shard: Int) -> Int { usersByShard[shard].count }
 
     func topics(of userID: String, shard: Int) -> Set<String> { usersByShard[shard][userID] ?? [] }

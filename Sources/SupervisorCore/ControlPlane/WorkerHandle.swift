@@ -16,6 +16,8 @@ final class WorkerHandle: ShardWorker {
     private(set) var link: HandoffLink?
     /// Its control channel, once adopted; closed when the process is gone.
     private(set) var control: (any Channel)?
+    /// The control channel's descriptor (the channel owns it): an in-place upgrade carries it over.
+    var controlDescriptor: CInt?
     /// When it last showed its event loop runs (its start, then each pong); nil once it was killed for silence.
     var lastAnswer: ContinuousClock.Instant?
     /// The last event sequence written to it (live, or from the history as it started or caught up).
@@ -24,14 +26,23 @@ final class WorkerHandle: ShardWorker {
     var lagging = false
     /// Its process has exited and was reaped.
     private(set) var released = false
+    /// The hand-off protocol it speaks: this build's for a worker started here, the previous program's for one an
+    /// in-place upgrade took over.
+    let handoffVersion: UInt8
 
-    init(shard: Int, generation: Int, pid: pid_t, link: HandoffLink) {
+    init(shard: Int, generation: Int, pid: pid_t, link: HandoffLink, startedAt: ContinuousClock.Instant = .now, handoffVersion: UInt8 = Handoff.version) {
         self.shard = shard
         self.generation = generation
         self.pid = pid
         self.link = link
-        startedAt = .now
+        self.startedAt = startedAt
+        self.handoffVersion = handoffVersion
         lastAnswer = .now
+    }
+
+    /// The framing of its control channel: the version it speaks, the bytes read and not decoded yet.
+    var controlFraming: ControlFrameHandler? {
+        try? control?.pipeline.syncOperations.handler(type: ControlFrameHandler.self)
     }
 
     /// The channel was adopted; it is closed instead when the process has gone meanwhile.

@@ -18,13 +18,16 @@ struct LocalHTTPServer: Sendable {
     let logger: Logger
     /// A request must arrive whole within this time (`--request-timeout`), or it is answered 408.
     var requestTimeout: TimeAmount = .seconds(30)
+    /// Every connection served here, while it is open.
+    var open = OpenConnections()
 
     /// Adopts `fd` (its unread request still in the socket) into an HTTP/1 pipeline.
     func serve(_ fd: CInt, disposition: LocalHTTPServer.Disposition) {
-        let timeout = requestTimeout
+        let (timeout, open) = (requestTimeout, open)
         ClientBootstrap(group: group)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                open.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     // Without NIO's error handler, whose 400 is plain text: SupervisorHTTPHandler answers in JSON.
                     try channel.pipeline.syncOperations.addHandlers(
                         HTTPResponses.oneRequestCodec() + [SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout)])
@@ -56,9 +59,11 @@ struct LocalHTTPServer: Sendable {
     }
 
     private func answerRaw(_ fd: CInt, _ response: String) {
+        let open = self.open
         ClientBootstrap(group: group)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                open.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RawAnswerHandler(response: response))
                 }
             }

@@ -163,6 +163,11 @@ final class HandoffDispatcher {
         }
     }
 
+    /// The connections waiting for a worker, in order (an in-place upgrade carries them over).
+    var waitingJobs: [AcceptHandOver.Waiting] {
+        waiting.flatMap { $0.map { AcceptHandOver.Waiting(fd: $0.fd, shard: $0.shard, payload: $0.payload) } }
+    }
+
     /// Closes every connection still waiting (the accept loop stops).
     func closeAll() {
         for shard in waiting.indices {

@@ -28,7 +28,8 @@ final class HandoffLink: Sendable {
         }
     }
 
-    private init(socket: CInt, doorbell: CInt) {
+    /// Takes over descriptors a link already has (an in-place upgrade carries them into the new program).
+    init(socket: CInt, doorbell: CInt) {
         self.socket = socket
         self.doorbell = doorbell
     }

@@ -20,9 +20,9 @@ public protocol SharedEventLog: Sendable {
     /// any event published after. Throws `SharedLogUnavailable` at once while the log is unreachable, or when the
     /// write fails (the changes stay queued and are written once it is back).
     func changesCommitted() async throws
-    /// Follows the log (delivering to `hub`), beats this host's heartbeat and sweeps retention, until graceful
-    /// shutdown; then leaves the hub.
-    func run(hub: SharedLogHub) async throws
+    /// Follows the log after `cursor` (delivering to `hub`), beats this host's heartbeat and sweeps retention, until
+    /// graceful shutdown; then leaves the hub.
+    func run(hub: SharedLogHub, from cursor: SharedLogCursor) async throws
 }
 
 /// A change of a user's state that every host of the hub applies: a user is one user across hosts.
@@ -64,13 +64,32 @@ public struct SharedLogStart: Sendable {
     public var evictedThrough: UInt64
     /// Every user's topics, as the hub holds them.
     public var userTopics: [UserTopics]
+    /// The last user change applied to `userTopics`.
+    public var changeCursor: UInt64
 
-    public init(identity: UInt64, events: [PublishCommand], cursor: UInt64, evictedThrough: UInt64, userTopics: [UserTopics] = []) {
+    public init(
+        identity: UInt64, events: [PublishCommand], cursor: UInt64, evictedThrough: UInt64, userTopics: [UserTopics] = [],
+        changeCursor: UInt64 = 0
+    ) {
         self.identity = identity
         self.events = events
         self.cursor = cursor
         self.evictedThrough = evictedThrough
         self.userTopics = userTopics
+        self.changeCursor = changeCursor
+    }
+
+    public var logCursor: SharedLogCursor { SharedLogCursor(event: cursor, change: changeCursor) }
+}
+
+/// A position in the shared log: the last event and the last user change read.
+public struct SharedLogCursor: Sendable, Equatable {
+    public var event: UInt64
+    public var change: UInt64
+
+    public init(event: UInt64, change: UInt64) {
+        self.event = event
+        self.change = change
     }
 }
 
@@ -130,8 +149,8 @@ public struct SharedLogHub: Sendable {
 
     /// Delivers events read from the log, in order (positions at or below what was delivered are skipped, so a
     /// re-read after a reconnect delivers nothing twice).
-    public func deliver(_ entries: [SharedLogEntry]) async throws {
-        try await plane.eventLoop.submit { [plane] in plane.value.deliverFromLog(entries) }.get()
+    public func deliver(_ entries: [SharedLogEntry], through cursor: SharedLogCursor) async throws {
+        try await plane.eventLoop.submit { [plane] in plane.value.deliverFromLog(entries, through: cursor) }.get()
     }
 
     public func localStats() async throws -> LocalHostStats {

@@ -6,6 +6,8 @@ struct SharedLogService: Service {
     let hub: SharedLogHub
 
     func run() async throws {
-        try await log.run(hub: hub)
+        // From where the plane stands: where the host joined, or where its previous program stopped (an upgrade).
+        let cursor = try await hub.plane.eventLoop.submit { [plane = hub.plane] in plane.value.logCursor }.get()
+        try await log.run(hub: hub, from: cursor)
     }
 }

@@ -2,13 +2,22 @@ import Logging
 import NIOCore
 import Shared
 
-/// `systemctl reload` (SIGHUP) or `ctl reload`: every worker is replaced by a freshly started `sse-worker` (a new
-/// binary, if one was installed), one shard at a time, and its live streams move to the new worker on the same TCP
-/// connections. Clients see nothing: no reconnect, no lost, repeated or reordered event.
+/// What a reload does.
+enum ReloadKind: Sendable, Equatable {
+    /// `systemctl reload`, SIGHUP, `ctl reload`: the supervisor re-executes the installed binary in place
+    /// (`InPlaceUpgrade`), keeping every descriptor and its state, then every worker is replaced as below.
+    case upgrade
+    /// `ctl reload --workers-only`: every worker is replaced; the supervisor stays as it is.
+    case workersOnly
+}
+
+/// Reloads, one after another, on the control plane's loop. Replacing the workers (after an upgrade, or alone):
+/// every worker is replaced by a freshly started `sse-worker` (a new binary, if one was installed), one shard at a
+/// time, and its live streams move to the new worker on the same TCP connections. Clients see nothing: no reconnect,
+/// no lost, repeated or reordered event.
 ///
-/// Reloads run one after another, on the control plane's loop. One reload:
-/// 1. asks the installed worker binary for its protocol versions (`WorkerProbe`), and is refused, before any worker
-///    is touched, when they are not this supervisor's;
+/// 1. asks the installed worker binary for its protocol versions (`ProgramProbe`), and is refused, before any worker
+///    is touched, when they are not those of the supervisor that will run it;
 /// 2. for each shard, asks its machine for `reloadAsked`: the current worker becomes the retiring one (connections
 ///    and publishes stop reaching it) and its successor is started; once the successor is up (it has the history),
 ///    the retiring worker is told to `migrate`: it writes out what it queued for each stream, then passes the
@@ -19,45 +28,79 @@ import Shared
 /// else is affected. All of it is the shard's state machine's doing (`ShardMachine`); this only sequences shards.
 /// A class owned by the control plane, on its loop.
 final class ReloadQueue {
-    private var waiting: [EventLoopPromise<Void>] = []
+    struct Request {
+        var promise: EventLoopPromise<Void>
+        var kind: ReloadKind
+        /// The `ctl reload` connection waiting for the answer: an in-place upgrade carries it to the new program.
+        var operatorReply: CInt?
+    }
+
+    private var waiting: [Request] = []
     private var current: Run?
 
     private struct Run {
-        var promise: EventLoopPromise<Void>
+        var request: Request
         /// The shard being replaced.
         var shard = 0
     }
 
-    /// Queues a reload; the promise succeeds when it is done, or fails with `ReloadRefused`.
-    func request(_ promise: EventLoopPromise<Void>, plane: ControlPlane) {
-        waiting.append(promise)
+    /// Queues a reload; its promise succeeds when it is done, or fails with `ReloadRefused`.
+    func request(_ request: Request, plane: ControlPlane) {
+        waiting.append(request)
         if current == nil { startNext(plane) }
+    }
+
+    /// The `ctl reload` connections waiting for an answer, the running reload's and the queued ones'.
+    var operatorReplies: [CInt] {
+        ([current?.request] + waiting.map { $0 }).compactMap { $0?.operatorReply }
+    }
+
+    private func isCurrent(_ request: Request) -> Bool {
+        current?.request.promise.futureResult === request.promise.futureResult
     }
 
     private func startNext(_ plane: ControlPlane) {
         guard current == nil, !waiting.isEmpty else { return }
-        let promise = waiting.removeFirst()
-        guard !plane.shuttingDown else { return promise.fail(ReloadRefused.shuttingDown) }
-        current = Run(promise: promise)
-        let (bound, path) = (plane.bound, plane.settings.workerPath)
-        WorkerProbe.protocolVersions(ofWorkerAt: path, children: plane.children, eventLoop: plane.eventLoop).whenSuccess { installed in
-            let plane = bound.value
-            // Shutdown may have abandoned this reload while the probe ran.
-            guard plane.reloads.current?.promise.futureResult === promise.futureResult else { return }
-            guard installed == WireProtocol.versions else {
-                let refusal = ReloadRefused.incompatible(installed: installed, path: path)
-                plane.logger.error(
-                    "\(refusal)",
-                    metadata: [
-                        "event": "reload-refused", "installed": "\(installed ?? "unknown")", "supervisor": "\(WireProtocol.versions)",
-                    ])
-                plane.reloads.finish(.failure(refusal), plane: plane)
-                return
+        let request = waiting.removeFirst()
+        guard !plane.shuttingDown else { return request.promise.fail(ReloadRefused.shuttingDown) }
+        current = Run(request: request)
+        let bound = plane.bound
+        switch request.kind {
+        case .workersOnly:
+            let path = plane.settings.workerPath
+            ProgramProbe.workerProtocols(at: path, children: plane.children, eventLoop: plane.eventLoop).whenSuccess { installed in
+                let plane = bound.value
+                // Shutdown may have abandoned this reload while the probe ran.
+                guard plane.reloads.isCurrent(request) else { return }
+                guard installed == WireProtocol.versions else {
+                    return plane.reloads.refuse(.incompatible(installed: installed, wanted: WireProtocol.versions, path: path), plane: plane)
+                }
+                plane.logger.notice("reload: replacing every worker", metadata: ["event": "reload-begin"])
+                SystemdNotifier.notify(.reloading)
+                plane.reloads.replaceCurrentShard(plane)
             }
-            plane.logger.notice("reload: replacing every worker", metadata: ["event": "reload-begin"])
-            SystemdNotifier.notify(.reloading)
-            plane.reloads.replaceCurrentShard(plane)
+        case .upgrade:
+            InPlaceUpgrade.preflight(plane).whenSuccess { result in
+                let plane = bound.value
+                guard plane.reloads.isCurrent(request) else { return }
+                switch result {
+                case .failure(let refusal):
+                    plane.reloads.refuse(refusal, plane: plane)
+                case .success(let candidate):
+                    // Returns only when the hand-over did not happen: everything runs on as before.
+                    InPlaceUpgrade.handOver(to: candidate, plane: plane).whenSuccess { refusal in
+                        let plane = bound.value
+                        guard plane.reloads.isCurrent(request) else { return }
+                        plane.reloads.refuse(refusal, plane: plane)
+                    }
+                }
+            }
         }
+    }
+
+    private func refuse(_ refusal: ReloadRefused, plane: ControlPlane) {
+        plane.logger.error("\(refusal)", metadata: ["event": "reload-refused", "code": "\(refusal.code)"])
+        finish(.failure(refusal), plane: plane)
     }
 
     /// Asks the current shard's machine to replace its worker; a shard that is not up is skipped (it is being
@@ -101,7 +144,7 @@ final class ReloadQueue {
     }
 
     private func finish(_ result: Result<Void, ReloadRefused>, plane: ControlPlane) {
-        current?.promise.completeWith(result.mapError { $0 as any Error })
+        current?.request.promise.completeWith(result.mapError { $0 as any Error })
         current = nil
         startNext(plane)
     }
@@ -110,10 +153,10 @@ final class ReloadQueue {
     func abandon(logger: Logger) {
         if let current {
             logger.warning("reload abandoned: the server is shutting down", metadata: ["event": "reload-abandoned", "worker": "\(current.shard)"])
-            current.promise.fail(ReloadRefused.shuttingDown)
+            current.request.promise.fail(ReloadRefused.shuttingDown)
         }
         current = nil
-        for promise in waiting { promise.fail(ReloadRefused.shuttingDown) }
+        for request in waiting { request.promise.fail(ReloadRefused.shuttingDown) }
         waiting = []
     }
 }

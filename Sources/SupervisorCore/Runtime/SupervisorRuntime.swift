@@ -26,6 +26,11 @@ public struct SupervisorRuntime: Sendable {
         public var stream: StreamOptions
         /// With `--postgres-url`: the shared log this host joined, and where it stood (`SharedLogStart`).
         public var sharedLog: (log: any SharedEventLog, start: SharedLogStart)?
+        /// The program a reload re-executes (the path this one was started as) and its arguments.
+        public var executable = ""
+        public var arguments: [String] = []
+        /// The state the previous program of this process handed over (an in-place upgrade), if it did.
+        public var resuming: UpgradeState?
 
         public init(
             listenAddresses: [String], operatorSocketPath: String?, workers: Int, workerPath: String, workerUser: String?,
@@ -58,7 +63,13 @@ public struct SupervisorRuntime: Sendable {
 
     public func run() async throws {
         let c = configuration
-        let (listeners, operatorSocket) = try Listeners.open(addresses: c.listenAddresses, controlPath: c.operatorSocketPath, logger: logger)
+        let listeners: [CInt]
+        let operatorSocket: CInt?
+        if let resuming = c.resuming {
+            (listeners, operatorSocket) = (resuming.listeners, resuming.operatorSocket)
+        } else {
+            (listeners, operatorSocket) = try Listeners.open(addresses: c.listenAddresses, controlPath: c.operatorSocketPath, logger: logger)
+        }
 
         // One event loop: the control plane, the workers' control channels, and the connections the supervisor
         // answers itself. The accept thread is apart (`AcceptReactor`).
@@ -67,8 +78,8 @@ public struct SupervisorRuntime: Sendable {
         let verifier = TokenVerifier(secret: c.secret)
         let tables = try HandoffTablePublisher(shardCount: c.workers)
         // Event ids are `<epoch>-<position>`: a single host's epoch is its start time; a shared log's is its identity,
-        // so every host gives an event the same id and a client may resume on any of them.
-        let epoch = c.sharedLog?.start.identity ?? UInt64(WallClock.milliseconds())
+        // so every host gives an event the same id and a client may resume on any of them. An upgrade keeps it.
+        let epoch = c.resuming?.epoch ?? c.sharedLog?.start.identity ?? UInt64(WallClock.milliseconds())
         let settings = ControlPlane.Settings(
             shardCount: c.workers, workerPath: c.workerPath,
             workerArguments: { [stream = c.stream, logLevel = c.logLevel, workerUser = c.workerUser, hubWide = c.sharedLog != nil] shard in
@@ -77,30 +88,35 @@ public struct SupervisorRuntime: Sendable {
             },
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
+        let handOver = try AcceptHandOver()
+        let localConnections = OpenConnections()
         let plane = try await eventLoop.submit {
-            NIOLoopBound(
-                ControlPlane(eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, sharedLog: c.sharedLog),
-                eventLoop: eventLoop)
+            let plane = ControlPlane(
+                eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, sharedLog: c.sharedLog, resuming: c.resuming)
+            plane.upgrade = UpgradeResources(
+                executable: c.executable, arguments: c.arguments, listeners: listeners, operatorSocket: operatorSocket,
+                accept: handOver, localConnections: localConnections)
+            return NIOLoopBound(plane, eventLoop: eventLoop)
         }.get()
         let api = SupervisorAPI(
             verifier: verifier, plane: plane, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: c.stream.corsOrigins)),
             logger: logger, sharedLog: c.sharedLog?.log)
-        let router = ConnectionRouter(
-            verifier: verifier, shardCount: c.workers,
-            localServer: LocalHTTPServer(group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout))),
-            logger: logger, workerWait: c.workerWait, retryMilliseconds: c.stream.retryMs)
-        let reactor = try AcceptReactor(
-            listeners: listeners,
-            limits: .init(headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits),
-            router: router, tables: tables, logger: logger)
-        var operatorService: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let operatorSocket {
-            operatorService = [
-                .init(
-                    service: OperatorSocketServer(socket: operatorSocket, plane: plane, logger: logger),
-                    successTerminationBehavior: .gracefullyShutdownGroup)
-            ]
+        let localServer = LocalHTTPServer(
+            group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)), open: localConnections)
+        var router = ConnectionRouter(
+            verifier: verifier, shardCount: c.workers, localServer: localServer, logger: logger, workerWait: c.workerWait,
+            retryMilliseconds: c.stream.retryMs)
+        let operators = OperatorConnections(plane: plane, logger: logger)
+        router.operatorConnections = operators
+        let carried = c.resuming.map { state in
+            AcceptHandOver.Held(
+                unrouted: state.connections,
+                waiting: state.waitingHandoffs.map { AcceptHandOver.Waiting(fd: $0.fd, shard: $0.shard, payload: [UInt8]($0.payload)) })
         }
+        let reactor = AcceptReactor(
+            listeners: listeners, operatorListener: operatorSocket,
+            limits: .init(headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits),
+            router: router, tables: tables, handOver: handOver, carried: carried ?? AcceptHandOver.Held(), logger: logger)
         var sharedLogService: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let sharedLog = c.sharedLog?.log {
             sharedLogService = [
@@ -113,8 +129,10 @@ public struct SupervisorRuntime: Sendable {
                 // connection is taken that no worker would serve; the socket keeps them for the next start), then
                 // reloads, then the control plane (STOPPING=1, every worker ends its streams and exits), then the
                 // shared log's follower (this host leaves the hub).
-                services: operatorService + sharedLogService + [
-                    .init(service: ControlPlaneService(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
+                services: sharedLogService + [
+                    .init(
+                        service: ControlPlaneService(plane: plane, resuming: c.resuming, operators: operators),
+                        successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: ReloadOnHangup(plane: plane), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: reactor, successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
@@ -124,6 +142,7 @@ public struct SupervisorRuntime: Sendable {
         logger.info("sse-hub starting", metadata: ["workers": "\(c.workers)", "pid": "\(Syscall.processID)"])
         try await services.run()
         for listener in listeners { Syscall.close(listener) }
+        if let operatorSocket { Syscall.close(operatorSocket) }
         try await group.shutdownGracefully()
         logger.info("sse-hub stopped")
     }

@@ -61,6 +61,13 @@ public struct ShardMachine<Worker: ShardWorker> {
         return move(to: .down(Down(restartAt: now, failures: 0)), event: .shardStarting, [.spawn])
     }
 
+    /// The supervisor re-executed itself in place (an upgrade) and took over the worker its previous program ran:
+    /// it is up already (it has the history), and keeps the failures in a row that preceded it.
+    public mutating func adopted(_ worker: Worker, failures: Int) -> Outcome {
+        guard case .idle = state else { return notApplicable("adopted") }
+        return move(to: .up(Running(worker: worker, failures: failures)), event: .workerAdopted)
+    }
+
     /// A scheduled restart is due.
     public mutating func restartDue(now: ContinuousClock.Instant) -> Outcome {
         switch state {
@@ -224,6 +231,7 @@ public enum ShardEvent: String, Sendable, CaseIterable {
     case shardStarting = "shard-starting"
     case restartDue = "worker-restart-due"
     case workerStarted = "worker-started"
+    case workerAdopted = "worker-adopted"
     case spawnFailed = "worker-spawn-failed"
     case workerReady = "worker-ready"
     case workerReplacing = "worker-replacing"

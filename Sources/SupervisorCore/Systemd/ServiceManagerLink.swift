@@ -21,6 +21,12 @@ struct ServiceManagerLink {
         self.statusInterval = statusInterval
     }
 
+    /// The previous program of this process said READY already (an in-place upgrade): this one says it again only
+    /// when the reload that upgraded it is done.
+    mutating func continuesAfterUpgrade() {
+        ready = true
+    }
+
     /// A shard or the counts changed: READY once all are up, then STATUS when it reads differently.
     mutating func shardsChanged(_ plane: ControlPlane) {
         let summary = Self.summary(plane)
