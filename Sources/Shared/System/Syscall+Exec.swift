@@ -47,15 +47,28 @@ extension Syscall {
         }
     }
 
-    /// Reads `fd` from its start to its end (`pread(2)`, so the file offset does not matter).
+    /// `lseek(2)` to the start: whoever reads the descriptor next (a program it is handed to) reads it all.
+    public static func rewind(_ fd: CInt) throws(Errno) {
+        _ = try retryingEINTR("lseek") { lseek(fd, 0, SEEK_SET) }
+    }
+
+    /// Reads `fd` to its end: a file from its start (`pread(2)`, so its offset does not matter), a pipe from where
+    /// it stands.
     public static func readAll(_ fd: CInt) throws(Errno) -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var seekable = true
         while true {
             let offset = bytes.count
-            let count = chunk.withUnsafeMutableBytes { buffer in pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+            let count = chunk.withUnsafeMutableBytes { buffer in
+                seekable ? pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) : Glibc.read(fd, buffer.baseAddress, buffer.count)
+            }
             if count == -1 {
                 if errno == EINTR { continue }
+                if errno == ESPIPE, seekable {
+                    seekable = false
+                    continue
+                }
                 throw Errno(rawValue: errno)
             }
             if count == 0 { return bytes }

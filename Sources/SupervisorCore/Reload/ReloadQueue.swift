@@ -50,9 +50,13 @@ final class ReloadQueue {
         if current == nil { startNext(plane) }
     }
 
-    /// The `ctl reload` connections waiting for an answer, the running reload's and the queued ones'.
-    var operatorReplies: [CInt] {
-        ([current?.request] + waiting.map { $0 }).compactMap { $0?.operatorReply }
+    /// The running reload's `ctl reload` connection, and the reloads queued behind it: an in-place upgrade
+    /// carries them over to the new program.
+    var carriedOver: (operatorReplies: [CInt], queued: [UpgradeState.QueuedReload]) {
+        (
+            current?.request.operatorReply.map { [$0] } ?? [],
+            waiting.map { UpgradeState.QueuedReload(workersOnly: $0.kind == .workersOnly, operatorReply: $0.operatorReply) }
+        )
     }
 
     private func isCurrent(_ request: Request) -> Bool {

@@ -63,6 +63,10 @@ extension ControlPlane {
             ])
         let reload = reload(.workersOnly)
         for fd in state.operatorReplies { operators.answer(fd, when: reload) }
+        for queued in state.queuedReloads {
+            let next = self.reload(queued.workersOnly ? .workersOnly : .upgrade, answeringOperatorAt: queued.operatorReply)
+            if let fd = queued.operatorReply { operators.answer(fd, when: next) }
+        }
     }
 
     /// Why the shards cannot be handed over as they are, or nil: each must be up (its worker has the history) or
@@ -79,9 +83,7 @@ extension ControlPlane {
 
     /// Everything the new program needs, as it is now. The caller has stopped every source of change first.
     /// `unsent`: per shard, frames its worker's channel held back while sealed, carried over as bytes.
-    func upgradeState(
-        held: AcceptHandOver.Held, operatorReplies: [CInt], unsent: [Int: [UInt8]], resources: UpgradeResources
-    ) -> UpgradeState {
+    func upgradeState(held: AcceptHandOver.Held, unsent: [Int: [UInt8]], resources: UpgradeResources) -> UpgradeState {
         eventLoop.preconditionInEventLoop()
         history.trim(now: WallClock.milliseconds())
         let shardRecords = shards.indices.map { shard -> UpgradeState.Shard in
@@ -111,7 +113,7 @@ extension ControlPlane {
             startedAtMilliseconds: life.startedAtMilliseconds, epoch: settings.epoch, listeners: resources.listeners,
             operatorSocket: resources.operatorSocket, connections: held.unrouted,
             waitingHandoffs: held.waiting.map { UpgradeState.WaitingHandoff(fd: $0.fd, shard: $0.shard, payload: Data($0.payload)) },
-            operatorReplies: operatorReplies,
+            operatorReplies: reloads.carriedOver.operatorReplies, queuedReloads: reloads.carriedOver.queued,
             history: UpgradeState.History(
                 evictedThrough: history.evictedThrough, latestSequence: history.latestSequence,
                 events: history.entries(after: 0).map(UpgradeState.Event.init)),

@@ -40,7 +40,7 @@ enum InPlaceUpgrade {
         let path = resources.executable
         let stateFile: CInt
         do {
-            let state = plane.upgradeState(held: AcceptHandOver.Held(), operatorReplies: [], unsent: [:], resources: resources)
+            let state = plane.upgradeState(held: AcceptHandOver.Held(), unsent: [:], resources: resources)
             stateFile = try UpgradeStateFile.write(state)
         } catch {
             return loop.makeSucceededFuture(.failure(.notSteady("the state could not be written: \(error)")))
@@ -207,8 +207,7 @@ private final class HandOver {
         for (worker, framing) in sealed {
             unsent[worker.shard, default: []] += framing.sealedFrames()
         }
-        let state = plane.upgradeState(
-            held: accept ?? AcceptHandOver.Held(), operatorReplies: plane.reloads.operatorReplies, unsent: unsent, resources: resources)
+        let state = plane.upgradeState(held: accept ?? AcceptHandOver.Held(), unsent: unsent, resources: resources)
         let stateFile: CInt
         do {
             stateFile = try UpgradeStateFile.write(state)

@@ -16,7 +16,8 @@ import Shared
 /// - `listeners`, `operatorSocket`: the listening sockets (HTTP, and `ctl`'s).
 /// - `connections`: clients accepted whose request was not routed yet (nothing of them was read: the new program
 ///   reads their request afresh); `waitingHandoffs`: clients routed to a worker and waiting for it, with their
-///   hand-off; `operatorReplies`: `ctl reload` connections waiting for the reload's answer.
+///   hand-off; `operatorReplies`: `ctl reload` connections waiting for the answer of the reload that upgrades;
+///   `queuedReloads`: reloads asked for meanwhile, run next, in order.
 /// - `history`: the events kept for `Last-Event-ID` replay, and its bounds; `topics`: every user's topics.
 /// - `shards`: per shard, its restarts and worker generations so far, and its worker when it runs: pid, the
 ///   supervisor's ends of its control socket and hand-off link, the protocol versions it speaks, the bytes read from
@@ -41,10 +42,18 @@ public struct UpgradeState: Codable, Sendable, Equatable {
     public var connections: [CInt]
     public var waitingHandoffs: [WaitingHandoff]
     public var operatorReplies: [CInt]
+    public var queuedReloads: [QueuedReload]
     public var history: History
     public var topics: [UserTopicsRecord]
     public var shards: [Shard]
     public var sharedLog: SharedLogPosition?
+
+    /// A reload asked for while the upgrade ran: the new program runs it once the upgrade's reload is done.
+    public struct QueuedReload: Codable, Sendable, Equatable {
+        public var workersOnly: Bool
+        /// Its `ctl reload` connection, if it came from one.
+        public var operatorReply: CInt?
+    }
 
     /// A connection routed to a worker and waiting for it, with its hand-off (a stream's head was read already).
     public struct WaitingHandoff: Codable, Sendable, Equatable {
@@ -111,7 +120,7 @@ public struct UpgradeState: Codable, Sendable, Equatable {
 
     /// Every descriptor the new program keeps.
     public var descriptors: [CInt] {
-        var all = listeners + connections + waitingHandoffs.map(\.fd) + operatorReplies
+        var all = listeners + connections + waitingHandoffs.map(\.fd) + operatorReplies + queuedReloads.compactMap(\.operatorReply)
         if let operatorSocket { all.append(operatorSocket) }
         for worker in shards.compactMap(\.worker) { all += [worker.control, worker.handoffSocket, worker.handoffDoorbell] }
         return all
@@ -183,7 +192,7 @@ extension UpgradeState.Event {
         data = command.data
     }
 
-    var command: PublishCommand? {
+    public var command: PublishCommand? {
         let target: PublishTarget
         switch (self.target, recipient) {
         case ("everyone", _): target = .everyone

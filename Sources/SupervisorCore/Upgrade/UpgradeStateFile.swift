@@ -11,6 +11,7 @@ public enum UpgradeStateFile {
         let fd = try Syscall.memoryFile(named: "sse-hub-upgrade-state")
         do {
             try Syscall.writeAll(fd, bytes)
+            try Syscall.rewind(fd)
         } catch {
             Syscall.close(fd)
             throw error
