@@ -68,7 +68,9 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        // First, before anything opens a descriptor: the state an in-place upgrade handed to this program, if it did.
+        // First, before anything opens a descriptor: what the parent gave this process, and the state an in-place
+        // upgrade handed to this program, if it did.
+        let inherited = UpgradeStateFile.inheritedDescriptors()
         let resuming: UpgradeState?
         do {
             resuming = try UpgradeStateFile.takeOver()
@@ -136,6 +138,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         configuration.resuming = resuming
+        configuration.inherited = inherited
         (configuration.executable, configuration.arguments) = Self.commandLine()
         try await SupervisorRuntime(configuration: configuration, logger: logger).run()
     }

@@ -76,6 +76,11 @@ extension Syscall {
         }
     }
 
+    /// Whether `fd` is closed by `execve` (`FD_CLOEXEC`).
+    public static func isCloseOnExec(_ fd: CInt) -> Bool {
+        (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0
+    }
+
     /// The descriptors this process has open (`/proc/self/fd`), the one used to list them excepted.
     public static func openDescriptors() -> [CInt] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return [] }

@@ -31,6 +31,8 @@ public struct SupervisorRuntime: Sendable {
         public var arguments: [String] = []
         /// The state the previous program of this process handed over (an in-place upgrade), if it did.
         public var resuming: UpgradeState?
+        /// The descriptors this process's parent gave it (`UpgradeStateFile.inheritedDescriptors`).
+        public var inherited: [CInt] = []
 
         public init(
             listenAddresses: [String], operatorSocketPath: String?, workers: Int, workerPath: String, workerUser: String?,
@@ -95,6 +97,8 @@ public struct SupervisorRuntime: Sendable {
                 eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, sharedLog: c.sharedLog, resuming: c.resuming)
             plane.upgrade = UpgradeResources(
                 executable: c.executable, arguments: c.arguments, listeners: listeners, operatorSocket: operatorSocket,
+                // The sockets systemd passed were inherited too; they are the listeners.
+                inherited: c.resuming?.inherited ?? c.inherited.filter { !listeners.contains($0) && $0 != operatorSocket },
                 accept: handOver, localConnections: localConnections)
             return NIOLoopBound(plane, eventLoop: eventLoop)
         }.get()

@@ -23,6 +23,8 @@ struct UpgradeResources: Sendable {
     var arguments: [String]
     var listeners: [CInt]
     var operatorSocket: CInt?
+    /// What this process's parent gave it (`UpgradeState.inherited`).
+    var inherited: [CInt]
     var accept: AcceptHandOver
     var localConnections: OpenConnections
 }
@@ -111,7 +113,7 @@ extension ControlPlane {
         return UpgradeState(
             format: UpgradeState.currentFormat, release: Release.version, upgrades: life.upgrades,
             startedAtMilliseconds: life.startedAtMilliseconds, epoch: settings.epoch, listeners: resources.listeners,
-            operatorSocket: resources.operatorSocket, connections: held.unrouted,
+            operatorSocket: resources.operatorSocket, inherited: resources.inherited, connections: held.unrouted,
             waitingHandoffs: held.waiting.map { UpgradeState.WaitingHandoff(fd: $0.fd, shard: $0.shard, payload: Data($0.payload)) },
             operatorReplies: reloads.carriedOver.operatorReplies, queuedReloads: reloads.carriedOver.queued,
             history: UpgradeState.History(

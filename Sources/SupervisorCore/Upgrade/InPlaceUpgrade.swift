@@ -215,9 +215,11 @@ private final class HandOver {
             return .notSteady("the state could not be written: \(error)")
         }
         defer { Syscall.close(stateFile) }
-        let kept = state.descriptors + [stateFile]
-        // Nothing else crosses over, not even a descriptor a library opened without close-on-exec.
-        let keptSet = Set(kept)
+        // What this program opened crosses over only if the state names it; not even a descriptor a library opened
+        // without close-on-exec. What the parent gave the process stays as it is.
+        let inherited = Set(state.inherited)
+        let kept = state.descriptors.filter { !inherited.contains($0) } + [stateFile]
+        let keptSet = Set(kept).union(inherited)
         for fd in Syscall.openDescriptors() where fd > 2 && !keptSet.contains(fd) { try? Syscall.setCloseOnExec(fd, true) }
         for fd in kept { try? Syscall.setCloseOnExec(fd, false) }
         defer { for fd in kept { try? Syscall.setCloseOnExec(fd, true) } }

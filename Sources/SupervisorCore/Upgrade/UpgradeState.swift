@@ -13,7 +13,8 @@ import Shared
 /// - `release`: the release that wrote it; `upgrades`: how many times this process was upgraded in place before;
 ///   `startedAtMilliseconds`: when this process first started (ms since 1970).
 /// - `epoch`: the first part of every event id (a client resumes across the upgrade with the same ids).
-/// - `listeners`, `operatorSocket`: the listening sockets (HTTP, and `ctl`'s).
+/// - `listeners`, `operatorSocket`: the listening sockets (HTTP, and `ctl`'s); `inherited`: the descriptors this
+///   process's parent gave it, kept open as they were.
 /// - `connections`: clients accepted whose request was not routed yet (nothing of them was read: the new program
 ///   reads their request afresh); `waitingHandoffs`: clients routed to a worker and waiting for it, with their
 ///   hand-off; `operatorReplies`: `ctl reload` connections waiting for the answer of the reload that upgrades;
@@ -39,6 +40,10 @@ public struct UpgradeState: Codable, Sendable, Equatable {
     public var epoch: UInt64
     public var listeners: [CInt]
     public var operatorSocket: CInt?
+    /// Descriptors this process was given by its parent (open without close-on-exec when it first started, beyond
+    /// the standard three): they stay open across upgrades, as the parent meant (a supervisor of processes may watch
+    /// one to learn when this process ends).
+    public var inherited: [CInt]
     public var connections: [CInt]
     public var waitingHandoffs: [WaitingHandoff]
     public var operatorReplies: [CInt]
@@ -120,7 +125,7 @@ public struct UpgradeState: Codable, Sendable, Equatable {
 
     /// Every descriptor the new program keeps.
     public var descriptors: [CInt] {
-        var all = listeners + connections + waitingHandoffs.map(\.fd) + operatorReplies + queuedReloads.compactMap(\.operatorReply)
+        var all = listeners + inherited + connections + waitingHandoffs.map(\.fd) + operatorReplies + queuedReloads.compactMap(\.operatorReply)
         if let operatorSocket { all.append(operatorSocket) }
         for worker in shards.compactMap(\.worker) { all += [worker.control, worker.handoffSocket, worker.handoffDoorbell] }
         return all

@@ -32,8 +32,15 @@ public enum UpgradeStateFile {
         guard let fd = CInt(text), fd > 2 else { throw UpgradeStateUnreadable.notAState("\(UpgradeState.environmentKey)=\(text)") }
         defer { Syscall.close(fd) }
         let state = try read(fd)
-        for descriptor in state.descriptors { try? Syscall.setCloseOnExec(descriptor, true) }
+        let inherited = Set(state.inherited)
+        for descriptor in state.descriptors where !inherited.contains(descriptor) { try? Syscall.setCloseOnExec(descriptor, true) }
         return state
+    }
+
+    /// The descriptors this process's parent gave it: open without close-on-exec, beyond the standard three. Call
+    /// before anything of this program opens one.
+    public static func inheritedDescriptors() -> [CInt] {
+        Syscall.openDescriptors().filter { $0 > 2 && !Syscall.isCloseOnExec($0) }
     }
 }
 

@@ -20,13 +20,14 @@ final class HubProcess: Sendable {
 
     /// Starts the supervisor on an ephemeral port; with `socketActivatedOn`, under `systemd-socket-activate`
     /// listening on that port, so the supervisor gets its socket the way systemd passes it (`LISTEN_FDS`); with
-    /// `openFilesLimit`, under `prlimit --nofile` (the supervisor and its workers can open no more descriptors).
+    /// `openFilesLimit`, under `prlimit --nofile` (the supervisor and its workers can open no more descriptors); with
+    /// `supervisor`, from that path (an in-place upgrade re-executes what is installed there).
     static func start(
         workers: Int = 3, arguments: [String] = [], environment: [String: String] = [:], socketActivatedOn activationPort: Int? = nil,
-        choosingWorkerUser: Bool = true, openFilesLimit: Int? = nil
+        choosingWorkerUser: Bool = true, openFilesLimit: Int? = nil, supervisor: URL? = nil
     ) async throws -> HubProcess {
         let process = Process()
-        let supervisor = buildDirectory.appendingPathComponent("sse-supervisor")
+        let supervisor = supervisor ?? buildDirectory.appendingPathComponent("sse-supervisor")
         // A root supervisor runs its workers as `--user` (default sse-hub, which test machines lack).
         var arguments = arguments
         if choosingWorkerUser, geteuid() == 0, !arguments.contains("--user") { arguments += ["--user", "nobody"] }
