@@ -39,7 +39,7 @@ struct ControlSocketTests {
     }
 
     /// A reload starts workers from the installed binary; one that speaks other protocols (an upgrade that changed
-    /// them) is refused before any worker is touched, with the reason, and a restart is the way to upgrade.
+    /// them) is refused before anything is touched, with the reason and exit status 2.
     @Test func aReloadIntoAWorkerOfAnotherProtocolIsRefused() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sse-upgrade-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -65,7 +65,7 @@ struct ControlSocketTests {
 
         #expect(FileManager.default.createFile(atPath: otherProtocol.path, contents: Data()))
         let refused = try await ctl(["reload", "--socket", path])
-        #expect(refused.status == 1)
+        #expect(refused.status == 2)
         #expect(refused.output.contains("reload refused"), "\(refused.output)")
         #expect(refused.output.contains("control=1 handoff=99"))
         #expect(hub.log.contains("event=reload-refused"))
@@ -75,7 +75,7 @@ struct ControlSocketTests {
         // One that never answers is given 5 s, then killed: the reload is refused, not hung.
         #expect(FileManager.default.createFile(atPath: hanging.path, contents: Data()))
         let unanswered = try await ctl(["reload", "--socket", path])
-        #expect(unanswered.status == 1)
+        #expect(unanswered.status == 2)
         #expect(unanswered.output.contains("speaks nothing this supervisor understands"), "\(unanswered.output)")
         #expect(Set(try await hub.health().workers.compactMap(\.pid)) == pidsBefore, "no worker replaced")
 

@@ -22,9 +22,20 @@ struct ServiceManagerTests {
         }
         await stream.close()
 
+        // An in-place upgrade (SIGHUP): RELOADING=1, then READY=1 once the workers are replaced too, from the same
+        // pid; the upgraded program feeds the watchdog as the first did (WATCHDOG_USEC crosses the execve).
+        kill(hub.process.processIdentifier, SIGHUP)
+        try await waitUntil("the upgrade's reload", timeout: .seconds(30)) { !hub.logged("event=reload-done").isEmpty }
+        try await waitUntil("READY=1 again") { notify.count("READY=1") == 2 }
+        let sequence = notify.assignments.filter { ["READY=1", "RELOADING=1"].contains($0) }
+        #expect(sequence.first == "READY=1" && sequence.last == "READY=1" && sequence.dropFirst().dropLast().allSatisfy { $0 == "RELOADING=1" })
+        #expect(hub.logged("event=upgrade-done").count == 1)
+        let pings = notify.count("WATCHDOG=1")
+        try await waitUntil("the upgraded program to feed the watchdog", timeout: .seconds(5)) { notify.count("WATCHDOG=1") >= pings + 2 }
+
         try await hub.stop()
         #expect(notify.count("STOPPING=1") == 1)
-        #expect(notify.count("READY=1") == 1, "READY=1 is sent once")
+        #expect(notify.count("READY=1") == 2, "READY=1 at start, and once the reload is done")
     }
 
     @Test func aStoppedWorkerStopsTheWatchdogAndIsReplaced() async throws {

@@ -129,6 +129,16 @@ struct SystemdTests {
         let afterReload = Set(try workers())
         #expect(afterReload.count == 2 && afterReload.isDisjoint(with: beforeReload), "workers before \(beforeReload), after \(afterReload)")
         #expect(stream.process.isRunning, "the stream survived the reload")
+        // The reload upgraded the supervisor in place: the same MainPID, re-executed once, still root with its
+        // capabilities (the new workers run as sse-hub again), in the journal.
+        #expect(
+            try sandbox.run(["systemctl", "show", "-p", "MainPID", "--value", "sse-hub.service"]).text
+                .trimmingCharacters(in: .whitespacesAndNewlines) == mainPID, "the supervisor kept its pid")
+        #expect(try entries("SSE_EVENT=upgrade-done").count == 1)
+        let upgraded = try sandbox.run(["/usr/local/bin/sse-supervisor", "ctl", "status"]).text
+        #expect(upgraded.contains(#""upgrades":1"#), "ctl status after the upgrade: \(upgraded)")
+        let newUsers = try shell("ps -o user= -p \(afterReload.joined(separator: ","))").text.split(separator: "\n")
+        #expect(newUsers.count == 2 && newUsers.allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "sse-hub" }, "\(newUsers)")
         let publisher = try await TokenSigner(secret: Self.secret).sign(userID: "backend", publisher: true)
         let published = try sandbox.run([
             "curl", "-sS", "-H", "Authorization: Bearer \(publisher)", "-H", "Content-Type: application/json",

@@ -16,6 +16,8 @@ enum Listeners {
             control = try ListeningSocket.bindUnix(path: controlPath, mode: 0o660)
             logger.notice("control socket at \(controlPath)")
         }
+        // The accept thread drains it until EAGAIN, like the HTTP listeners.
+        if let control { try Syscall.setNonBlocking(control, true) }
         return (try openHTTP(sockets.filter { $0.name != controlSocketName }, addresses: addresses, logger: logger), control)
     }
 
