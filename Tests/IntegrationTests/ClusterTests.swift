@@ -311,6 +311,36 @@ struct ClusterTests {
         await cluster.stop()
     }
 
+    /// A host of the hub upgraded in place (SIGHUP) keeps its streams and its place in the log: its new program follows
+    /// the log from where the old one stopped, so its clients miss nothing published meanwhile through any host.
+    @Test func aHostUpgradedInPlaceKeepsItsStreamsAndItsPlaceInTheLog() async throws {
+        let cluster = try await TestCluster.start(hosts: 2)
+        defer { Task { await cluster.stop() } }
+        let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+        let clients = (0..<4).map { ResumingClient(hubs: [a, b], userID: "steady-\($0)", startingOn: $0 == 3 ? 1 : 0) }
+        for client in clients { try await client.start() }
+        #expect(try await b.subscribe("steady-0", ["news"]).status == 200)
+        let publisher = SteadyPublisher(through: [a, b])
+        publisher.start(interval: .milliseconds(5))
+        try await publisher.waitForAccepted(20)
+        kill(a.process.processIdentifier, SIGHUP)
+        try await waitUntil("A's upgrade and reload", timeout: .seconds(30)) { !a.logged("event=reload-done").isEmpty }
+        #expect(a.logged("event=upgrade-done").count == 1)
+        try await publisher.waitForAccepted(20)
+        #expect(try await b.publishNumbered("headline", 1, topic: "news").status == 200)
+        await publisher.stop()
+        let last = try #require(publisher.accepted.last)
+        for client in clients {
+            try await waitUntil("\(client.userID) has every event", timeout: .seconds(20)) { client.numbers(of: "seq").contains(last) }
+            #expect(publisher.problems(in: client.numbers(of: "seq")) == nil, "\(client.userID)")
+            #expect(client.reconnects == 0, "\(client.userID)")
+        }
+        try await waitUntil("the headline on A's stream") { clients[0].numbers(of: "headline") == [1] }
+        #expect(try await a.health().cluster?.eventLog == "up")
+        for client in clients { await client.stop() }
+        await cluster.stop()
+    }
+
     @Test func aNewStreamOnOneHostEndsTheUsersStreamOnAnother() async throws {
         let cluster = try await TestCluster.start(hosts: 2)
         defer { Task { await cluster.stop() } }
