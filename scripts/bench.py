@@ -30,6 +30,7 @@ SCRATCH = os.path.join(ROOT, ".build-release")
 BIN = os.path.join(SCRATCH, "release")
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 HUB_PORT = 18990
+HUB_CONTROL = os.path.join(SCRATCH, "sse-hub-control.sock")
 
 Scenario = collections.namedtuple(
     "Scenario", "name streams events rate workers full_only extra ramp peers max_connecting",
@@ -43,8 +44,10 @@ SCENARIOS = [
     Scenario("connect-storm-20k", 20000, 1, 1, 2, False, ramp=50000, max_connecting=512),
     Scenario("broadcast-20k-10/s", 20000, 100, 10, 2, False),
     Scenario("broadcast-20k-50/s", 20000, 250, 50, 2, False),
-    # sse-hub reloading (SIGHUP: every worker replaced, streams moved) every 50 events, against nchan not reloading.
+    # sse-hub reloading every 50 events, against nchan not reloading: SIGHUP (the supervisor upgraded in place, then
+    # every worker replaced, streams moved), and `ctl reload --workers-only` (the workers alone).
     Scenario("reload-20k-10/s", 20000, 200, 10, 2, False, ["--reload-every", "50"]),
+    Scenario("reload-workers-20k-10/s", 20000, 200, 10, 2, False, ["--reload-every", "50", "--reload-workers-only", HUB_CONTROL]),
     Scenario("broadcast-50k-50/s", 50000, 250, 50, 6, True),
     Scenario("idle-100k", 100000, 1, 1, 6, True),
     # The Node/Express service being replaced (one process) and Pushpin, at a size they hold.
@@ -83,7 +86,9 @@ class Hub:
     def start(self):
         env = dict(os.environ, SSE_JWT_SECRET=SECRET)
         args = [os.path.join(BIN, "sse-supervisor"), "--listen", f"127.0.0.1:{HUB_PORT}", "--workers", str(self.workers),
-                "--log-level", "warning"]
+                "--log-level", "warning", "--control-socket", HUB_CONTROL]
+        if os.path.exists(HUB_CONTROL):
+            os.unlink(HUB_CONTROL)
         if os.geteuid() == 0:
             args += ["--user", "nobody"]
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -103,8 +103,11 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "File with the HS256 secret for minting tokens (else $SSE_JWT_SECRET).")
     var jwtSecretFile: String?
 
-    @Option(help: "Send SIGHUP (sse-hub: reload, replacing every worker) to --server-pid before every Nth event.")
+    @Option(help: "Send SIGHUP (sse-hub: reload, an in-place upgrade of the supervisor then every worker replaced) to --server-pid before every Nth event.")
     var reloadEvery: Int?
+
+    @Option(help: "With --reload-every: reload through this operator socket with `ctl reload --workers-only` instead (the supervisor kept).")
+    var reloadWorkersOnly: String?
 
     @Flag(help: "Print the report as JSON.")
     var json = false
@@ -174,14 +177,16 @@ struct RunBench: AsyncParsableCommand {
             target: target, publishPorts: ports.isEmpty ? [target.publishPort] : ports, group: group, publisherToken: publisherToken)
         let cpuBefore = server?.cpuSeconds()
         let publishStart = MonotonicClock.nanoseconds()
-        let reloadEvery = self.reloadEvery
-        let serverPid = self.serverPid
+        let (reloadEvery, serverPid, workersOnlySocket) = (self.reloadEvery, self.serverPid, self.reloadWorkersOnly)
         var reloads = 0
         try await publisher.run(count: events, rate: rate, channels: effectiveChannels, toUsers: mode == .users) { index in
-            if let reloadEvery, let serverPid, index > 0, index % reloadEvery == 0 {
+            guard let reloadEvery, index > 0, index % reloadEvery == 0 else { return }
+            if let workersOnlySocket {
+                Self.reloadWorkersOnly(through: workersOnlySocket)
+            } else if let serverPid {
                 kill(serverPid, SIGHUP)
-                reloads += 1
             }
+            reloads += 1
         }
         let expected = Self.expectedDeliveries(events: events, channels: effectiveChannels, streams: fleet.latest.map(\.established))
         try? await fleet.waitUntil(timeout: .seconds(drain)) { all in
@@ -230,6 +235,16 @@ struct RunBench: AsyncParsableCommand {
     }
 
     /// Broadcast: every stream gets every event. Channels: event `i` goes to channel `i % channels`.
+    /// `sse-supervisor ctl reload --workers-only`, not waited for (the publishing goes on meanwhile, as with SIGHUP).
+    static func reloadWorkersOnly(through socket: String) {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("sse-supervisor")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["ctl", "reload", "--workers-only", "--socket", socket]
+        process.standardOutput = FileHandle.nullDevice
+        try? process.run()
+    }
+
     static func expectedDeliveries(events: Int, channels: Int, streams: [Int]) -> Int {
         let total = streams.reduce(0, +)
         return channels > 0 ? total * events / channels : total * events

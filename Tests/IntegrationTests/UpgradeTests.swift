@@ -143,7 +143,8 @@ struct UpgradeTests {
         for client in clients { await client.stop() }
     }
 
-    /// A missing, broken or hanging binary, or one that cannot read the state, is refused before anything changes.
+    /// A missing, broken or hanging binary, or one that cannot read the state, is refused before anything changes; an
+    /// `execve` that fails undoes the hand-over.
     @Test func aBrokenInstalledBinaryRefusesTheReloadAndTheServerServesOn() async throws {
         let installed = try Installation()
         let hub = try await installed.start(workers: 2)
@@ -174,6 +175,20 @@ struct UpgradeTests {
             #expect(try await hub.publish(#"{"event":"still","userId":"steady","data":\#(n)}"#).status == 200)
             try await waitUntil("\(broken.name): the stream goes on") { stream.events(named: "still").count == n + 1 }
         }
+        // One that passes its pre-flight and is gone when `execve` runs: the hand-over is undone, this program serves on.
+        try installed.installSupervisor(
+            "#!/bin/bash\nif [ \"$1\" = upgrade-check ]; then '\(real)' \"$@\"; status=$?; rm -f \"$0\"; exit $status; fi\nexec -a \"$0\" '\(real)' \"$@\"\n")
+        let failed = try await installed.ctl(["reload"])
+        #expect(failed.status == 2, "\(failed.output) \(failed.errors)")
+        #expect(failed.output.contains(#""code":"upgrade.exec-failed""#), "\(failed.output)")
+        #expect(hub.logged("event=upgrade-failed").count == 1)
+        #expect(Set(try await hub.health().workers.compactMap(\.pid)) == workers, "no worker replaced")
+        #expect(try await hub.publish(#"{"event":"still","userId":"steady","data":99}"#).status == 200)
+        try await waitUntil("the stream goes on after the failed execve") { stream.events(named: "still").count == cases.count + 1 }
+        let meanwhile = try await hub.openStream("arrived-after")
+        #expect(try await hub.publish(#"{"event":"hello","userId":"arrived-after","data":1}"#).status == 200)
+        try await meanwhile.waitForEvent("hello")
+
         try installed.installBuild()
         let reload = try await installed.ctl(["reload"])
         #expect(reload.status == 0, "\(reload.output) \(reload.errors)")

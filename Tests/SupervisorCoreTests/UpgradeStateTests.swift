@@ -20,22 +20,22 @@ import Testing
         #expect(state.format == 1)
         #expect(state.release == "0.12.0")
         #expect(state.upgrades == 0)
-        #expect(state.epoch == 1_796_289_702_840)
-        #expect(state.listeners == [7] && state.operatorSocket == 6 && state.operatorReplies == [23])
+        #expect(state.epoch == 1_796_291_288_764)
+        #expect(state.listeners == [7] && state.operatorSocket == 6 && state.operatorReplies == [23] && state.inherited == [10, 251])
         #expect(state.history.latestSequence == 3 && state.history.evictedThrough == 0)
         let events = state.history.events.map(\.command)
         #expect(
             events == [
-                PublishCommand(target: .everyone, event: "one", data: #"{"n":1}"#, sequence: 1, publishedAt: 1_796_289_705_493),
-                PublishCommand(target: .topic("news"), event: "headline", data: #""Hi""#, sequence: 2, publishedAt: 1_796_289_705_506),
-                PublishCommand(target: .user("alice"), event: "reward", data: "[1,2]", sequence: 3, publishedAt: 1_796_289_705_518),
+                PublishCommand(target: .everyone, event: "one", data: #"{"n":1}"#, sequence: 1, publishedAt: 1_796_291_291_386),
+                PublishCommand(target: .topic("news"), event: "headline", data: #""Hi""#, sequence: 2, publishedAt: 1_796_291_291_397),
+                PublishCommand(target: .user("alice"), event: "reward", data: "[1,2]", sequence: 3, publishedAt: 1_796_291_291_409),
             ])
         #expect(state.topics.map(\.user) == ["bob"] && state.topics.map(\.topics) == [["news", "scores"]])
         let workers = state.shards.compactMap(\.worker)
-        #expect(workers.map(\.pid) == [670, 671])
+        #expect(workers.map(\.pid) == [25576, 25577])
         #expect(workers.map(\.controlVersion) == [4, 4] && workers.map(\.handoffVersion) == [3, 3])
         #expect(workers[0].clients == 1 && workers[0].sentThrough == 3)
-        #expect(Set(state.descriptors) == [7, 6, 23, 20, 22, 25, 21, 24, 28])
+        #expect(Set(state.descriptors) == [7, 6, 23, 10, 251, 20, 22, 25, 21, 24, 28])
         #expect(state.incompatibility == nil, "this release takes the previous one's workers over")
     }
 

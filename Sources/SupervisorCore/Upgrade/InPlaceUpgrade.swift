@@ -112,28 +112,32 @@ private final class HandOver {
             "upgrade: handing over to the installed release",
             metadata: ["event": "upgrade-begin", "from": "\(Release.version)", "to": "\(candidate.release)", "path": "\(path)"])
         SystemdNotifier.notify(.reloading)
+        // Every step runs on the loop: the closures reach this object through a loop-bound reference.
+        let this = NIOLoopBound(self, eventLoop: loop)
         return waitFor(within: .seconds(10), { [plane] in plane.unsteadyShard == nil })
             .flatMap { steady -> EventLoopFuture<AcceptHandOver.Held?> in
-                guard steady else { return self.loop.makeSucceededFuture(nil) }
-                return self.pauseAccept()
+                guard steady else { return this.value.loop.makeSucceededFuture(nil) }
+                return this.value.pauseAccept()
             }
             .flatMap { held -> EventLoopFuture<ReloadRefused?> in
+                let session = this.value
                 guard let held else {
-                    return self.loop.makeSucceededFuture(.notSteady(self.plane.unsteadyShard ?? "the accept thread did not stop"))
+                    return session.loop.makeSucceededFuture(.notSteady(session.plane.unsteadyShard ?? "the accept thread did not stop"))
                 }
-                self.accept = held
-                self.stopReadingWorkers()
-                return self.waitFor(within: .seconds(5), { [resources = self.resources] in resources.localConnections.count == 0 })
-                    .flatMap { _ in self.logChangesWritten() }
+                session.accept = held
+                session.stopReadingWorkers()
+                return session.waitFor(within: .seconds(5), { [resources = session.resources] in resources.localConnections.count == 0 })
+                    .flatMap { _ in this.value.logChangesWritten() }
                     .flatMap { refusal in
-                        if let refusal { return self.loop.makeSucceededFuture(refusal) }
-                        return self.flushAndSealWorkers()
+                        if let refusal { return this.value.loop.makeSucceededFuture(refusal) }
+                        return this.value.flushAndSealWorkers()
                     }
             }
             .map { refusal in
-                let outcome = refusal ?? self.execute()
-                self.undo()
-                self.logger.error("\(outcome)", metadata: ["event": "upgrade-failed", "code": "\(outcome.code)"])
+                let session = this.value
+                let outcome = refusal ?? session.execute()
+                session.undo()
+                session.logger.error("\(outcome)", metadata: ["event": "upgrade-failed", "code": "\(outcome.code)"])
                 SystemdNotifier.notify(.ready)
                 return outcome
             }
