@@ -22,17 +22,22 @@ import SystemPackage
 /// 3. The state goes to a memory file, every descriptor it names loses close-on-exec, and `execve` runs. If it
 ///    fails, everything is undone and this program runs on: the reload fails with the reason.
 enum InPlaceUpgrade {
-    /// The installed supervisor that passed the pre-flight.
-    struct Candidate: Sendable, Equatable, Codable {
-        var release: String
-        var protocols: String
-        var format: Int
+    /// The installed supervisor that passed the pre-flight: where it is, and what it answered (`UpgradeCheck`).
+    struct Candidate: Sendable, Equatable {
+        struct Answer: Sendable, Equatable, Codable {
+            var release: String
+            var protocols: String
+            var format: Int
+        }
+
+        var path: String
+        var answer: Answer
     }
 
     static let preflightPatience: TimeAmount = .seconds(10)
 
     /// Runs the pre-flight; on the plane's loop.
-    static func preflight(_ plane: ControlPlane) -> EventLoopFuture<Result<(String, Candidate), ReloadRefused>> {
+    static func preflight(_ plane: ControlPlane) -> EventLoopFuture<Result<Candidate, ReloadRefused>> {
         let loop = plane.eventLoop
         guard let resources = plane.upgrade else {
             return loop.makeSucceededFuture(.failure(.binaryUnusable(path: "?", reason: "is unknown: this supervisor was not started to upgrade")))
@@ -49,9 +54,9 @@ enum InPlaceUpgrade {
         return ProgramProbe.run(
             path, arguments: [UpgradeCheck.commandName], input: stateFile, children: plane.children, eventLoop: loop,
             patience: preflightPatience
-        ).flatMap { outcome -> EventLoopFuture<Result<(String, Candidate), ReloadRefused>> in
+        ).flatMap { outcome -> EventLoopFuture<Result<Candidate, ReloadRefused>> in
             Syscall.close(stateFile)
-            let candidate: Candidate
+            let answer: Candidate.Answer
             switch outcome {
             case .unstartable(let errno):
                 return loop.makeSucceededFuture(.failure(.binaryUnusable(path: path, reason: "cannot be started (\(errno))")))
@@ -64,25 +69,25 @@ enum InPlaceUpgrade {
                 return loop.makeSucceededFuture(
                     .failure(.binaryUnusable(path: path, reason: "failed its pre-flight (\(status)): \(output.prefix(300))")))
             case .finished(_, let output):
-                guard let parsed = try? JSONDecoder().decode(Candidate.self, from: Data(output.utf8)) else {
+                guard let parsed = try? JSONDecoder().decode(Candidate.Answer.self, from: Data(output.utf8)) else {
                     return loop.makeSucceededFuture(
                         .failure(.binaryUnusable(path: path, reason: "answered its pre-flight with something not sse-supervisor's: \(output.prefix(300))")))
                 }
-                candidate = parsed
+                answer = parsed
             }
             return ProgramProbe.workerProtocols(at: workerPath, children: bound.value.children, eventLoop: loop).map { installed in
-                guard installed == candidate.protocols else {
-                    return .failure(.incompatible(installed: installed, wanted: candidate.protocols, path: workerPath))
+                guard installed == answer.protocols else {
+                    return .failure(.incompatible(installed: installed, wanted: answer.protocols, path: workerPath))
                 }
-                return .success((path, candidate))
+                return .success(Candidate(path: path, answer: answer))
             }
         }
     }
 
     /// Hands over to the candidate. The future completes only if the upgrade did not happen (everything runs on as
     /// before), with why.
-    static func handOver(to candidate: (path: String, Candidate), plane: ControlPlane) -> EventLoopFuture<ReloadRefused> {
-        HandOver(plane: plane, path: candidate.path, candidate: candidate.1).run()
+    static func handOver(to candidate: Candidate, plane: ControlPlane) -> EventLoopFuture<ReloadRefused> {
+        HandOver(plane: plane, candidate: candidate).run()
     }
 }
 
@@ -90,17 +95,16 @@ enum InPlaceUpgrade {
 private final class HandOver {
     private let plane: ControlPlane
     private let resources: UpgradeResources
-    private let path: String
     private let candidate: InPlaceUpgrade.Candidate
+    private var path: String { candidate.path }
     private let loop: any EventLoop
     private var accept: AcceptHandOver.Held?
     private var stoppedReading: [any Channel] = []
     private var sealed: [(worker: WorkerHandle, framing: ControlFrameHandler)] = []
 
-    init(plane: ControlPlane, path: String, candidate: InPlaceUpgrade.Candidate) {
+    init(plane: ControlPlane, candidate: InPlaceUpgrade.Candidate) {
         self.plane = plane
         self.resources = plane.upgrade!
-        self.path = path
         self.candidate = candidate
         loop = plane.eventLoop
     }
@@ -110,7 +114,7 @@ private final class HandOver {
     func run() -> EventLoopFuture<ReloadRefused> {
         logger.notice(
             "upgrade: handing over to the installed release",
-            metadata: ["event": "upgrade-begin", "from": "\(Release.version)", "to": "\(candidate.release)", "path": "\(path)"])
+            metadata: ["event": "upgrade-begin", "from": "\(Release.version)", "to": "\(candidate.answer.release)", "path": "\(path)"])
         SystemdNotifier.notify(.reloading)
         // Every step runs on the loop: the closures reach this object through a loop-bound reference.
         let this = NIOLoopBound(self, eventLoop: loop)
@@ -230,7 +234,7 @@ private final class HandOver {
         logger.notice(
             "upgrade: executing the installed release",
             metadata: [
-                "event": "upgrade-exec", "to": "\(candidate.release)", "path": "\(path)",
+                "event": "upgrade-exec", "to": "\(candidate.answer.release)", "path": "\(path)",
                 "connections": "\(state.connections.count + state.waitingHandoffs.count)", "history": "\(state.history.events.count)",
             ])
         let environment =
