@@ -234,7 +234,6 @@ struct RunBench: AsyncParsableCommand {
         return (seconds, sum(\.connectCPUSeconds), sum(\.settledCPUSeconds))
     }
 
-    /// Broadcast: every stream gets every event. Channels: event `i` goes to channel `i % channels`.
     /// `sse-supervisor ctl reload --workers-only`, not waited for (the publishing goes on meanwhile, as with SIGHUP).
     static func reloadWorkersOnly(through socket: String) {
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("sse-supervisor")
@@ -245,6 +244,7 @@ struct RunBench: AsyncParsableCommand {
         try? process.run()
     }
 
+    /// Broadcast: every stream gets every event. Channels: event `i` goes to channel `i % channels`.
     static func expectedDeliveries(events: Int, channels: Int, streams: [Int]) -> Int {
         let total = streams.reduce(0, +)
         return channels > 0 ? total * events / channels : total * events

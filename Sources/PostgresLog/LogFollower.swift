@@ -21,7 +21,7 @@ struct LogFollower: Sendable {
     var retryDelay = RetryDelay()
 
     /// Runs until cancelled (graceful shutdown).
-    func run(after start: LogCursor, hub: SharedLogHub) async {
+    func run(after start: SharedLogCursor, hub: SharedLogHub) async {
         var cursor = start
         var attempt = 0
         while !Task.isCancelled {
@@ -44,7 +44,7 @@ struct LogFollower: Sendable {
         var description: String { "the notification stream ended" }
     }
 
-    private func follow(on connection: PostgresConnection, cursor: inout LogCursor, hub: SharedLogHub) async throws {
+    private func follow(on connection: PostgresConnection, cursor: inout SharedLogCursor, hub: SharedLogHub) async throws {
         try await checkNotRewound(cursor: cursor.event, on: connection)
         try await connection.listen(on: LogSchema.doorbell) { notifications in
             let (doorbell, ring) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -97,7 +97,7 @@ struct LogFollower: Sendable {
     }
 
     /// Reads and delivers batches until the log holds nothing past `cursor`.
-    private func readAll(after cursor: inout LogCursor, hub: SharedLogHub) async throws {
+    private func readAll(after cursor: inout SharedLogCursor, hub: SharedLogHub) async throws {
         while true {
             let (read, limit, logger, client) = (cursor, batchSize, logger, client)
             // Bounded, like every exchange with the database: a read that is never answered must not stop the host.
@@ -108,30 +108,24 @@ struct LogFollower: Sendable {
             }
             await link.succeeded()
             guard batch.through != cursor else { return }
-            if !batch.entries.isEmpty { try await hub.deliver(batch.entries, through: SharedLogCursor(event: batch.through.event, change: batch.through.change)) }
+            if !batch.entries.isEmpty { try await hub.deliver(batch.entries, through: batch.through) }
             cursor = batch.through
             if !batch.more { return }
         }
     }
 }
 
-/// Where a host is in the log: the last event and the last user change it delivered.
-struct LogCursor: Sendable, Equatable {
-    var event: UInt64
-    var change: UInt64
-}
-
 /// One read of the log: events and users' changes from one snapshot, merged into the one order every host applies
 /// (a change written after event k comes after event k and before k + 1).
 struct LogBatch {
     var entries: [SharedLogEntry]
-    var through: LogCursor
+    var through: SharedLogCursor
     /// Whether the read stopped at a limit (read again at once).
     var more: Bool
 
     /// One statement, so one snapshot (and one round trip): the events after the cursor, and the users' changes
     /// written before the last of them.
-    static func read(after cursor: LogCursor, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> LogBatch {
+    static func read(after cursor: SharedLogCursor, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> LogBatch {
         let rows = try await connection.query(
             """
             WITH ev AS (
@@ -178,7 +172,7 @@ struct LogBatch {
     }
 
     static func merge(
-        events: [PublishCommand], lastEventRead: UInt64, changes: LoggedChanges, cursor: LogCursor, eventsFull: Bool, changesFull: Bool
+        events: [PublishCommand], lastEventRead: UInt64, changes: LoggedChanges, cursor: SharedLogCursor, eventsFull: Bool, changesFull: Bool
     ) -> LogBatch {
         // When the changes stopped at their limit, later ones may belong before later events: stop the events there.
         let eventsThrough = changesFull ? min(lastEventRead, changes.lastRow?.after ?? cursor.event) : lastEventRead
@@ -192,7 +186,7 @@ struct LogBatch {
             entries.append(.event(event))
         }
         for change in pending { entries.append(.userChange(change.change, hostID: change.hostID)) }
-        let through = LogCursor(event: max(cursor.event, eventsThrough), change: changes.lastRow?.seq ?? cursor.change)
+        let through = SharedLogCursor(event: max(cursor.event, eventsThrough), change: changes.lastRow?.seq ?? cursor.change)
         return LogBatch(entries: entries, through: through, more: eventsFull || changesFull)
     }
 }

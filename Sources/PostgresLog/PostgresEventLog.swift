@@ -132,14 +132,13 @@ public final class PostgresEventLog: SharedEventLog {
             retention: LogRetention(
                 client: client, size: settings.historySize, ttl: settings.historyTTL, topicGrace: settings.topicGrace, logger: logger),
             logger: logger)
-        let (joinedAt, changes) = (LogCursor(event: cursor.event, change: cursor.change), changes)
         await withDiscardingTaskGroup { group in
             group.addTask { await self.client.run() }
             await cancelWhenGracefulShutdown {
                 await withDiscardingTaskGroup { work in
-                    work.addTask { await follower.run(after: joinedAt, hub: hub) }
+                    work.addTask { await follower.run(after: cursor, hub: hub) }
                     work.addTask { await heartbeat.run(hub: hub) }
-                    work.addTask { await changes.run() }
+                    work.addTask { await self.changes.run() }
                 }
             }
             await heartbeat.leave()

@@ -26,14 +26,14 @@ import Testing
         let batch = LogBatch.merge(
             events: [event(11), event(12), event(13)], lastEventRead: 13,
             changes: changes([(1, 10, "u", "stream", nil, "a"), (2, 11, "u", "subscribed", "news", "a"), (3, 13, "v", "stream", nil, "b")]),
-            cursor: LogCursor(event: 10, change: 0), eventsFull: false, changesFull: false)
+            cursor: SharedLogCursor(event: 10, change: 0), eventsFull: false, changesFull: false)
         #expect(
             batch.entries == [
                 .userChange(.streamOpened(userID: "u"), hostID: "a"), .event(event(11)),
                 .userChange(.subscribed(UserTopics(userID: "u", topics: ["news"])), hostID: "a"), .event(event(12)), .event(event(13)),
                 .userChange(.streamOpened(userID: "v"), hostID: "b"),
             ])
-        #expect(batch.through == LogCursor(event: 13, change: 3))
+        #expect(batch.through == SharedLogCursor(event: 13, change: 3))
         #expect(!batch.more)
     }
 
@@ -54,9 +54,9 @@ import Testing
     @Test func changesAtTheirLimitHoldBackTheEventsAfterThem() {
         let batch = LogBatch.merge(
             events: [event(1), event(2), event(3)], lastEventRead: 3, changes: changes([(1, 1, "u", "stream", nil, "a")]),
-            cursor: LogCursor(event: 0, change: 0), eventsFull: false, changesFull: true)
+            cursor: SharedLogCursor(event: 0, change: 0), eventsFull: false, changesFull: true)
         #expect(batch.entries == [.event(event(1)), .userChange(.streamOpened(userID: "u"), hostID: "a")])
-        #expect(batch.through == LogCursor(event: 1, change: 1))
+        #expect(batch.through == SharedLogCursor(event: 1, change: 1))
         #expect(batch.more)
     }
 
@@ -64,9 +64,9 @@ import Testing
         let folded = changes([(7, 1, "u", "teleported", nil, "a")])
         #expect(folded.grouped.isEmpty)
         let batch = LogBatch.merge(
-            events: [], lastEventRead: 1, changes: folded, cursor: LogCursor(event: 1, change: 6), eventsFull: false, changesFull: false)
+            events: [], lastEventRead: 1, changes: folded, cursor: SharedLogCursor(event: 1, change: 6), eventsFull: false, changesFull: false)
         #expect(batch.entries.isEmpty)
-        #expect(batch.through == LogCursor(event: 1, change: 7))
+        #expect(batch.through == SharedLogCursor(event: 1, change: 7))
     }
 
     @Test func anEventRowBreakingTheHubsRulesIsNeverDelivered() {

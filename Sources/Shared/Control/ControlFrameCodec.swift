@@ -308,9 +308,8 @@ public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHa
     private var unread: ByteBuffer
     private var failed = false
     private var context: ChannelHandlerContext?
-    /// Writes made while sealed, in order.
-    public private(set) var sealedWrites: [ControlMessage]?
-    private var sealedPromises: [EventLoopPromise<Void>?] = []
+    /// Writes made while sealed, in order; nil while not sealed.
+    private var sealed: [(message: ControlMessage, promise: EventLoopPromise<Void>?)]?
 
     /// Frames to send before anything else (a channel taken over with writes its previous owner held back).
     private var unsent: ByteBuffer
@@ -324,7 +323,7 @@ public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHa
     /// The writes held back while sealed, as frames.
     public func sealedFrames() -> [UInt8] {
         var buffer = ByteBuffer()
-        for message in sealedWrites ?? [] { ControlFrame.encode(message, into: &buffer, version: peerVersion ?? ControlFrame.version) }
+        for (message, _) in sealed ?? [] { ControlFrame.encode(message, into: &buffer, version: peerVersion ?? ControlFrame.version) }
         return Array(buffer.readableBytesView)
     }
 
@@ -341,17 +340,15 @@ public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHa
 
     /// From now on writes wait here.
     public func seal() {
-        if sealedWrites == nil { sealedWrites = [] }
+        if sealed == nil { sealed = [] }
     }
 
     /// Sends what waited, and writes go through again.
     public func unseal() {
-        guard let waiting = sealedWrites else { return }
-        sealedWrites = nil
-        let promises = sealedPromises
-        sealedPromises = []
+        guard let waiting = sealed else { return }
+        sealed = nil
         guard let context else { return }
-        for (message, promise) in zip(waiting, promises) {
+        for (message, promise) in waiting {
             context.write(Self.wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: promise)
         }
         context.flush()
@@ -389,9 +386,8 @@ public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHa
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let message = Self.unwrapOutboundIn(data)
-        if sealedWrites != nil {
-            sealedWrites!.append(message)
-            sealedPromises.append(promise)
+        if sealed != nil {
+            sealed!.append((message, promise))
             return
         }
         context.write(Self.wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: promise)

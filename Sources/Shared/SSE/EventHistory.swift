@@ -83,6 +83,14 @@ public struct EventHistory: Sendable {
         evictedThrough = max(evictedThrough, dropped.sequence)
     }
 
+    /// Starts from a history kept elsewhere (a shared log's retained tail, or the previous program of this process):
+    /// its bounds, and its events after `evictedThrough` (in sequence order; within this history's own bounds).
+    public mutating func restore(evictedThrough: UInt64, latestSequence: UInt64, events: some Sequence<PublishCommand>) {
+        note(evictedThrough: evictedThrough, latestSequence: evictedThrough)
+        for command in events where command.sequence > self.latestSequence { append(command) }
+        note(evictedThrough: evictedThrough, latestSequence: latestSequence)
+    }
+
     /// Raises the known bounds (a restarted worker learns them from the supervisor's history).
     public mutating func note(evictedThrough: UInt64, latestSequence: UInt64) {
         self.evictedThrough = max(self.evictedThrough, evictedThrough)

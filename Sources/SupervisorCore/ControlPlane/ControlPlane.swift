@@ -91,16 +91,10 @@ final class ControlPlane {
         subscriptions = SubscriptionLedger(shardCount: settings.shardCount)
         life = resuming.map { ProcessLife(continuing: $0) } ?? ProcessLife()
         if let resuming {
-            history.note(evictedThrough: resuming.history.evictedThrough, latestSequence: resuming.history.evictedThrough)
-            for event in resuming.history.events {
-                if let command = event.command, command.sequence > history.latestSequence { history.append(command) }
-            }
-            history.note(evictedThrough: resuming.history.evictedThrough, latestSequence: resuming.history.latestSequence)
-            for record in resuming.topics {
-                subscriptions.subscribed(
-                    UserTopics(userID: record.user, topics: record.topics),
-                    shard: ShardFunction.shard(for: record.user, shardCount: settings.shardCount))
-            }
+            history.restore(
+                evictedThrough: resuming.history.evictedThrough, latestSequence: resuming.history.latestSequence,
+                events: resuming.history.events.lazy.compactMap(\.command))
+            for record in resuming.topics { subscriptions.restore(UserTopics(userID: record.user, topics: record.topics)) }
             for (shard, record) in resuming.shards.enumerated() where shard < settings.shardCount {
                 restarts[shard] = record.restarts
                 generations[shard] = record.generation
@@ -110,12 +104,8 @@ final class ControlPlane {
                 streamsOpenedHereUnlogged = position.streamsOpenedHereUnlogged
             }
         } else if let logStart = sharedLog?.start {
-            history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.evictedThrough)
-            for command in logStart.events where command.sequence > history.latestSequence { history.append(command) }
-            history.note(evictedThrough: logStart.evictedThrough, latestSequence: logStart.cursor)
-            for topics in logStart.userTopics {
-                subscriptions.subscribed(topics, shard: ShardFunction.shard(for: topics.userID, shardCount: settings.shardCount))
-            }
+            history.restore(evictedThrough: logStart.evictedThrough, latestSequence: logStart.cursor, events: logStart.events)
+            for topics in logStart.userTopics { subscriptions.restore(topics) }
             logCursor = logStart.logCursor
         }
         stats = StatsLedger(shardCount: settings.shardCount)

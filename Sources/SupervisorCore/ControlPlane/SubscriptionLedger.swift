@@ -27,6 +27,11 @@ struct SubscriptionLedger: Sendable {
         usersByShard[shard].flatMap { userID, topics in UserTopics(userID: userID, topics: Array(topics)).chunks() }
     }
 
+    /// Topics kept elsewhere (a shared log, the previous program of this process), on the user's shard.
+    mutating func restore(_ change: UserTopics) {
+        subscribed(change, shard: ShardFunction.shard(for: change.userID, shardCount: usersByShard.count))
+    }
+
     /// Every user's topics, in no particular order (an in-place upgrade carries them over).
     var everyUser: [(userID: String, topics: Set<String>)] {
         usersByShard.flatMap { $0.map { (userID: $0.key, topics: $0.value) } }

@@ -88,6 +88,7 @@ extension ControlPlane {
     func upgradeState(held: AcceptHandOver.Held, unsent: [Int: [UInt8]], resources: UpgradeResources) -> UpgradeState {
         eventLoop.preconditionInEventLoop()
         history.trim(now: WallClock.milliseconds())
+        let reloadsCarried = reloads.carriedOver
         let shardRecords = shards.indices.map { shard -> UpgradeState.Shard in
             var record = UpgradeState.Shard(restarts: restarts[shard], generation: lastGeneration(shard: shard), failures: 0)
             switch shards[shard].state {
@@ -115,7 +116,7 @@ extension ControlPlane {
             startedAtMilliseconds: life.startedAtMilliseconds, epoch: settings.epoch, listeners: resources.listeners,
             operatorSocket: resources.operatorSocket, inherited: resources.inherited, connections: held.unrouted,
             waitingHandoffs: held.waiting.map { UpgradeState.WaitingHandoff(fd: $0.fd, shard: $0.shard, payload: Data($0.payload)) },
-            operatorReplies: reloads.carriedOver.operatorReplies, queuedReloads: reloads.carriedOver.queued,
+            operatorReplies: reloadsCarried.operatorReplies, queuedReloads: reloadsCarried.queued,
             history: UpgradeState.History(
                 evictedThrough: history.evictedThrough, latestSequence: history.latestSequence,
                 events: history.entries(after: 0).map(UpgradeState.Event.init)),
