@@ -366,7 +366,8 @@ public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHa
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = Self.unwrapInboundIn(data)
-        unread.writeBuffer(&bytes)
+        // Most reads end on a frame boundary: then the read's own buffer is decoded, without a copy.
+        if unread.readableBytes == 0 { unread = bytes } else { unread.writeBuffer(&bytes) }
         decodeAll(context: context)
     }
 
@@ -381,7 +382,7 @@ public final class ControlFrameHandler: ChannelDuplexHandler, RemovableChannelHa
                 context.fireErrorCaught(error)
             }
         }
-        if unread.readableBytes == 0 { unread.clear() } else { unread.discardReadBytes() }
+        if unread.readableBytes == 0 { unread = ByteBuffer() } else { unread.discardReadBytes() }
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
