@@ -125,6 +125,7 @@ let package = Package(
             name: "Bench",
             dependencies: [
                 "Shared",
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -109,6 +109,15 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "With --reload-every: reload through this operator socket with `ctl reload --workers-only` instead (the supervisor kept).")
     var reloadWorkersOnly: String?
 
+    @Option(help: "A reconnect storm: after this many events are published, every stream drops its connection at once and reconnects with its Last-Event-ID while the publishing goes on.")
+    var stormAfter: Int?
+
+    @Option(help: "With --storm-after: reconnections offered per second, over all load processes (default: --ramp); --max-connecting applies too.")
+    var stormRate: Double?
+
+    @Option(help: "Stop opening streams while the machine's available memory is under this many MiB (0: no guard).")
+    var memoryFloorMib = 2048
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -120,6 +129,10 @@ struct RunBench: AsyncParsableCommand {
         if let maxConnecting, maxConnecting < (processes ?? 1) {
             throw ValidationError("--max-connecting must allow at least one connection per load process")
         }
+        if let stormAfter, !(1..<events).contains(stormAfter) {
+            throw ValidationError("--storm-after must leave events to publish before and after the storm (1 to --events - 1)")
+        }
+        guard memoryFloorMib >= 0 else { throw ValidationError("--memory-floor-mib must not be negative") }
         guard channels >= 0, effectiveChannels == 0 || events % effectiveChannels == 0 else {
             throw ValidationError(
                 "--events must be a multiple of the channels (--channels, or --streams in users mode), so every channel gets as many")
@@ -150,13 +163,14 @@ struct RunBench: AsyncParsableCommand {
                 return LoadPlan(
                     target: hostTarget, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: effectiveChannels,
                     subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret,
-                    maximumConnecting: maxConnecting.map { $0 / processCount })
+                    maximumConnecting: maxConnecting.map { $0 / processCount }, stormRate: stormRate.map { $0 / Double(processCount) },
+                    memoryFloorBytes: memoryFloorMib > 0 ? UInt64(memoryFloorMib) << 20 : nil)
             })
         defer { fleet.stop() }
 
         let connectStart = ContinuousClock.now
         try await fleet.waitUntil(timeout: .seconds(Double(streams) / ramp + 60)) { all in
-            all.allSatisfy(\.done) && all.reduce(0) { $0 + $1.established + $1.failed } >= streams
+            all.allSatisfy(\.settled)
         } progress: { all in
             "connecting: \(all.reduce(0) { $0 + $1.established }) established, \(all.reduce(0) { $0 + $1.failed }) failed"
         }
@@ -179,7 +193,12 @@ struct RunBench: AsyncParsableCommand {
         let publishStart = MonotonicClock.nanoseconds()
         let (reloadEvery, serverPid, workersOnlySocket) = (self.reloadEvery, self.serverPid, self.reloadWorkersOnly)
         var reloads = 0
+        let stormAfter = self.stormAfter
+        var storm: StormWatch?
         try await publisher.run(count: events, rate: rate, channels: effectiveChannels, toUsers: mode == .users) { index in
+            if index == stormAfter {
+                storm = StormWatch.start(fleet: fleet, server: server, steadySince: (publishStart, cpuBefore))
+            }
             guard let reloadEvery, index > 0, index % reloadEvery == 0 else { return }
             if let workersOnlySocket {
                 Self.reloadWorkersOnly(through: workersOnlySocket)
@@ -195,6 +214,7 @@ struct RunBench: AsyncParsableCommand {
             "delivering: \(all.reduce(0) { $0 + $1.received }) of \(expected)"
         }
         let cpuAfter = server?.cpuSeconds()
+        let stormOutcome = await storm?.outcome()
         let results = try await fleet.collectResults()
         try await group.shutdownGracefully()
 
@@ -207,7 +227,7 @@ struct RunBench: AsyncParsableCommand {
             serverBaselineKilobytes: baselineKilobytes, serverIdleKilobytes: idleKilobytes,
             serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 }, rootCPUSecondsForConnects: rootCPUForConnects,
             serverCPUSecondsForConnects: serverCPUForConnects,
-            reloads: reloads)
+            reloads: reloads, storm: stormOutcome)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -60,14 +60,62 @@ struct BenchReport: Codable {
     var rootCPUMicrosecondsPerConnection: Double?
     /// CPU of all the server's processes per connection established, over the connect phase.
     var serverCPUMicrosecondsPerConnection: Double?
+    /// The reconnect storm (`--storm-after`).
+    var storm: Storm?
+    /// The memory guard stopped the opening of streams (the machine's available memory fell under its floor).
+    var stoppedByMemoryGuard: Bool
+
+    /// Every stream dropped at once and reconnected with its `Last-Event-ID` while the publishing went on.
+    struct Storm: Codable {
+        var dropped: Int
+        var resumed: Int
+        var failed: Int
+        /// From the drop to the last stream resumed (its response head received), over every load process.
+        var seconds: Double
+        var resumedPerSecond: Double
+        /// All the server's CPU from the order to the last resume, per resumed stream...
+        var serverCPUMicrosecondsPerResume: Double?
+        /// ... and less what publishing cost it at the rate measured before the storm: the resume's own cost,
+        /// replay included.
+        var serverCPUMicrosecondsPerResumeNet: Double?
+        var loadToolCPUMicrosecondsPerResume: Double?
+        /// Per resumed stream, milliseconds from publish to receipt of the first event published after it reconnected.
+        var firstLiveLatencyMilliseconds: Latency?
+
+        init(_ progress: [StormProgress], firstLive: [Histogram<UInt64>], watch: StormWatch.Outcome) {
+            dropped = progress.reduce(0) { $0 + $1.dropped }
+            resumed = progress.reduce(0) { $0 + $1.resumed }
+            failed = progress.reduce(0) { $0 + $1.failed } + (dropped - progress.reduce(0) { $0 + $1.attempted })
+            let first = progress.map(\.droppedAt).filter { $0 > 0 }.min() ?? 0
+            let last = progress.map(\.lastResumedAt).max() ?? 0
+            seconds = last > first ? Double(last - first) / 1e9 : 0
+            resumedPerSecond = seconds > 0 ? Double(resumed) / seconds : 0
+            let resumed = Double(max(self.resumed, 1))
+            serverCPUMicrosecondsPerResume = watch.serverCPUSeconds.map { $0 * 1e6 / resumed }
+            if let cpu = watch.serverCPUSeconds, let steady = watch.steadyServerCPUPerSecond, let settledAt = watch.settledAt {
+                serverCPUMicrosecondsPerResumeNet = (cpu - steady * Double(settledAt - watch.orderedAt) / 1e9) * 1e6 / resumed
+            }
+            if progress.allSatisfy({ $0.cpuSeconds != nil }) {
+                loadToolCPUMicrosecondsPerResume = progress.reduce(0) { $0 + ($1.cpuSeconds ?? 0) } * 1e6 / resumed
+            }
+            var merged = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+            for histogram in firstLive { merged.add(histogram) }
+            firstLiveLatencyMilliseconds = merged.totalCount > 0 ? Latency(merged, scale: 1000) : nil
+        }
+
+        var isClean: Bool { failed == 0 && resumed == dropped }
+    }
 
     init(
         target: String, streams: Int, processes: Int, channels: Int, events: Int, rate: Double, results: [LoadResult],
         connectSeconds: Double, loadToolConnectCPUSeconds: Double?, loadToolSettledCPUSeconds: Double?, publishStartNanoseconds: UInt64, publishesSucceeded: Int,
         publishesFailed: Int, expectedDeliveries: Int, serverBaselineKilobytes: Int?, serverIdleKilobytes: Int?,
-        serverCPUSeconds: Double?, rootCPUSecondsForConnects: Double?, serverCPUSecondsForConnects: Double?, reloads: Int
+        serverCPUSeconds: Double?, rootCPUSecondsForConnects: Double?, serverCPUSecondsForConnects: Double?, reloads: Int,
+        storm: StormWatch.Outcome?
     ) {
         self.reloads = reloads
+        self.storm = storm.map { Storm(results.compactMap(\.progress.storm), firstLive: results.compactMap(\.firstLiveLatency), watch: $0) }
+        stoppedByMemoryGuard = results.contains { $0.progress.stoppedByMemoryGuard }
         self.target = target
         self.streams = streams
         self.processes = processes
@@ -124,7 +172,7 @@ struct BenchReport: Codable {
     /// Everything connected, every event arrived exactly once and in order, every publish was accepted.
     var isClean: Bool {
         failed == 0 && established == streams && lost == 0 && duplicated == 0 && reordered == 0 && publishesFailed == 0
-            && closedEarly == 0
+            && closedEarly == 0 && storm?.isClean != false && !stoppedByMemoryGuard
     }
 
     var text: String {
@@ -149,6 +197,19 @@ struct BenchReport: Codable {
             lines.append(
                 "set-up CPU        server \(f(server, 1)) µs per connection established, of which its root process \(f(root, 1)) µs"
                     + " (sse-hub: the supervisor's hand-off)")
+        }
+        if let storm {
+            func us(_ value: Double?) -> String { value.map { f($0, 1) + " µs" } ?? "?" }
+            lines.append(
+                "reconnect storm   \(storm.dropped) dropped, \(storm.resumed) resumed, \(storm.failed) failed in \(f(storm.seconds, 2)) s: "
+                    + "\(f(storm.resumedPerSecond, 0)) resumed/s; server CPU \(us(storm.serverCPUMicrosecondsPerResume)) per resume "
+                    + "(\(us(storm.serverCPUMicrosecondsPerResumeNet)) without the publishing), load tool \(us(storm.loadToolCPUMicrosecondsPerResume))")
+            if let live = storm.firstLiveLatencyMilliseconds {
+                lines.append("first live event  p50 \(f(live.p50, 2)) ms, p99 \(f(live.p99, 2)) ms, max \(f(live.max, 2)) ms after the resume")
+            }
+        }
+        if stoppedByMemoryGuard {
+            lines.append("memory guard      stopped opening streams: the machine's available memory fell under --memory-floor-mib")
         }
         lines.append(
             "load tool CPU     \(f(loadToolCPUSeconds, 2)) s: \(f(loadToolCPUMicrosecondsPerEvent, 2)) µs per delivered event"

@@ -42,20 +42,24 @@ struct BenchTarget: Codable, Sendable {
     /// sse-hub and the Node service route by user token; nchan and Pushpin by channel in the URL.
     var usesTokens: Bool { kind == .sseHub || kind == .node }
 
-    func streamRequest(channel: String, token: String?) -> ByteBuffer {
+    /// A stream's request; with `lastEventID`, a reconnecting client's (`Last-Event-ID`, as `EventSource` resends it).
+    func streamRequest(channel: String, token: String?, lastEventID: [UInt8]? = nil) -> [UInt8] {
         let path = streamTemplate.replacingOccurrences(of: "{channel}", with: channel)
             .replacingOccurrences(of: "{token}", with: token ?? "")
-        return ByteBuffer(
-            string: "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+        var request = Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n".utf8)
+        if let lastEventID {
+            request += Array("Last-Event-ID: ".utf8) + lastEventID + Array("\r\n".utf8)
+        }
+        return request + Array("\r\n".utf8)
     }
 
     /// sse-hub and the Node service keep topics per user: a stream on a channel first subscribes its user to it.
-    func subscribeRequest(channel: String, token: String?) -> ByteBuffer? {
+    func subscribeRequest(channel: String, token: String?) -> [UInt8]? {
         guard usesTokens, let token else { return nil }
         let body = #"{"topics":["\#(channel)"]}"#
-        return ByteBuffer(
-            string: "POST /api/sse/subscribe HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
-                + "Content-Type: application/json\r\nx-auth-token: \(token)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        return Array(
+            ("POST /api/sse/subscribe HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+                + "Content-Type: application/json\r\nx-auth-token: \(token)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8)
     }
 
     /// One publish request: `sequence` and the send time travel in the event's data.

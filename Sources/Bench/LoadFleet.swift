@@ -81,8 +81,13 @@ final class LoadFleet: Sendable {
         }
     }
 
+    /// Sends a command line (`report`, `storm`) to every load process.
+    func command(_ line: String) {
+        for child in children { child.input.write(Data((line + "\n").utf8)) }
+    }
+
     func collectResults() async throws -> [LoadResult] {
-        for child in children { child.input.write(Data("report\n".utf8)) }
+        command("report")
         let deadline = ContinuousClock.now + .seconds(30)
         while children.contains(where: { $0.state.withLock { $0.result == nil } }) {
             guard ContinuousClock.now < deadline else { throw BenchError(description: "a load process did not report") }

@@ -3,7 +3,7 @@ import NIOHTTP1
 import NIOPosix
 
 /// One request on its own connection, answered with its status code (0 when the connection closed first):
-/// how the load tool publishes and subscribes (sse-hub closes a connection after each such answer).
+/// how the load tool publishes (sse-hub closes a connection after each such answer).
 enum OneShotRequest {
     static func send(_ request: ByteBuffer, host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<Int> {
         let promise = group.next().makePromise(of: Int.self)
@@ -49,6 +49,25 @@ enum OneShotRequest {
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             context.close(promise: nil)
+        }
+    }
+}
+
+/// Writes a prepared request's bytes from the head of the pipeline. The response decoder pairs each response
+/// with a request it saw written, so it is shown a request head, which this handler then drops.
+final class RequestSink: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        promise?.succeed()
+    }
+
+    /// On `channel`'s event loop.
+    static func send(_ request: ByteBuffer, on channel: any Channel) {
+        channel.pipeline.syncOperations.write(NIOAny(HTTPClientRequestPart.head(.init(version: .http1_1, method: .GET, uri: "/"))), promise: nil)
+        if let context = try? channel.pipeline.syncOperations.context(handlerType: RequestSink.self) {
+            context.writeAndFlush(NIOAny(request), promise: nil)
         }
     }
 }

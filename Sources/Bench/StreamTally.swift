@@ -31,14 +31,15 @@ struct StreamTally {
     }
 }
 
-/// Reads `"seq":N` and `"t":N` out of SSE `data:` lines without building strings: the load tool must cost
-/// little per event, or it measures itself instead of the server.
+/// Reads `"seq":N` and `"t":N` out of SSE `data:` lines, and the value of `id:` lines, without building strings:
+/// the load tool must cost little per event, or it measures itself instead of the server.
 struct DataLineScanner {
     /// A line cut by the end of a read, kept until its newline arrives.
     private var partial: [UInt8] = []
 
-    /// Feeds body bytes; calls `onEvent(seq, t)` for every complete `data:` line carrying both.
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onEvent: (Int, UInt64) -> Void) {
+    /// Feeds body bytes; calls `onID` with the value of every complete `id:` line, and `onEvent(seq, t)` for every
+    /// complete `data:` line carrying both.
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, onID: (UnsafeRawBufferPointer) -> Void, onEvent: (Int, UInt64) -> Void) {
         guard let base = bytes.baseAddress else { return }
         var start = 0
         while start < bytes.count {
@@ -48,17 +49,24 @@ struct DataLineScanner {
             }
             let end = base.distance(to: UnsafeRawPointer(newline))
             if partial.isEmpty {
-                Self.scan(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), onEvent)
+                Self.scan(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), onID, onEvent)
             } else {
                 partial += UnsafeRawBufferPointer(rebasing: bytes[start..<end])
-                partial.withUnsafeBytes { Self.scan($0, onEvent) }
+                partial.withUnsafeBytes { Self.scan($0, onID, onEvent) }
                 partial.removeAll(keepingCapacity: true)
             }
             start = end + 1
         }
     }
 
-    private static func scan(_ line: UnsafeRawBufferPointer, _ onEvent: (Int, UInt64) -> Void) {
+    private static func scan(_ line: UnsafeRawBufferPointer, _ onID: (UnsafeRawBufferPointer) -> Void, _ onEvent: (Int, UInt64) -> Void) {
+        if line.count > 3, line[0] == UInt8(ascii: "i"), line[1] == UInt8(ascii: "d"), line[2] == UInt8(ascii: ":") {
+            var start = 3
+            var end = line.count
+            if line[start] == UInt8(ascii: " ") { start += 1 }
+            if end > start, line[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+            return onID(UnsafeRawBufferPointer(rebasing: line[start..<end]))
+        }
         guard line.count > 6, line[0] == UInt8(ascii: "d"), line[4] == UInt8(ascii: ":"),
             let sequence = number(after: seqKey, in: line), let sent = number(after: timeKey, in: line)
         else { return }
