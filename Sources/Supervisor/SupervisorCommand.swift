@@ -41,6 +41,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request head accepted, in bytes (larger: 431).")
     var maxHeadBytes: Int = 8192
 
+    @Option(help: "Users' tokens the accept thread remembers as verified (by digest, each until its exp), so a reconnect storm skips their verification; 0 turns it off.")
+    var tokenCacheSize: Int = 100_000
+
     @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000
 
@@ -62,6 +65,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
+        guard (0...10_000_000).contains(tokenCacheSize) else { throw ValidationError("--token-cache-size must be 0 to 10000000") }
         guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
         guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
         guard (65_536...(1 << 30)).contains(workerBacklogBytes) else { throw ValidationError("--worker-backlog-bytes must be 64 KiB to 1 GiB") }
@@ -130,6 +134,7 @@ struct Serve: AsyncParsableCommand {
             workerUser: workerUser, secret: secret, headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes,
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
+        configuration.tokenCacheSize = tokenCacheSize
         configuration.sharedLog = sharedLog
         if let resuming, let identity = sharedLog?.start.identity, identity != resuming.epoch {
             logger.critical(

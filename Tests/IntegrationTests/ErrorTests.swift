@@ -17,6 +17,25 @@ struct ErrorTests {
         return signingInput + "." + base64URL(Data(mac))
     }
 
+    /// The accept thread remembers verified tokens (a reconnect storm presents them again); a remembered token must
+    /// still be refused once its exp has passed.
+    @Test func aTokenThatStreamedBeforeIsRefusedOnceExpired() async throws {
+        let hub = try await HubProcess.start(workers: 1)
+        defer { Task { try await hub.stop() } }
+        let token = try await hub.token("short-lived", lifetime: 2)
+        let expiry = Date().addingTimeInterval(2)
+        let stream = try await SSETestStream.open(port: hub.port, target: "/api/sse/stream?token=\(token)")
+        try await stream.waitForEvent("connected")
+        await stream.close()
+        let again = try await SSETestStream.open(port: hub.port, target: "/api/sse/stream?token=\(token)")
+        try await again.waitForEvent("connected")
+        await again.close()
+        try await waitUntil("the token to expire", timeout: .seconds(10)) { Date() > expiry.addingTimeInterval(1) }
+        let refused = try await TestHTTP.request(port: hub.port, "GET", "/api/sse/stream?token=\(token)")
+        #expect(refused.status == 401)
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("Token is not valid"))
+    }
+
     @Test func authenticationAndRoutingErrors() async throws {
         let hub = try await HubProcess.start(workers: 3)
         defer { Task { try await hub.stop() } }

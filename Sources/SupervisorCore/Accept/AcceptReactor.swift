@@ -24,6 +24,7 @@ final class AcceptReactor: Service, Sendable {
         var headTimeout: Duration
         var maximumHeadBytes: Int
         var perClientAddress = ClientAddressLimiter.Policy()
+        var tokenCacheSize = 0
     }
 
     private let listeners: [CInt]
@@ -52,8 +53,8 @@ final class AcceptReactor: Service, Sendable {
         self.logger = logger
     }
 
-    private func onHead(_ fd: CInt, _ head: [UInt8], dispatcher: HandoffDispatcher) {
-        if let job = router.headArrived(fd: fd, head: head) { dispatcher.dispatch(job) }
+    private func onHead(_ fd: CInt, _ head: [UInt8], tokens: CachingTokenVerifier, dispatcher: HandoffDispatcher) {
+        if let job = router.headArrived(fd: fd, head: head, tokens: tokens) { dispatcher.dispatch(job) }
     }
 
     private func onRejected(_ fd: CInt, _ reason: Rejection) {
@@ -99,6 +100,8 @@ final class AcceptReactor: Service, Sendable {
         let reactor: AcceptReactor
         let epoll: Epoll
         let dispatcher: HandoffDispatcher
+        /// Verifies the users' tokens, remembering them for a reconnect storm.
+        let tokens: CachingTokenVerifier
         var pending: [UInt64: Pending] = [:]
         /// Tokens in arrival order, which is deadline order: every connection gets the same timeout.
         var deadlines: [UInt64] = []
@@ -125,6 +128,7 @@ final class AcceptReactor: Service, Sendable {
             clientLimitLog = ClientLimitLog(logger: reactor.logger)
             epoll = try Epoll()
             let router = reactor.router
+            tokens = CachingTokenVerifier(verifier: router.verifier, capacity: reactor.limits.tokenCacheSize)
             dispatcher = HandoffDispatcher(
                 epoll: epoll, tables: reactor.tables, connectionWait: router.workerWait, logger: reactor.logger,
                 onUnavailable: { fd, handoff in router.workerUnavailable(fd: fd, handoff: handoff) })
@@ -326,7 +330,7 @@ final class AcceptReactor: Service, Sendable {
             guard case .complete(let length) = PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) else {
                 return false
             }
-            reactor.onHead(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), dispatcher: dispatcher)
+            reactor.onHead(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), tokens: tokens, dispatcher: dispatcher)
             return true
         }
 
@@ -348,7 +352,7 @@ final class AcceptReactor: Service, Sendable {
             switch PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) {
             case .complete(let length):
                 let head = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
-                finish(token, connection) { reactor.onHead($0, head, dispatcher: dispatcher) }
+                finish(token, connection) { reactor.onHead($0, head, tokens: tokens, dispatcher: dispatcher) }
             case .tooLarge:
                 finish(token, connection) { reactor.onRejected($0, .headTooLarge) }
             case .incomplete:

@@ -25,22 +25,25 @@ struct ConnectionRouter: Sendable {
     }
 
     /// The job that passes the connection to its worker, or nil when it was answered or refused here.
-    func headArrived(fd: CInt, head: [UInt8]) -> HandoffDispatcher.Job? {
+    /// `tokens` is the accept thread's: the same verifier, with the tokens it verified lately.
+    func headArrived(fd: CInt, head: [UInt8], tokens: CachingTokenVerifier) -> HandoffDispatcher.Job? {
         switch RoutingDecision(head: head) {
         case .refuse(let error, let origin):
             localServer.reject(fd, error, origin: origin)
         case .serveLocally:
             localServer.serve(fd, disposition: .normal)
         case .handOff(let request):
-            return handOff(fd, request, headLength: head.count)
+            return handOff(fd, request, headLength: head.count, tokens: tokens)
         }
         return nil
     }
 
-    private func handOff(_ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int) -> HandoffDispatcher.Job? {
+    private func handOff(
+        _ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int, tokens: CachingTokenVerifier
+    ) -> HandoffDispatcher.Job? {
         // All on the accept thread, without a hop: verify, pick the shard; the dispatcher passes the descriptor.
         let identity: Identity
-        switch verifier.verifyUser(request.token) {
+        switch tokens.verifyUser(request.token) {
         case .failure(let failure):
             localServer.serve(fd, disposition: .reject(APIError(failure)))
             return nil

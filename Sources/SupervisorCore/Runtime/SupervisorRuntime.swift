@@ -19,6 +19,8 @@ public struct SupervisorRuntime: Sendable {
         public var secret: String
         public var headTimeout: Duration
         public var maximumHeadBytes: Int
+        /// Users' tokens remembered as verified by the accept thread (`CachingTokenVerifier`); 0: none.
+        public var tokenCacheSize = 100_000
         public var workerWait: Duration
         public var workerBacklogBytes: Int
         public var clientLimits: ClientAddressLimiter.Policy
@@ -119,7 +121,8 @@ public struct SupervisorRuntime: Sendable {
         }
         let reactor = AcceptReactor(
             listeners: listeners, operatorListener: operatorSocket,
-            limits: .init(headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits),
+            limits: .init(
+                headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits, tokenCacheSize: c.tokenCacheSize),
             router: router, tables: tables, handOver: handOver, carried: carried ?? AcceptHandOver.Held(), logger: logger)
         var sharedLogService: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let sharedLog = c.sharedLog?.log {

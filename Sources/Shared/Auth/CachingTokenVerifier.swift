@@ -1,0 +1,79 @@
+import Crypto
+import Foundation
+
+/// A `TokenVerifier` that remembers the users' tokens it verified lately, so a reconnect storm (every client back
+/// within seconds, each with the token it streamed with) costs a digest and a lookup per connection instead of an
+/// HMAC and a JSON decoding (about 11 µs of the supervisor's ~25 per connection, measured with `perf`).
+///
+/// - The key is the SHA-256 of the token's exact bytes (its first 128 bits): a token that differs in any byte,
+///   a tampered one included, is verified afresh.
+/// - Only successes are kept, so a flood of bad tokens neither fills it nor is answered from it.
+/// - `exp` is enforced on every hit: an entry is used only while the token is unexpired, against its expiry
+///   rounded down to the second (never later than the token's own). `nbf` was passed when it was verified and
+///   stays passed.
+/// - It never outlives its key: it owns the verifier, and a new key means a new verifier, hence a new cache.
+/// - Bounded: two generations of at most `capacity / 2` entries each; when the newer one fills, the older is
+///   dropped whole (a hit in the older generation moves the entry to the newer). No per-entry bookkeeping.
+///
+/// Not `Sendable`: one thread owns it (the supervisor's accept thread), so a lookup takes no lock.
+public final class CachingTokenVerifier {
+    public let verifier: TokenVerifier
+    public let capacity: Int
+    private var newer: [Key: Identity] = [:]
+    private var older: [Key: Identity] = [:]
+    public private(set) var hits = 0
+    public private(set) var misses = 0
+
+    struct Key: Hashable {
+        var high: UInt64
+        var low: UInt64
+    }
+
+    /// `capacity` 0 turns the cache off (every token verified in full).
+    public init(verifier: TokenVerifier, capacity: Int) {
+        precondition(capacity >= 0, "a cache of negative capacity")
+        self.verifier = verifier
+        self.capacity = capacity
+    }
+
+    public var count: Int { newer.count + older.count }
+
+    /// What `TokenVerifier.verifyUser` answers, from the cache when it holds the token and it is unexpired.
+    public func verifyUser(_ token: String?, now: Double = Date().timeIntervalSince1970) -> Result<Identity, AuthFailure> {
+        guard capacity > 0, let token, !token.isEmpty else { return verifier.verifyUser(token) }
+        let key = Self.key(token)
+        if let identity = newer[key] ?? promote(key), Self.isUnexpired(identity, now: now) {
+            hits += 1
+            return .success(identity)
+        }
+        misses += 1
+        let result = verifier.verifyUser(token)
+        if case .success(let identity) = result { remember(identity, for: key) }
+        return result
+    }
+
+    private static func isUnexpired(_ identity: Identity, now: Double) -> Bool {
+        guard let expiresAt = identity.expiresAt else { return true }
+        return now < Double(expiresAt)
+    }
+
+    private func promote(_ key: Key) -> Identity? {
+        guard let identity = older.removeValue(forKey: key) else { return nil }
+        remember(identity, for: key)
+        return identity
+    }
+
+    private func remember(_ identity: Identity, for key: Key) {
+        if newer.count >= max(1, capacity / 2) {
+            older = newer
+            newer = [:]
+        }
+        newer[key] = identity
+    }
+
+    static func key(_ token: String) -> Key {
+        var token = token
+        let digest = token.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        return digest.withUnsafeBytes { Key(high: $0.loadUnaligned(as: UInt64.self), low: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
+}
