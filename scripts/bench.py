@@ -33,10 +33,14 @@ HUB_PORT = 18990
 HUB_CONTROL = os.path.join(SCRATCH, "sse-hub-control.sock")
 
 Scenario = collections.namedtuple(
-    "Scenario", "name streams events rate workers full_only extra ramp peers max_connecting",
-    defaults=((), 5000, ("nchan",), None))
+    "Scenario", "name streams events rate workers full_only extra ramp peers max_connecting common hub_args",
+    defaults=((), 5000, ("nchan",), None, (), ()))
 # extra: sse-bench arguments for sse-hub only; ramp: connections offered per second; peers: measured beside sse-hub;
-# max_connecting: connections being set up at once (Pushpin's README asks for at most 50).
+# max_connecting: connections being set up at once (Pushpin's README asks for at most 50); common: sse-bench arguments
+# for every server; hub_args: sse-supervisor arguments.
+# A reconnect storm: after 30 events every stream drops at once and comes back with its Last-Event-ID, offered as fast as
+# the server takes them (512 in flight), while the publishing goes on.
+STORM = ("--storm-after", "10", "--storm-rate", "50000")
 SCENARIOS = [
     Scenario("idle-20k", 20000, 1, 1, 2, False),
     # Connections as fast as the server takes them, 512 in flight at any time (a flood would measure SYN
@@ -52,6 +56,12 @@ SCENARIOS = [
     Scenario("idle-100k", 100000, 1, 1, 6, True),
     # The Node/Express service being replaced (one process) and Pushpin, at a size they hold.
     Scenario("broadcast-5k-10/s", 5000, 100, 10, 2, False, peers=("nchan", "node", "pushpin"), max_connecting=50),
+    # One event a second: both servers keep up, so the storm is what is measured (at 10/s nchan falls behind).
+    Scenario("resume-storm-20k", 20000, 30, 1, 2, False, max_connecting=512, common=STORM),
+    # The same with the supervisor's cache of verified tokens off: what the cache saves a storm.
+    Scenario("resume-storm-20k-uncached", 20000, 30, 1, 2, False, max_connecting=512, common=STORM, peers=(),
+             hub_args=("--token-cache-size", "0")),
+    Scenario("resume-storm-100k", 100000, 40, 1, 6, True, max_connecting=512, common=STORM),
 ]
 
 
@@ -80,13 +90,14 @@ def wait_http(url, seconds=20):
 class Hub:
     name = "sse-hub"
 
-    def __init__(self, workers):
+    def __init__(self, workers, args=()):
         self.workers = workers
+        self.args = list(args)
 
     def start(self):
         env = dict(os.environ, SSE_JWT_SECRET=SECRET)
         args = [os.path.join(BIN, "sse-supervisor"), "--listen", f"127.0.0.1:{HUB_PORT}", "--workers", str(self.workers),
-                "--log-level", "warning", "--control-socket", HUB_CONTROL]
+                "--log-level", "warning", "--control-socket", HUB_CONTROL] + self.args
         if os.path.exists(HUB_CONTROL):
             os.unlink(HUB_CONTROL)
         if os.geteuid() == 0:
@@ -176,7 +187,7 @@ def bench_command(scenario, target):
             "--ramp", str(scenario.ramp)]
     if scenario.max_connecting:
         args += ["--max-connecting", str(scenario.max_connecting)]
-    return args + (list(scenario.extra) if target == "sse-hub" else [])
+    return args + list(scenario.common) + (list(scenario.extra) if target == "sse-hub" else [])
 
 
 def run_once(server, scenario):
@@ -212,6 +223,13 @@ METRICS = [
     ("lost", "lost", "{:.0f}"),
     ("duplicated", "duplicated", "{:.0f}"),
     ("reordered", "reordered", "{:.0f}"),
+    ("storm.resumedPerSecond", "storm: resumed streams/s", "{:.0f}"),
+    ("storm.seconds", "storm: seconds until every stream resumed", "{:.2f}"),
+    ("storm.failed", "storm: streams that failed to resume", "{:.0f}"),
+    ("storm.serverCPUMicrosecondsPerResume", "storm: server CPU per resumed stream (µs)", "{:.1f}"),
+    ("storm.loadToolCPUMicrosecondsPerResume", "storm: load tool CPU per resumed stream (µs)", "{:.1f}"),
+    ("storm.firstLiveLatencyMilliseconds.p50", "storm: first live event after the resume, p50 (ms)", "{:.1f}"),
+    ("storm.firstLiveLatencyMilliseconds.p99", "storm: first live event after the resume, p99 (ms)", "{:.1f}"),
     ("serverCPUMicrosecondsPerEvent", "server CPU per delivered event (µs)", "{:.2f}"),
     ("loadToolCPUMicrosecondsPerEvent", "load tool CPU per delivered event (µs)", "{:.2f}"),
 ]
@@ -253,7 +271,8 @@ def render(raw, runs_by_scenario, full, out, merged=()):
                    f"--server-pid PID --json  ({others} with {scenario.workers} worker processes"
                    + ("; the Node service is one process" if "node" in peers else "")
                    + ("; Pushpin as its runner starts it" if "pushpin" in peers else "") + ")"
-                   + (f"; sse-hub also {' '.join(scenario.extra)}" if scenario.extra else ""))
+                   + (f"; sse-hub also {' '.join(scenario.extra)}" if scenario.extra else "")
+                   + (f"; sse-supervisor {' '.join(scenario.hub_args)}" if scenario.hub_args else ""))
         header = ["metric (median of %d)" % runs, "sse-hub"] + peers + [f"sse-hub / {p}" for p in peers]
         sections.append(f"### {name}\n\n`{command}`\n\n| " + " | ".join(header) + " |\n|" + " --- |" * len(header) + "\n"
                         + "\n".join(rows) + "\n")
@@ -405,7 +424,7 @@ def main():
         runs_by_scenario[scenario.name] = runs
         for run in range(runs):
             # Alternate the order, so no server always runs on a warmer or cooler machine.
-            servers = [Hub(scenario.workers)] + [SERVERS[peer](scenario.workers) for peer in scenario.peers]
+            servers = [Hub(scenario.workers, scenario.hub_args)] + [SERVERS[peer](scenario.workers) for peer in scenario.peers]
             if run % 2 == 1:
                 servers.reverse()
             for server in servers:

@@ -97,6 +97,9 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "Seconds to let connections settle before measuring idle memory.")
     var settle = 2.0
 
+    @Option(help: "Seconds to hold the streams idle after they settled (heartbeats running), measuring the server's CPU, before publishing.")
+    var idleSeconds = 0.0
+
     @Option(help: "Seconds to wait for deliveries after the last publish.")
     var drain = 15.0
 
@@ -149,6 +152,7 @@ struct RunBench: AsyncParsableCommand {
         let processCount = Self.roundedUp(processes ?? max(1, (streams + 17_999) / 18_000), toMultipleOf: hostPorts.count)
         let server = serverPid.map { ServerProcesses(roots: [$0] + alsoServerPid) }
         let baselineKilobytes = server?.residentKilobytes()
+        let kernelBefore = KernelMemory.read()
         let rootCPUBeforeConnect = serverPid.map { ProcessCPU.seconds(pid: String($0)) }
         let serverCPUBeforeConnect = server?.cpuSeconds()
         progress(
@@ -179,7 +183,15 @@ struct RunBench: AsyncParsableCommand {
         let connectPhase = Self.connectPhase(fleet.latest, fallback: connectStart.duration(to: .now).seconds)
         try await Task.sleep(for: .seconds(settle))
         let idleKilobytes = server?.residentKilobytes()
+        let kernelIdle = KernelMemory.read()
         let connected = fleet.latest.reduce(0) { $0 + $1.established }
+        var idleCPU: (seconds: Double, cpuSeconds: Double)?
+        if idleSeconds > 0, let server {
+            progress("holding \(connected) streams idle for \(idleSeconds) s")
+            let before = server.cpuSeconds()
+            try await Task.sleep(for: .seconds(idleSeconds))
+            idleCPU = (idleSeconds, server.cpuSeconds() - before)
+        }
         progress("connected \(connected) in \(String(format: "%.1f", connectPhase.seconds)) s; publishing \(events) events at \(rate)/s")
 
         var publisherToken: String?
@@ -197,7 +209,7 @@ struct RunBench: AsyncParsableCommand {
         var storm: StormWatch?
         try await publisher.run(count: events, rate: rate, channels: effectiveChannels, toUsers: mode == .users) { index in
             if index == stormAfter {
-                storm = StormWatch.start(fleet: fleet, server: server, steadySince: (publishStart, cpuBefore))
+                storm = StormWatch.start(fleet: fleet, server: server)
             }
             guard let reloadEvery, index > 0, index % reloadEvery == 0 else { return }
             if let workersOnlySocket {
@@ -218,7 +230,7 @@ struct RunBench: AsyncParsableCommand {
         let results = try await fleet.collectResults()
         try await group.shutdownGracefully()
 
-        let report = BenchReport(
+        var report = BenchReport(
             target: target.kind.rawValue, streams: streams, processes: processCount, channels: effectiveChannels, events: events, rate: rate,
             results: results, connectSeconds: connectPhase.seconds, loadToolConnectCPUSeconds: connectPhase.toolCPUSeconds,
             loadToolSettledCPUSeconds: connectPhase.toolSettledCPUSeconds,
@@ -228,6 +240,8 @@ struct RunBench: AsyncParsableCommand {
             serverCPUSeconds: zip(cpuBefore, cpuAfter).map { $1 - $0 }, rootCPUSecondsForConnects: rootCPUForConnects,
             serverCPUSecondsForConnects: serverCPUForConnects,
             reloads: reloads, storm: stormOutcome)
+        report.kernel = BenchReport.Kernel(before: kernelBefore, idle: kernelIdle, connections: report.established)
+        if let idleCPU { report.serverIdleCPUPercent = idleCPU.cpuSeconds / idleCPU.seconds * 100 }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -60,6 +60,29 @@ struct BenchReport: Codable {
     var rootCPUMicrosecondsPerConnection: Double?
     /// CPU of all the server's processes per connection established, over the connect phase.
     var serverCPUMicrosecondsPerConnection: Double?
+    /// Milliseconds from the first publish to the last delivery: with several events published at once, the time
+    /// for all of them to reach every stream.
+    var publishToLastDeliveryMilliseconds: Double
+    /// The server's CPU while the streams were idle (`--idle-seconds`), heartbeats running, in percent of one core.
+    var serverIdleCPUPercent: Double?
+    /// The kernel's memory for the connections, both ends of each (the load tool's and the server's sockets).
+    var kernel: Kernel?
+
+    struct Kernel: Codable {
+        var before: KernelMemory
+        var idle: KernelMemory
+        var slabKilobytesPerConnection: Double
+        var tcpBufferKilobytesPerConnection: Double
+
+        init?(before: KernelMemory?, idle: KernelMemory?, connections: Int) {
+            guard let before, let idle, connections > 0 else { return nil }
+            self.before = before
+            self.idle = idle
+            slabKilobytesPerConnection = Double(idle.slabKilobytes - before.slabKilobytes) / Double(connections)
+            tcpBufferKilobytesPerConnection = Double(idle.tcpBufferKilobytes - before.tcpBufferKilobytes) / Double(connections)
+        }
+    }
+
     /// The reconnect storm (`--storm-after`).
     var storm: Storm?
     /// The memory guard stopped the opening of streams (the machine's available memory fell under its floor).
@@ -73,11 +96,9 @@ struct BenchReport: Codable {
         /// From the drop to the last stream resumed (its response head received), over every load process.
         var seconds: Double
         var resumedPerSecond: Double
-        /// All the server's CPU from the order to the last resume, per resumed stream...
+        /// All the server's CPU from the order to the last resume, per resumed stream: the connection, the replay of
+        /// what it missed, and the publishing that goes on meanwhile (a small share at the scenarios' low rates).
         var serverCPUMicrosecondsPerResume: Double?
-        /// ... and less what publishing cost it at the rate measured before the storm: the resume's own cost,
-        /// replay included.
-        var serverCPUMicrosecondsPerResumeNet: Double?
         var loadToolCPUMicrosecondsPerResume: Double?
         /// Per resumed stream, milliseconds from publish to receipt of the first event published after it reconnected.
         var firstLiveLatencyMilliseconds: Latency?
@@ -92,9 +113,6 @@ struct BenchReport: Codable {
             resumedPerSecond = seconds > 0 ? Double(resumed) / seconds : 0
             let resumed = Double(max(self.resumed, 1))
             serverCPUMicrosecondsPerResume = watch.serverCPUSeconds.map { $0 * 1e6 / resumed }
-            if let cpu = watch.serverCPUSeconds, let steady = watch.steadyServerCPUPerSecond, let settledAt = watch.settledAt {
-                serverCPUMicrosecondsPerResumeNet = (cpu - steady * Double(settledAt - watch.orderedAt) / 1e9) * 1e6 / resumed
-            }
             if progress.allSatisfy({ $0.cpuSeconds != nil }) {
                 loadToolCPUMicrosecondsPerResume = progress.reduce(0) { $0 + ($1.cpuSeconds ?? 0) } * 1e6 / resumed
             }
@@ -151,6 +169,7 @@ struct BenchReport: Codable {
         let lastDelivery = results.map(\.lastReceivedAt).max() ?? publishStartNanoseconds
         let window = Double(lastDelivery > publishStartNanoseconds ? lastDelivery - publishStartNanoseconds : 1) / 1e9
         deliveredPerSecond = Double(delivered) / window
+        publishToLastDeliveryMilliseconds = window * 1000
         self.serverIdleKilobytes = serverIdleKilobytes
         if let serverIdleKilobytes, let serverBaselineKilobytes, established > 0 {
             serverIdleKilobytesPerStream = Double(serverIdleKilobytes - serverBaselineKilobytes) / Double(established)
@@ -190,6 +209,14 @@ struct BenchReport: Codable {
         if let perStream = serverIdleKilobytesPerStream, let idle = serverIdleKilobytes {
             lines.append("server memory     \(idle) KiB resident with streams idle: \(f(perStream, 2)) KiB per stream")
         }
+        if let kernel {
+            lines.append(
+                "kernel memory     slab \(f(kernel.slabKilobytesPerConnection, 2)) KiB, TCP buffers \(f(kernel.tcpBufferKilobytesPerConnection, 2)) KiB per connection (both ends)")
+        }
+        if let serverIdleCPUPercent {
+            lines.append("server idle CPU   \(f(serverIdleCPUPercent, 2)) % of a core with the streams idle (heartbeats running)")
+        }
+        lines.append("delivery span     \(f(publishToLastDeliveryMilliseconds, 1)) ms from the first publish to the last delivery")
         if let cpu = serverCPUSeconds, let perEvent = serverCPUMicrosecondsPerEvent {
             lines.append("server CPU        \(f(cpu, 2)) s while publishing: \(f(perEvent, 2)) µs per delivered event")
         }
@@ -203,7 +230,7 @@ struct BenchReport: Codable {
             lines.append(
                 "reconnect storm   \(storm.dropped) dropped, \(storm.resumed) resumed, \(storm.failed) failed in \(f(storm.seconds, 2)) s: "
                     + "\(f(storm.resumedPerSecond, 0)) resumed/s; server CPU \(us(storm.serverCPUMicrosecondsPerResume)) per resume "
-                    + "(\(us(storm.serverCPUMicrosecondsPerResumeNet)) without the publishing), load tool \(us(storm.loadToolCPUMicrosecondsPerResume))")
+                    + "(replay and the publishing meanwhile included), load tool \(us(storm.loadToolCPUMicrosecondsPerResume))")
             if let live = storm.firstLiveLatencyMilliseconds {
                 lines.append("first live event  p50 \(f(live.p50, 2)) ms, p99 \(f(live.p99, 2)) ms, max \(f(live.max, 2)) ms after the resume")
             }

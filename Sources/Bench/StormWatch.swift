@@ -2,29 +2,22 @@ import Foundation
 import Shared
 
 /// A reconnect storm, from the order (`storm` to every load process) until every process reports all its streams
-/// resumed or failed, with the server's CPU at both ends. The publishing goes on meanwhile, so the server's CPU rate
-/// while publishing before the storm is kept too: what the report subtracts to show the resume's own cost.
+/// resumed or failed, with the server's CPU at both ends.
 final class StormWatch: Sendable {
     struct Outcome: Sendable {
         var orderedAt: UInt64
         var settledAt: UInt64?
         var serverCPUSeconds: Double?
-        /// The server's CPU per second of publishing from the first publish to the storm.
-        var steadyServerCPUPerSecond: Double?
     }
 
     private let task: Task<Outcome, Never>
 
     private init(task: Task<Outcome, Never>) { self.task = task }
 
-    /// Orders the storm now. `steadySince`: when the publishing started, and the server's CPU then.
-    static func start(fleet: LoadFleet, server: ServerProcesses?, steadySince: (at: UInt64, cpuSeconds: Double?)) -> StormWatch {
-        let orderedAt = MonotonicClock.nanoseconds()
+    /// Orders the storm now.
+    static func start(fleet: LoadFleet, server: ServerProcesses?) -> StormWatch {
         let cpuAtOrder = server?.cpuSeconds()
-        var outcome = Outcome(orderedAt: orderedAt)
-        if let cpuAtOrder, let before = steadySince.cpuSeconds, orderedAt > steadySince.at {
-            outcome.steadyServerCPUPerSecond = (cpuAtOrder - before) / (Double(orderedAt - steadySince.at) / 1e9)
-        }
+        let outcome = Outcome(orderedAt: MonotonicClock.nanoseconds())
         fleet.command("storm")
         return StormWatch(
             task: Task { [outcome] in
