@@ -227,6 +227,7 @@ METRICS = [
     ("storm.seconds", "storm: seconds until every stream resumed", "{:.2f}"),
     ("storm.failed", "storm: streams that failed to resume", "{:.0f}"),
     ("storm.serverCPUMicrosecondsPerResume", "storm: server CPU per resumed stream (µs)", "{:.1f}"),
+    ("storm.rootCPUMicrosecondsPerResume", "storm: … of which the root process (µs)", "{:.1f}"),
     ("storm.loadToolCPUMicrosecondsPerResume", "storm: load tool CPU per resumed stream (µs)", "{:.1f}"),
     ("storm.firstLiveLatencyMilliseconds.p50", "storm: first live event after the resume, p50 (ms)", "{:.1f}"),
     ("storm.firstLiveLatencyMilliseconds.p99", "storm: first live event after the resume, p99 (ms)", "{:.1f}"),

@@ -209,7 +209,7 @@ struct RunBench: AsyncParsableCommand {
         var storm: StormWatch?
         try await publisher.run(count: events, rate: rate, channels: effectiveChannels, toUsers: mode == .users) { index in
             if index == stormAfter {
-                storm = StormWatch.start(fleet: fleet, server: server)
+                storm = StormWatch.start(fleet: fleet, server: server, root: serverPid)
             }
             guard let reloadEvery, index > 0, index % reloadEvery == 0 else { return }
             if let workersOnlySocket {

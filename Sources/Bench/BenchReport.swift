@@ -99,6 +99,8 @@ struct BenchReport: Codable {
         /// All the server's CPU from the order to the last resume, per resumed stream: the connection, the replay of
         /// what it missed, and the publishing that goes on meanwhile (a small share at the scenarios' low rates).
         var serverCPUMicrosecondsPerResume: Double?
+        /// The root process's share of it (sse-hub: the supervisor's accept, verification and hand-off).
+        var rootCPUMicrosecondsPerResume: Double?
         var loadToolCPUMicrosecondsPerResume: Double?
         /// Per resumed stream, milliseconds from publish to receipt of the first event published after it reconnected.
         var firstLiveLatencyMilliseconds: Latency?
@@ -113,6 +115,7 @@ struct BenchReport: Codable {
             resumedPerSecond = seconds > 0 ? Double(resumed) / seconds : 0
             let resumed = Double(max(self.resumed, 1))
             serverCPUMicrosecondsPerResume = watch.serverCPUSeconds.map { $0 * 1e6 / resumed }
+            rootCPUMicrosecondsPerResume = watch.rootCPUSeconds.map { $0 * 1e6 / resumed }
             if progress.allSatisfy({ $0.cpuSeconds != nil }) {
                 loadToolCPUMicrosecondsPerResume = progress.reduce(0) { $0 + ($1.cpuSeconds ?? 0) } * 1e6 / resumed
             }
@@ -230,7 +233,7 @@ struct BenchReport: Codable {
             lines.append(
                 "reconnect storm   \(storm.dropped) dropped, \(storm.resumed) resumed, \(storm.failed) failed in \(f(storm.seconds, 2)) s: "
                     + "\(f(storm.resumedPerSecond, 0)) resumed/s; server CPU \(us(storm.serverCPUMicrosecondsPerResume)) per resume "
-                    + "(replay and the publishing meanwhile included), load tool \(us(storm.loadToolCPUMicrosecondsPerResume))")
+                    + "(replay and the publishing meanwhile included; its root process \(us(storm.rootCPUMicrosecondsPerResume))), load tool \(us(storm.loadToolCPUMicrosecondsPerResume))")
             if let live = storm.firstLiveLatencyMilliseconds {
                 lines.append("first live event  p50 \(f(live.p50, 2)) ms, p99 \(f(live.p99, 2)) ms, max \(f(live.max, 2)) ms after the resume")
             }

@@ -8,6 +8,8 @@ final class StormWatch: Sendable {
         var orderedAt: UInt64
         var settledAt: UInt64?
         var serverCPUSeconds: Double?
+        /// The server's root process alone (sse-hub: the supervisor).
+        var rootCPUSeconds: Double?
     }
 
     private let task: Task<Outcome, Never>
@@ -15,8 +17,9 @@ final class StormWatch: Sendable {
     private init(task: Task<Outcome, Never>) { self.task = task }
 
     /// Orders the storm now.
-    static func start(fleet: LoadFleet, server: ServerProcesses?) -> StormWatch {
+    static func start(fleet: LoadFleet, server: ServerProcesses?, root: Int32?) -> StormWatch {
         let cpuAtOrder = server?.cpuSeconds()
+        let rootCPUAtOrder = root.map { ProcessCPU.seconds(pid: String($0)) }
         let outcome = Outcome(orderedAt: MonotonicClock.nanoseconds())
         fleet.command("storm")
         return StormWatch(
@@ -27,6 +30,7 @@ final class StormWatch: Sendable {
                     if fleet.latest.allSatisfy({ $0.storm?.settled == true && $0.storm?.cpuSeconds != nil }) {
                         outcome.settledAt = MonotonicClock.nanoseconds()
                         outcome.serverCPUSeconds = zip(cpuAtOrder, server?.cpuSeconds()).map { $1 - $0 }
+                        outcome.rootCPUSeconds = zip(rootCPUAtOrder, root.map { ProcessCPU.seconds(pid: String($0)) }).map { $1 - $0 }
                         break
                     }
                     try? await Task.sleep(for: .milliseconds(10))

@@ -42,7 +42,7 @@ struct Serve: AsyncParsableCommand {
     var maxHeadBytes: Int = 8192
 
     @Option(help: "Users' tokens the accept thread remembers as verified (by digest, each until its exp), so a reconnect storm skips their verification; 0 turns it off.")
-    var tokenCacheSize: Int = 100_000
+    var tokenCacheSize: Int = 65_536
 
     @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000

@@ -20,7 +20,7 @@ public struct SupervisorRuntime: Sendable {
         public var headTimeout: Duration
         public var maximumHeadBytes: Int
         /// Users' tokens remembered as verified by the accept thread (`CachingTokenVerifier`); 0: none.
-        public var tokenCacheSize = 100_000
+        public var tokenCacheSize = 65_536
         public var workerWait: Duration
         public var workerBacklogBytes: Int
         public var clientLimits: ClientAddressLimiter.Policy
