@@ -51,4 +51,37 @@ import Testing
         delivery.flush(streams: streams)
         #expect(try received("alice") == ["abcdef"])
     }
+
+    /// Several frames in one read reach each stream in publish order, whatever mix of targets carried them.
+    @Test func aReadsFramesReachEachStreamInPublishOrder() throws {
+        var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
+        let subscribers: [String: Set<String>] = ["news": ["alice"]]
+        delivery.queue(ByteBuffer(string: "A"), for: .everyone, streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "B"), for: .topic("news"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "C"), for: .everyone, streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "D"), for: .user("bob"), streams: streams, subscribers: subscribers)
+        #expect(try received("alice").isEmpty)
+        delivery.flush(streams: streams)
+        #expect(try received("alice") == ["A", "B", "C"])
+        #expect(try received("bob") == ["A", "C", "D"])
+        #expect(try received("carol") == ["A", "C"])
+    }
+
+    /// A stream that goes live after a broadcast was held (it replays the event from the history) is not sent it again.
+    @Test func aStreamLiveOnlyAfterABroadcastIsNotSentItByTheFlush() throws {
+        var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
+        var ordered = streams
+        for (ordinal, user) in ["alice", "bob", "carol"].enumerated() { ordered[user]?.ordinal = UInt64(ordinal + 1) }
+        // carol (ordinal 3) went live after the first broadcast was held, before the second.
+        delivery.queue(ByteBuffer(string: "first"), for: .everyone, streams: ordered, subscribers: [:], nextOrdinal: 3)
+        delivery.flush(streams: ordered)
+        #expect(try received("alice") == ["first"])
+        #expect(try received("bob") == ["first"])
+        #expect(try received("carol").isEmpty)
+        delivery.queue(ByteBuffer(string: "second"), for: .everyone, streams: ordered, subscribers: [:], nextOrdinal: 3)
+        delivery.queue(ByteBuffer(string: "third"), for: .everyone, streams: ordered, subscribers: [:], nextOrdinal: 4)
+        delivery.flush(streams: ordered)
+        #expect(try received("bob") == ["second", "third"])
+        #expect(try received("carol") == ["third"])
+    }
 }

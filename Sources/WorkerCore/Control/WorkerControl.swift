@@ -32,7 +32,13 @@ enum WorkerControl {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch Self.unwrapInboundIn(data) {
+            let message = Self.unwrapInboundIn(data)
+            switch message {
+            case .publish, .historyEntry, .ping: break
+            // The events held so far go out before anything else touches the streams (a migration, an ended stream).
+            default: hub.value.flushPublished()
+            }
+            switch message {
             case .publish(let command):
                 hub.value.publish(command)
             case .historyEntry(let command):

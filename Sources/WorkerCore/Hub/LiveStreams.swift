@@ -11,9 +11,14 @@ struct LiveStreams {
         var descriptor: CInt
         /// Seconds since 1970; nil without a token expiry, or once the stream was told it expired.
         var expiresAt: Int64?
+        /// The order streams went live in on this worker: a frame held for "everyone" goes to the streams live when
+        /// it was published (`StreamDelivery`).
+        var ordinal: UInt64 = 0
     }
 
     private(set) var byUser: [String: Stream] = [:]
+    /// The ordinal the next stream to go live gets.
+    private(set) var nextOrdinal: UInt64 = 1
     private var expiries: ExpiryWheel<String>
 
     /// `now`: seconds since 1970.
@@ -29,7 +34,8 @@ struct LiveStreams {
     /// Makes `channel` the user's live stream; returns the stream it replaces (whose expiry is forgotten), for the
     /// caller to end.
     mutating func makeLive(_ userID: String, channel: any Channel, descriptor: CInt) -> Stream? {
-        let previous = byUser.updateValue(Stream(channel: channel, descriptor: descriptor), forKey: userID)
+        let previous = byUser.updateValue(Stream(channel: channel, descriptor: descriptor, ordinal: nextOrdinal), forKey: userID)
+        nextOrdinal += 1
         if let expiresAt = previous?.expiresAt { expiries.cancel(userID, at: expiresAt) }
         return previous
     }

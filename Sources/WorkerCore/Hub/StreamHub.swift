@@ -343,13 +343,16 @@ final class StreamHub {
     // MARK: Delivery
 
     /// Records one event and queues it on its recipients' streams; the frame is encoded once and the same bytes
-    /// go to every stream. Nothing is sent until `flushPublished()`, which the control channel calls once per read.
+    /// go to every stream. Nothing is sent until `flushPublished()`, which the control channel calls once per read (and
+    /// before any other message that touches the streams).
     func publish(_ command: PublishCommand) {
         eventLoop.preconditionInEventLoop()
         history.append(command)
         var event = ByteBuffer()
         preamble.frames.write(command, into: &event)
-        delivery.queue(SSEWireFormat.chunk(event), for: command.target, streams: streams.byUser, subscribers: subscriptions.subscribers)
+        delivery.queue(
+            SSEWireFormat.chunk(event), for: command.target, streams: streams.byUser, subscribers: subscriptions.subscribers,
+            nextOrdinal: streams.nextOrdinal)
         // After the queueing: a stream released now replays this event from the history, and must not get it twice.
         releaseResumesReached()
     }
