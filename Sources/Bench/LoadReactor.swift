@@ -53,7 +53,7 @@ final class LoadReactor {
         progress.firstAttemptAt = offer?.startedAt ?? 0
         var nextReport = MonotonicClock.nanoseconds() + 1_000_000_000
         while inputOpen {
-            for ready in try epoll.wait(timeoutMilliseconds: offer == nil ? 100 : 1) {
+            for ready in try epoll.wait(timeoutMilliseconds: waitMilliseconds()) {
                 if ready.token == Self.inputToken { readCommands() } else { service(Int(ready.token), ready.events) }
             }
             offerDueConnections()
@@ -76,6 +76,15 @@ final class LoadReactor {
         /// The streams to (re)connect, in order.
         var pending: [Int]
         var next = 0
+    }
+
+    /// Until the next connection is due (at least 1 ms, at most 100): dozens of load processes offering a few hundred
+    /// connections a second each must not wake every millisecond for nothing.
+    private func waitMilliseconds() -> CInt {
+        guard let offer else { return 100 }
+        let dueAt = Double(offer.next) / offer.rate * 1e9 + Double(offer.startedAt)
+        let wait = (dueAt - Double(MonotonicClock.nanoseconds())) / 1e6
+        return CInt(min(100, max(1, wait.rounded(.up))))
     }
 
     private func startOffer(rate: Double) {

@@ -44,6 +44,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Users' tokens the accept thread remembers as verified (by digest, each until its exp), so a reconnect storm skips their verification; 0 turns it off.")
     var tokenCacheSize: Int = 65_536
 
+    @Option(help: "Seconds a worker may leave the supervisor's pings unanswered before it is killed as hung and restarted (an overloaded host delays healthy workers by seconds).")
+    var workerHangTimeout: Int = 15
+
     @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000
 
@@ -66,6 +69,7 @@ struct Serve: AsyncParsableCommand {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
         guard (0...10_000_000).contains(tokenCacheSize) else { throw ValidationError("--token-cache-size must be 0 to 10000000") }
+        guard (3...600).contains(workerHangTimeout) else { throw ValidationError("--worker-hang-timeout must be 3 to 600 seconds") }
         guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
         guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
         guard (65_536...(1 << 30)).contains(workerBacklogBytes) else { throw ValidationError("--worker-backlog-bytes must be 64 KiB to 1 GiB") }
@@ -135,6 +139,7 @@ struct Serve: AsyncParsableCommand {
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
         configuration.tokenCacheSize = tokenCacheSize
+        configuration.workerHangTimeout = .seconds(workerHangTimeout)
         configuration.sharedLog = sharedLog
         if let resuming, let identity = sharedLog?.start.identity, identity != resuming.epoch {
             logger.critical(

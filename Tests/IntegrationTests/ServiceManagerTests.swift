@@ -41,7 +41,7 @@ struct ServiceManagerTests {
     @Test func aStoppedWorkerStopsTheWatchdogAndIsReplaced() async throws {
         let notify = try NotifySocket()
         let hub = try await HubProcess.start(
-            workers: 2, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"])
+            workers: 2, arguments: ["--worker-hang-timeout", "5"], environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"])
         defer { Task { try await hub.stop() } }
         try await waitUntil("watchdog pings", timeout: .seconds(5)) { notify.count("WATCHDOG=1") >= 2 }
 

@@ -110,7 +110,7 @@ struct SystemdTests {
         let aliceShard = ShardFunction.shard(for: "alice", shardCount: 2)
         let victim = String(try #require(status.health.workers.first { $0.shard != aliceShard }?.pid))
         #expect(try sandbox.run(["kill", "-STOP", victim]).status == 0)
-        try await waitUntil("the stopped worker to be replaced", timeout: .seconds(20)) {
+        try await waitUntil("the stopped worker to be replaced", timeout: .seconds(40)) {
             let current = try workers()
             return current.count == 2 && !current.contains(victim)
         }

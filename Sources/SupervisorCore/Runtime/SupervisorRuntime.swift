@@ -21,6 +21,8 @@ public struct SupervisorRuntime: Sendable {
         public var maximumHeadBytes: Int
         /// Users' tokens remembered as verified by the accept thread (`CachingTokenVerifier`); 0: none.
         public var tokenCacheSize = 65_536
+        /// A worker silent this long is killed and restarted (`--worker-hang-timeout`).
+        public var workerHangTimeout: Duration = .seconds(15)
         public var workerWait: Duration
         public var workerBacklogBytes: Int
         public var clientLimits: ClientAddressLimiter.Policy
@@ -84,7 +86,7 @@ public struct SupervisorRuntime: Sendable {
         // Event ids are `<epoch>-<position>`: a single host's epoch is its start time; a shared log's is its identity,
         // so every host gives an event the same id and a client may resume on any of them. An upgrade keeps it.
         let epoch = c.resuming?.epoch ?? c.sharedLog?.start.identity ?? UInt64(WallClock.milliseconds())
-        let settings = ControlPlane.Settings(
+        var settings = ControlPlane.Settings(
             shardCount: c.workers, workerPath: c.workerPath,
             workerArguments: { [stream = c.stream, logLevel = c.logLevel, workerUser = c.workerUser, hubWide = c.sharedLog != nil] shard in
                 WorkerLaunch.arguments(
@@ -92,6 +94,7 @@ public struct SupervisorRuntime: Sendable {
             },
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
+        settings.liveness.hung = c.workerHangTimeout
         let handOver = try AcceptHandOver()
         let localConnections = OpenConnections()
         let plane = try await eventLoop.submit {
