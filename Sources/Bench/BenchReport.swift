@@ -65,6 +65,16 @@ struct BenchReport: Codable {
     var publishToLastDeliveryMilliseconds: Double
     /// The server's CPU while the streams were idle (`--idle-seconds`), heartbeats running, in percent of one core.
     var serverIdleCPUPercent: Double?
+    /// `--burst`: events published at once after the others arrived, and the time until every stream had them all.
+    var burst: Burst?
+
+    struct Burst: Codable {
+        var events: Int
+        /// From the burst's first publish to the last delivery.
+        var milliseconds: Double
+        var latencyMilliseconds: Latency
+    }
+
     /// The kernel's memory for the connections, both ends of each (the load tool's and the server's sockets).
     var kernel: Kernel?
 
@@ -218,6 +228,11 @@ struct BenchReport: Codable {
         }
         if let serverIdleCPUPercent {
             lines.append("server idle CPU   \(f(serverIdleCPUPercent, 2)) % of a core with the streams idle (heartbeats running)")
+        }
+        if let burst {
+            lines.append(
+                "burst             \(burst.events) events published at once reached every stream in \(f(burst.milliseconds, 1)) ms "
+                    + "(latency p50 \(f(burst.latencyMilliseconds.p50, 2)) ms, p99 \(f(burst.latencyMilliseconds.p99, 2)) ms)")
         }
         lines.append("delivery span     \(f(publishToLastDeliveryMilliseconds, 1)) ms from the first publish to the last delivery")
         if let cpu = serverCPUSeconds, let perEvent = serverCPUMicrosecondsPerEvent {

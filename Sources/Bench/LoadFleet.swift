@@ -62,14 +62,24 @@ final class LoadFleet: Sendable {
 
     var latest: [LoadProgress] { children.map { $0.state.withLock { $0.latest } } }
 
-    /// Waits until `condition` holds over every child's latest progress, printing `progress` every second.
+    /// Waits until `condition` holds over every child's latest progress, printing `progress` every second. It gives up
+    /// after `timeout`, or once `advance` (a count that grows while the work moves on) has stood still for `stalled`.
     func waitUntil(
-        timeout: Duration, _ condition: ([LoadProgress]) -> Bool, progress: ([LoadProgress]) -> String
+        timeout: Duration, stalled: Duration? = nil, advance: ([LoadProgress]) -> Int = { _ in 0 },
+        _ condition: ([LoadProgress]) -> Bool, progress: ([LoadProgress]) -> String
     ) async throws {
         let deadline = ContinuousClock.now + timeout
         var lastPrinted = ContinuousClock.now
+        var lastAdvance = (count: advance(latest), at: ContinuousClock.now)
         while !condition(latest) {
             guard ContinuousClock.now < deadline else { throw BenchError(description: "timed out: \(progress(latest))") }
+            if let stalled {
+                let count = advance(latest)
+                if count != lastAdvance.count { lastAdvance = (count, .now) }
+                guard lastAdvance.at.duration(to: .now) < stalled else {
+                    throw BenchError(description: "no progress for \(stalled): \(progress(latest))")
+                }
+            }
             if children.contains(where: { !$0.process.isRunning }) {
                 throw BenchError(description: "a load process exited early")
             }

@@ -21,6 +21,8 @@ struct LoadPlan: Codable, Sendable {
     var stormRate: Double? = nil
     /// Stop opening streams while the machine's available memory (`MemAvailable`) is under this many bytes.
     var memoryFloorBytes: UInt64? = nil
+    /// Events numbered from here on are a burst (`--burst`): their latency is kept apart from the others'.
+    var burstFrom: Int? = nil
 }
 
 /// Messages a load process writes to stdout, one JSON object a line.
@@ -86,6 +88,8 @@ struct LoadResult: Codable, Sendable {
     var ordersByChannel: [String: [UInt64: Int]] = [:]
     /// Per resumed stream, the latency of the first event it received that was published after it reconnected.
     var firstLiveLatency: Histogram<UInt64>? = nil
+    /// The latency of the burst's events (`LoadPlan.burstFrom`).
+    var burstLatency: Histogram<UInt64>? = nil
 }
 
 /// The body of `sse-bench load`: mint the tokens, then run the reactor on a thread of its own until stdin ends.
@@ -122,15 +126,7 @@ enum LoadProcess {
     }
 }
 
-/// CPU time (user + system) this process has used, from `/proc/self/stat`.
+/// CPU time (user + system) a process has used (`ProcessStat`); 0 when it cannot be read.
 enum ProcessCPU {
-    static func seconds(pid: String = "self") -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // Fields after the command: state is 0, utime is 11, stime is 12.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    static func seconds(pid: String = "self") -> Double { ProcessStat.cpuSeconds(pid: pid) ?? 0 }
 }

@@ -19,6 +19,7 @@ final class LoadReactor {
     private var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
     private var timeToOpen = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
     private var firstLiveLatency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+    private var burstLatency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
     private var lastReceivedAt: UInt64 = 0
     private var offer: ConnectOffer?
     private var offerStartCPUSeconds: Double = 0
@@ -287,7 +288,11 @@ final class LoadReactor {
         } onEvent: { sequence, sentAt in
             let now = MonotonicClock.nanoseconds()
             let micros = now > sentAt ? (now - sentAt) / 1000 : 0
-            _ = latency.record(micros)
+            if let burstFrom = plan.burstFrom, sequence >= burstFrom {
+                _ = burstLatency.record(micros)
+            } else {
+                _ = latency.record(micros)
+            }
             if streams[index].liveAfter > 0, sentAt >= streams[index].liveAfter {
                 _ = firstLiveLatency.record(micros)
                 streams[index].liveAfter = 0
@@ -389,7 +394,7 @@ final class LoadReactor {
             progress: progress, unique: unique, duplicates: duplicates, reordered: reordered, uniqueByChannel: uniqueByChannel,
             subscribersByChannel: subscribersByChannel, latency: latency, timeToOpen: timeToOpen, cpuSeconds: ProcessCPU.seconds(),
             lastReceivedAt: lastReceivedAt, ordersByChannel: ordersByChannel,
-            firstLiveLatency: progress.storm == nil ? nil : firstLiveLatency)
+            firstLiveLatency: progress.storm == nil ? nil : firstLiveLatency, burstLatency: plan.burstFrom == nil ? nil : burstLatency)
     }
 }
 

@@ -24,12 +24,14 @@ final class Publisher: Sendable {
     var failed: Int { outcomes.withLock { $0.failed } }
 
     /// Publishes `count` events at `rate` per second, spread round-robin over `channels` (0: broadcast);
-    /// event `i` carries the sequence number `i / channels` of its channel.
-    func run(count: Int, rate: Double, channels: Int, toUsers: Bool = false, before: (Int) -> Void = { _ in }) async throws {
+    /// event `i` (numbered from `first`) carries the sequence number `i / channels` of its channel.
+    func run(
+        count: Int, first: Int = 0, rate: Double, channels: Int, toUsers: Bool = false, before: (Int) -> Void = { _ in }
+    ) async throws {
         let start = ContinuousClock.now
-        for index in 0..<count {
+        for index in first..<(first + count) {
             before(index)
-            let due = start + .nanoseconds(Int64(Double(index) * 1_000_000_000 / rate))
+            let due = start + .nanoseconds(Int64(Double(index - first) * 1_000_000_000 / rate))
             if due > .now { try await Task.sleep(until: due, clock: .continuous) }
             let channel = channels > 0 ? "bench-\(index % channels)" : nil
             let sequence = channels > 0 ? index / channels : index
@@ -40,7 +42,7 @@ final class Publisher: Sendable {
         }
         // Wait for the answers still in flight.
         let deadline = ContinuousClock.now + .seconds(30)
-        while succeeded + failed < count, ContinuousClock.now < deadline {
+        while succeeded + failed < first + count, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
     }

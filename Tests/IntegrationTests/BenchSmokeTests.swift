@@ -70,4 +70,24 @@ struct BenchSmokeTests {
         #expect(storm["failed"] as? Int == 0)
         #expect((storm["firstLiveLatencyMilliseconds"] as? [String: Any])?["count"] as? Int == 300)
     }
+
+    /// The scale figures: a burst after the events (every stream gets all of them), the server's CPU while idle, and
+    /// the kernel's memory per connection.
+    @Test func aBurstAfterTheEventsReachesEveryStreamAndTheScaleFiguresAreReported() async throws {
+        let hub = try await HubProcess.start(workers: 2)
+        defer { Task { try await hub.stop() } }
+        let report = try await runBench(
+            hub, ["--streams", "200", "--events", "2", "--rate", "20", "--burst", "10", "--idle-seconds", "1"])
+        #expect(report["delivered"] as? Int == 200 * 12)
+        #expect(report["lost"] as? Int == 0)
+        #expect(report["duplicated"] as? Int == 0)
+        #expect(report["reordered"] as? Int == 0)
+        let burst = report["burst"] as? [String: Any] ?? [:]
+        #expect(burst["events"] as? Int == 10)
+        #expect((burst["latencyMilliseconds"] as? [String: Any])?["count"] as? Int == 2000)
+        #expect((burst["milliseconds"] as? Double ?? 0) > 0)
+        #expect(report["serverIdleCPUPercent"] is Double)
+        #expect((report["kernel"] as? [String: Any])?["slabKilobytesPerConnection"] is Double)
+        #expect(report["stoppedByMemoryGuard"] as? Bool == false)
+    }
 }

@@ -119,7 +119,7 @@ extension ControlPlane {
 
     func workerAnswered(_ worker: WorkerHandle) {
         guard worker.lastAnswer != nil else { return }
-        worker.lastAnswer = .now
+        worker.answered()
         serviceManager.workerAnswered(self)
     }
 
@@ -168,20 +168,47 @@ extension ControlPlane {
 
     /// Pings every shard's newest worker and kills those silent past `hung` (stopped, deadlocked, spinning: their
     /// sockets stay open, so only silence tells them apart); each is then reaped and restarted like any that dies.
+    ///
+    /// A silent worker whose CPU time still grows from one check to the next is busy, or starved of CPU on an
+    /// overloaded host (a million streams on two cores: a worker's heartbeat pass took longer than 15 s of wall time),
+    /// not stopped or deadlocked: it gets `busyHung` before it counts as spinning. Killing it sooner would drop all
+    /// its streams at once and make the overload worse.
     func checkLiveness() {
         let now = ContinuousClock.now
         pingsSent &+= 1
         for shard in shards.indices {
             guard let worker = shards[shard].state.newest else { continue }
-            if let last = worker.lastAnswer, now - last > settings.liveness.hung {
+            guard let last = worker.lastAnswer, now - last > settings.liveness.unanswered else {
+                worker.control?.writeAndFlush(ControlMessage.ping(pingsSent), promise: nil)
+                continue
+            }
+            let silent = now - last
+            if let cpu = ProcessStat.cpuSeconds(pid: String(worker.pid)) {
+                if let seen = worker.silentCPUSeconds, cpu > seen { worker.silentCPUGrewAt = now }
+                worker.silentCPUSeconds = max(cpu, worker.silentCPUSeconds ?? 0)
+            }
+            // Its CPU time grew in the last few seconds (a starved worker runs in bursts, so not at every check).
+            let progressing = worker.silentCPUGrewAt.map { now - $0 < .seconds(5) } ?? false
+            switch WorkerLiveness.verdict(silent: silent, progressing: progressing, policy: settings.liveness) {
+            case .hung:
                 worker.lastAnswer = nil
                 logger.error(
                     "worker stopped answering its liveness pings; killing it",
-                    metadata: ["worker": "\(shard)", "pid": "\(worker.pid)", "silent": "\(now - last)", "event": "worker-hung"])
+                    metadata: [
+                        "worker": "\(shard)", "pid": "\(worker.pid)", "silent": "\(silent)", "busy": "\(progressing)",
+                        "event": "worker-hung",
+                    ])
                 signal(worker, SIGKILL)
-            } else {
-                worker.control?.writeAndFlush(ControlMessage.ping(pingsSent), promise: nil)
+                continue
+            case .busy where !worker.reportedBusy:
+                worker.reportedBusy = true
+                logger.warning(
+                    "worker is slow to answer its liveness pings but still uses CPU: busy or starved, not killed yet",
+                    metadata: ["worker": "\(shard)", "pid": "\(worker.pid)", "silent": "\(silent)", "event": "worker-busy"])
+            case .busy, .alive:
+                break
             }
+            worker.control?.writeAndFlush(ControlMessage.ping(pingsSent), promise: nil)
         }
     }
 

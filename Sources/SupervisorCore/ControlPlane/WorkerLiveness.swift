@@ -12,5 +12,23 @@ enum WorkerLiveness {
         /// reconnect storm, 1,000,000 streams on two cores) a healthy worker's loop can take seconds to come round to
         /// a ping, and killing it drops all its streams at once, which makes the storm worse (`--worker-hang-timeout`).
         var hung: Duration = .seconds(15)
+        /// A silent worker whose CPU time still grows (busy, or starved of CPU) is killed only past this: a loop that
+        /// spins without answering for so long is broken.
+        var busyHung: Duration = .seconds(60)
+    }
+
+    enum Verdict: Equatable {
+        /// Answering, or silent for less than `hung`.
+        case alive
+        /// Silent past `hung` but its CPU time still grows: busy or starved, spared until `busyHung`.
+        case busy
+        /// Stopped, deadlocked (silent past `hung`, no CPU used), or spinning (silent past `busyHung`): killed.
+        case hung
+    }
+
+    /// What a worker silent for `silent` is, given whether its CPU time grew in the last few seconds.
+    static func verdict(silent: Duration, progressing: Bool, policy: Policy) -> Verdict {
+        if silent > policy.busyHung || (silent > policy.hung && !progressing) { return .hung }
+        return silent > policy.hung ? .busy : .alive
     }
 }

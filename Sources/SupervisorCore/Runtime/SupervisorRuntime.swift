@@ -95,6 +95,7 @@ public struct SupervisorRuntime: Sendable {
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
         settings.liveness.hung = c.workerHangTimeout
+        settings.liveness.busyHung = max(.seconds(60), c.workerHangTimeout * 4)
         let handOver = try AcceptHandOver()
         let localConnections = OpenConnections()
         let plane = try await eventLoop.submit {

@@ -1,0 +1,16 @@
+import Foundation
+
+/// A process's CPU time (user + system), from `/proc/PID/stat`: what tells a busy process from a stopped or
+/// deadlocked one, and what the load tool charges each server.
+public enum ProcessStat {
+    /// CPU seconds `pid` ("self" for this process) has used; nil when it is gone or unreadable.
+    public static func cpuSeconds(pid: String = "self") -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else {
+            return nil
+        }
+        // Fields after the command: state is 0, utime is 11, stime is 12 (proc(5)).
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
