@@ -432,6 +432,9 @@ def main():
                 log(f"{scenario.name}: {server.name} run {run + 1}/{runs}")
                 reports[server.name].append(run_once(server, scenario))
         raw[scenario.name] = reports
+        # Kept as each scenario ends: a later failure (a peer that does not start) loses nothing measured so far.
+        with open(options.out + ".json", "w") as f:
+            json.dump(raw, f, indent=1, sort_keys=True)
     render(raw, runs_by_scenario, options.full, options.out)
 
 
