@@ -262,11 +262,9 @@ struct RunBench: AsyncParsableCommand {
             reloads: reloads, storm: stormOutcome)
         if let burstStart {
             let last = results.map(\.lastReceivedAt).max() ?? burstStart
-            var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-            for result in results { if let burst = result.burstLatency { latency.add(burst) } }
             report.burst = BenchReport.Burst(
                 events: burst, milliseconds: Double(last > burstStart ? last - burstStart : 0) / 1e6,
-                latencyMilliseconds: BenchReport.Latency(latency, scale: 1000))
+                latencyMilliseconds: BenchReport.Latency(.merging(results.compactMap(\.burstLatency)), scale: 1000))
         }
         report.kernel = BenchReport.Kernel(before: kernelBefore, idle: kernelIdle, connections: report.established)
         if let idleCPU { report.serverIdleCPUPercent = idleCPU.cpuSeconds / idleCPU.seconds * 100 }

@@ -129,8 +129,7 @@ struct BenchReport: Codable {
             if progress.allSatisfy({ $0.cpuSeconds != nil }) {
                 loadToolCPUMicrosecondsPerResume = progress.reduce(0) { $0 + ($1.cpuSeconds ?? 0) } * 1e6 / resumed
             }
-            var merged = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-            for histogram in firstLive { merged.add(histogram) }
+            let merged = Histogram.merging(firstLive)
             firstLiveLatencyMilliseconds = merged.totalCount > 0 ? Latency(merged, scale: 1000) : nil
         }
 
@@ -158,14 +157,8 @@ struct BenchReport: Codable {
         closedEarly = results.reduce(0) { $0 + $1.progress.closed }
         self.connectSeconds = connectSeconds
         connectsPerSecond = connectSeconds > 0 ? Double(established) / connectSeconds : 0
-        var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-        var open = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-        for result in results {
-            latency.add(result.latency)
-            open.add(result.timeToOpen)
-        }
-        timeToOpenMilliseconds = Latency(open, scale: 1000)
-        latencyMilliseconds = Latency(latency, scale: 1000)
+        timeToOpenMilliseconds = Latency(.merging(results.map(\.timeToOpen)), scale: 1000)
+        latencyMilliseconds = Latency(.merging(results.map(\.latency)), scale: 1000)
         self.publishesSucceeded = publishesSucceeded
         self.publishesFailed = publishesFailed
         self.expectedDeliveries = expectedDeliveries
@@ -260,5 +253,17 @@ struct BenchReport: Codable {
             "load tool CPU     \(f(loadToolCPUSeconds, 2)) s: \(f(loadToolCPUMicrosecondsPerEvent, 2)) µs per delivered event"
                 + (loadToolCPUMicrosecondsPerConnection.map { ", \(f($0, 1)) µs per connection" } ?? ""))
         return lines.joined(separator: "\n")
+    }
+}
+
+extension Histogram<UInt64> {
+    /// Microseconds up to two minutes, to three significant digits: what every latency of the tool is kept in.
+    static func microseconds() -> Self { Histogram(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three) }
+
+    /// The load processes' histograms of one figure, as one.
+    static func merging(_ parts: [Self]) -> Self {
+        var merged = microseconds()
+        for part in parts { merged.add(part) }
+        return merged
     }
 }

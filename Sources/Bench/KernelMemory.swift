@@ -12,7 +12,7 @@ struct KernelMemory: Codable, Sendable {
     static func read() -> KernelMemory? {
         guard let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
             let sockstat = try? String(contentsOfFile: "/proc/net/sockstat", encoding: .utf8),
-            let slab = field("Slab:", in: meminfo), let unreclaimable = field("SUnreclaim:", in: meminfo),
+            let slab = ProcFields.value("Slab:", in: meminfo), let unreclaimable = ProcFields.value("SUnreclaim:", in: meminfo),
             let tcp = sockstat.split(separator: "\n").first(where: { $0.hasPrefix("TCP:") })
         else { return nil }
         // "TCP: inuse 2 orphan 0 tw 39986 alloc 2 mem 276"
@@ -22,9 +22,5 @@ struct KernelMemory: Codable, Sendable {
         return KernelMemory(
             slabKilobytes: slab, unreclaimableSlabKilobytes: unreclaimable, tcpBufferKilobytes: pages * Int(getpagesize()) / 1024,
             tcpSocketsInUse: inUse)
-    }
-
-    private static func field(_ name: String, in text: String) -> Int? {
-        text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) }
     }
 }

@@ -16,10 +16,10 @@ final class LoadReactor {
     private let epoll: Epoll
     private var streams: [LoadStream]
     private var progress = LoadProgress(attempted: 0, established: 0, failed: 0, closed: 0, received: 0, done: false)
-    private var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-    private var timeToOpen = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-    private var firstLiveLatency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-    private var burstLatency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+    private var latency = Histogram.microseconds()
+    private var timeToOpen = Histogram.microseconds()
+    private var firstLiveLatency = Histogram.microseconds()
+    private var burstLatency = Histogram.microseconds()
     private var lastReceivedAt: UInt64 = 0
     private var offer: ConnectOffer?
     private var offerStartCPUSeconds: Double = 0
@@ -50,7 +50,7 @@ final class LoadReactor {
     func run() throws {
         try Syscall.setNonBlocking(STDIN_FILENO, true)
         try epoll.add(STDIN_FILENO, events: [.readable], token: Self.inputToken)
-        startOffer(rate: plan.rampRate)
+        startOffer(rate: plan.rampRate, pending: Array(0..<plan.count), at: MonotonicClock.nanoseconds())
         progress.firstAttemptAt = offer?.startedAt ?? 0
         var nextReport = MonotonicClock.nanoseconds() + 1_000_000_000
         while inputOpen {
@@ -88,8 +88,8 @@ final class LoadReactor {
         return CInt(min(100, max(1, wait.rounded(.up))))
     }
 
-    private func startOffer(rate: Double) {
-        offer = ConnectOffer(startedAt: MonotonicClock.nanoseconds(), rate: rate, pending: Array(0..<plan.count))
+    private func startOffer(rate: Double, pending: [Int], at startedAt: UInt64) {
+        offer = ConnectOffer(startedAt: startedAt, rate: rate, pending: pending)
         offerStartCPUSeconds = ProcessCPU.seconds()
     }
 
@@ -99,16 +99,14 @@ final class LoadReactor {
         var dropped: [Int] = []
         // Dropped first, all of them, then reconnected on the timeline: every client loses its stream at once.
         for index in streams.indices where streams[index].phase == .streaming {
-            Syscall.close(streams[index].fd)
-            streams[index].fd = -1
+            closeSocket(index)
             streams[index].phase = .waiting
             dropped.append(index)
         }
         storm.dropped = dropped.count
         storm.droppedAt = MonotonicClock.nanoseconds()
         progress.storm = storm
-        offer = ConnectOffer(startedAt: storm.droppedAt, rate: plan.stormRate ?? plan.rampRate, pending: dropped)
-        offerStartCPUSeconds = ProcessCPU.seconds()
+        startOffer(rate: plan.stormRate ?? plan.rampRate, pending: dropped, at: storm.droppedAt)
         reportIfSettled()
     }
 
@@ -179,9 +177,14 @@ final class LoadReactor {
 
     /// Spread over 127.0.0.0/8 (every address there is the loopback), one address per stream for the first 15
     /// million: ephemeral ports never run out, and a server's per-address limits never see two streams of one client.
-    static func sourceAddress(forIndex index: Int) -> sockaddr_in? {
+    static func sourceAddress(forIndex index: Int) -> sockaddr_in {
         let host = index % (254 * 256 * 256)
-        return Syscall.ipv4Address("127.\(1 + host / 65_536).\(host / 256 % 256).\(1 + host % 254)", port: 0)
+        // 127.(1 + host / 65,536).(host / 256 % 256).(1 + host % 254), built as a number: no string per connection.
+        let octets = (UInt32(127) << 24) | UInt32(1 + host / 65_536) << 16 | UInt32(host / 256 % 256) << 8 | UInt32(1 + host % 254)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = octets.bigEndian
+        return address
     }
 
     private func channelName(forIndex index: Int) -> String {
@@ -230,13 +233,15 @@ final class LoadReactor {
     private static let headEnd: [UInt8] = Array("\r\n\r\n".utf8)
     private static let okStatuses = [Array("HTTP/1.1 200".utf8), Array("HTTP/1.0 200".utf8)]
 
+    private static func isOK(_ head: [UInt8]) -> Bool { okStatuses.contains { head.starts(with: $0) } }
+
     private func consume(_ index: Int, _ bytes: UnsafeRawBufferPointer) {
         switch streams[index].phase {
         case .awaitingAnswer:
             // The status line is all a subscribe's answer is read for; then the stream itself is opened.
             streams[index].head += bytes
             guard streams[index].head.count >= 12 else { return }
-            let accepted = Self.okStatuses.contains { streams[index].head.starts(with: $0) }
+            let accepted = Self.isOK(streams[index].head)
             closeSocket(index)
             if accepted {
                 streams[index].subscribed = true
@@ -250,7 +255,7 @@ final class LoadReactor {
                 if streams[index].head.count > 16_384 { drop(index, failed: true) }
                 return
             }
-            guard Self.okStatuses.contains(where: { streams[index].head.starts(with: $0) }) else { return drop(index, failed: true) }
+            guard Self.isOK(streams[index].head) else { return drop(index, failed: true) }
             let body = Array(streams[index].head[end.upperBound...])
             streams[index].head = []
             streams[index].phase = .streaming
@@ -466,9 +471,8 @@ struct MemoryGuard {
     /// `MemAvailable` from `/proc/meminfo`.
     static func availableBytes() -> UInt64? {
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) })
+            let kilobytes = ProcFields.value("MemAvailable:", in: text)
         else { return nil }
-        return kilobytes * 1024
+        return UInt64(kilobytes) * 1024
     }
 }

@@ -29,8 +29,7 @@ struct ServerProcesses {
     func residentKilobytes() -> Int {
         pids().reduce(0) { total, pid in
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-                let value = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+                let value = ProcFields.value("VmRSS:", in: status)
             else { return total }
             return total + value
         }

@@ -1,12 +1,9 @@
 import Foundation
-import Shared
 
 /// A reconnect storm, from the order (`storm` to every load process) until every process reports all its streams
 /// resumed or failed, with the server's CPU at both ends.
 final class StormWatch: Sendable {
     struct Outcome: Sendable {
-        var orderedAt: UInt64
-        var settledAt: UInt64?
         var serverCPUSeconds: Double?
         /// The server's root process alone (sse-hub: the supervisor).
         var rootCPUSeconds: Double?
@@ -20,15 +17,13 @@ final class StormWatch: Sendable {
     static func start(fleet: LoadFleet, server: ServerProcesses?, root: Int32?) -> StormWatch {
         let cpuAtOrder = server?.cpuSeconds()
         let rootCPUAtOrder = root.map { ProcessCPU.seconds(pid: String($0)) }
-        let outcome = Outcome(orderedAt: MonotonicClock.nanoseconds())
         fleet.command("storm")
         return StormWatch(
-            task: Task { [outcome] in
-                var outcome = outcome
+            task: Task {
+                var outcome = Outcome()
                 let deadline = ContinuousClock.now + .seconds(300)
                 while ContinuousClock.now < deadline {
                     if fleet.latest.allSatisfy({ $0.storm?.settled == true && $0.storm?.cpuSeconds != nil }) {
-                        outcome.settledAt = MonotonicClock.nanoseconds()
                         outcome.serverCPUSeconds = zip(cpuAtOrder, server?.cpuSeconds()).map { $1 - $0 }
                         outcome.rootCPUSeconds = zip(rootCPUAtOrder, root.map { ProcessCPU.seconds(pid: String($0)) }).map { $1 - $0 }
                         break
