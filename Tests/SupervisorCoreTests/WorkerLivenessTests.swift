@@ -20,3 +20,23 @@ import Testing
         #expect(WorkerLiveness.verdict(silent: .seconds(30), progressing: false, policy: policy) == .hung)
     }
 }
+
+/// A worker's silence: its CPU time counts as growing for a few seconds after it last grew, since a starved worker
+/// runs in bursts.
+@Suite struct WorkerSilenceTests {
+    @Test func cpuTimeThatGrewLatelyIsProgressAndStaleGrowthIsNot() {
+        var silence = WorkerLiveness.Silence()
+        let start = ContinuousClock.now
+        // Read outside #expect: it cannot call a mutating method.
+        let first = silence.observe(cpuSeconds: 1.0, now: start)
+        let grew = silence.observe(cpuSeconds: 1.02, now: start + .seconds(1))
+        let recently = silence.observe(cpuSeconds: 1.02, now: start + .seconds(3))
+        let stale = silence.observe(cpuSeconds: 1.02, now: start + .seconds(7))
+        let unreadable = silence.observe(cpuSeconds: nil, now: start + .seconds(8))
+        #expect(!first, "the first reading is a baseline, not growth")
+        #expect(grew)
+        #expect(recently, "no growth since, but within a few seconds")
+        #expect(!stale)
+        #expect(!unreadable, "an unreadable process is no progress")
+    }
+}

@@ -183,12 +183,7 @@ extension ControlPlane {
                 continue
             }
             let silent = now - last
-            if let cpu = ProcessStat.cpuSeconds(pid: String(worker.pid)) {
-                if let seen = worker.silentCPUSeconds, cpu > seen { worker.silentCPUGrewAt = now }
-                worker.silentCPUSeconds = max(cpu, worker.silentCPUSeconds ?? 0)
-            }
-            // Its CPU time grew in the last few seconds (a starved worker runs in bursts, so not at every check).
-            let progressing = worker.silentCPUGrewAt.map { now - $0 < .seconds(5) } ?? false
+            let progressing = worker.silence.observe(cpuSeconds: ProcessStat.cpuSeconds(pid: String(worker.pid)), now: now)
             switch WorkerLiveness.verdict(silent: silent, progressing: progressing, policy: settings.liveness) {
             case .hung:
                 worker.lastAnswer = nil
@@ -200,8 +195,8 @@ extension ControlPlane {
                     ])
                 signal(worker, SIGKILL)
                 continue
-            case .busy where !worker.reportedBusy:
-                worker.reportedBusy = true
+            case .busy where !worker.silence.reportedBusy:
+                worker.silence.reportedBusy = true
                 logger.warning(
                     "worker is slow to answer its liveness pings but still uses CPU: busy or starved, not killed yet",
                     metadata: ["worker": "\(shard)", "pid": "\(worker.pid)", "silent": "\(silent)", "event": "worker-busy"])

@@ -20,12 +20,8 @@ final class WorkerHandle: ShardWorker {
     var controlDescriptor: CInt?
     /// When it last showed its event loop runs (its start, then each pong); nil once it was killed for silence.
     var lastAnswer: ContinuousClock.Instant?
-    /// Its CPU seconds when first seen silent, then each time they grew; and when they last grew. A silent worker whose
-    /// CPU time still grows is busy (or starved of CPU), not stopped or deadlocked.
-    var silentCPUSeconds: Double?
-    var silentCPUGrewAt: ContinuousClock.Instant?
-    /// It was reported busy for the silence it is in now (logged once per silence).
-    var reportedBusy = false
+    /// What its liveness checks saw since it last answered.
+    var silence = WorkerLiveness.Silence()
     /// The last event sequence written to it (live, or from the history as it started or caught up).
     var sentThrough: UInt64 = 0
     /// Its control channel holds more than the backlog bound: publishes wait in the history until it drains.
@@ -49,9 +45,7 @@ final class WorkerHandle: ShardWorker {
     /// A pong: it answers again.
     func answered() {
         lastAnswer = .now
-        silentCPUSeconds = nil
-        silentCPUGrewAt = nil
-        reportedBusy = false
+        silence = WorkerLiveness.Silence()
     }
 
     /// The framing of its control channel: the version it speaks, the bytes read and not decoded yet.

@@ -17,6 +17,25 @@ enum WorkerLiveness {
         var busyHung: Duration = .seconds(60)
     }
 
+    /// What the control plane saw of a worker since it last answered: its CPU time (a silent worker whose CPU time
+    /// still grows is busy, or starved of CPU, not stopped or deadlocked), and whether it was reported busy.
+    struct Silence {
+        private var cpuSeconds: Double?
+        private var cpuGrewAt: ContinuousClock.Instant?
+        /// Logged once per silence.
+        var reportedBusy = false
+
+        /// Records the worker's CPU time now; true when it grew in the last few seconds (a starved worker runs in
+        /// bursts, so not between every two checks).
+        mutating func observe(cpuSeconds cpu: Double?, now: ContinuousClock.Instant) -> Bool {
+            if let cpu {
+                if let seen = cpuSeconds, cpu > seen { cpuGrewAt = now }
+                cpuSeconds = max(cpu, cpuSeconds ?? 0)
+            }
+            return cpuGrewAt.map { now - $0 < .seconds(5) } ?? false
+        }
+    }
+
     enum Verdict: Equatable {
         /// Answering, or silent for less than `hung`.
         case alive
