@@ -58,10 +58,10 @@ public final class CachingTokenVerifier {
     public var count: Int { newer.count + older.count }
 
     /// What `TokenVerifier.verifyUser` answers, from the cache when it holds the token and it is unexpired.
-    public func verifyUser(_ token: String?, now: Double = Date().timeIntervalSince1970) -> Result<Identity, AuthFailure> {
+    public func verifyUser(_ token: String?) -> Result<Identity, AuthFailure> {
         guard capacity > 0, let token, !token.isEmpty else { return verifier.verifyUser(token) }
         let key = Self.key(token)
-        if let entry = newer[key] ?? promote(key), now < Double(entry.expiresAt) {
+        if let entry = newer[key] ?? promote(key), Date().timeIntervalSince1970 < Double(entry.expiresAt) {
             hits += 1
             return .success(entry.identity)
         }
