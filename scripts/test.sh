@@ -21,6 +21,8 @@ command -v ps >/dev/null 2>&1 || need+=(procps)
 # the postgres user the package creates; setpriv (util-linux) runs them as that user.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# The browser tests drive a real headless Chromium (Tests/IntegrationTests/Support/browser_check.py).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -28,10 +30,11 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
-# sseclient-py (with requests): an SSE client this project did not write, for the resume test.
-if ! python3 -c 'import sseclient, requests' 2>/dev/null; then
-  python3 -m pip install --quiet sseclient-py requests 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages sseclient-py requests
+# sseclient-py (with requests): an SSE client this project did not write, for the resume test; PyJWT with
+# cryptography: tokens and keys this project did not make, for the identity-provider key tests.
+if ! python3 -c 'import sseclient, requests, jwt, cryptography' 2>/dev/null; then
+  python3 -m pip install --quiet sseclient-py requests pyjwt cryptography 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages sseclient-py requests pyjwt cryptography
 fi
 
 # The whole suite (no arguments) starts with a short real libFuzzer run of every fuzz target (docs/operations.md,

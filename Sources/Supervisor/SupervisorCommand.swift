@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOCore
+import KeySources
 import PostgresLog
+import ServiceLifecycle
 import Shared
 import SupervisorCore
 
@@ -32,8 +34,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The sse-worker executable (default: beside sse-supervisor).")
     var workerPath: String?
 
-    @Option(help: "File holding the HS256 secret (else $SSE_JWT_SECRET, else the systemd credential jwt-secret).")
-    var jwtSecretFile: String?
+    @OptionGroup var auth: AuthOptions
 
     @Option(help: "Seconds a client has to send its request head.")
     var headTimeout: Int = 10
@@ -90,11 +91,12 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "sse-supervisor")
         Syscall.ignoreSIGPIPE()
 
-        let secret: String
+        let verifier: TokenVerifier
+        var keySources: [any Service] = []
         do {
-            secret = try JWTSecret.load(file: jwtSecretFile)
+            (verifier, keySources) = try auth.verifier(logger: logger)
         } catch {
-            logger.critical("\(error)")
+            logger.critical("\(error)", metadata: ["event": "auth-refused"])
             throw ExitCode(78)  // EX_CONFIG
         }
         let workerExecutable = try workerPath ?? Self.siblingWorkerPath()
@@ -135,10 +137,11 @@ struct Serve: AsyncParsableCommand {
         }
         var configuration = SupervisorRuntime.Configuration(
             listenAddresses: listenAddresses, operatorSocketPath: controlSocket, workers: workers, workerPath: workerExecutable,
-            workerUser: workerUser, secret: secret, headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes,
+            workerUser: workerUser, verifier: verifier, headTimeout: .seconds(headTimeout), maximumHeadBytes: maxHeadBytes,
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
         configuration.tokenCacheSize = tokenCacheSize
+        configuration.keySources = keySources
         configuration.workerHangTimeout = .seconds(workerHangTimeout)
         configuration.sharedLog = sharedLog
         if let resuming, let identity = sharedLog?.start.identity, identity != resuming.epoch {

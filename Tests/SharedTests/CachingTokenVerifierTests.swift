@@ -33,6 +33,20 @@ import Testing
         #expect(cache.hits == 0)
     }
 
+    @Test func aChangeOfKeysEmptiesTheCache() async throws {
+        // A JWKS source's keys: the secret's key, published under a kid, as a rotation would replace it.
+        let ring = KeyRing(fixed: [])
+        ring.replace(source: "jwks", with: [VerificationKey(secret: TokenVerifierTests.secret)])
+        let cache = CachingTokenVerifier(verifier: TokenVerifier(keys: ring), capacity: 16)
+        let token = try await tokens.sign(["sub": .string("dave"), "exp": tokens.hourFromNow])
+        #expect(try cache.verifyUser(token).get().userID == "dave")
+        #expect(cache.count == 1)
+        ring.replace(source: "jwks", with: [])
+        #expect(cache.verifyUser(token) == .failure(AuthFailure(code: .invalidToken)))
+        #expect(cache.count == 0)
+        #expect(cache.hits == 0)
+    }
+
     @Test func aTokenWithOneByteChangedIsVerifiedAfreshAndRefused() async throws {
         let cache = cache()
         let token = try await tokens.sign(["sub": .string("carol"), "exp": tokens.hourFromNow])

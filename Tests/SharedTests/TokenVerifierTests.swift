@@ -184,3 +184,51 @@ import Testing
         #expect(throws: JWTSecret.Missing.self) { try JWTSecret.load(file: "/nonexistent/secret", environment: [:]) }
     }
 }
+
+/// The claim rules' pieces that the integration tests reach only through a running supervisor.
+@Suite struct ClaimRulesTests {
+    @Test func aPublisherClaimIsADottedPathAndAValue() {
+        #expect(PublisherClaim("role=publisher") == .role)
+        #expect(PublisherClaim("realm_access.roles=sse-publisher")?.path == ["realm_access", "roles"])
+        #expect(PublisherClaim("a.b=x=y")?.value == "x=y")
+        for bad in ["role", "=publisher", "role=", "a..b=x", ".a=x"] { #expect(PublisherClaim(bad) == nil, "\(bad)") }
+    }
+
+    @Test func aJWKSDocumentKeepsWhatItCanUseAndSaysWhyItSkippedTheRest() throws {
+        let json = #"""
+            {"keys":[
+              {"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"ed"},
+              {"kty":"RSA","n":"AQAB","e":"AQAB","kid":"tiny"},
+              {"kty":"oct","k":"c2VjcmV0","kid":"hmac"},
+              {"kty":"EC","crv":"P-521","x":"AA","y":"AA","kid":"p521"},
+              {"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc","kid":"enc"},
+              42
+            ]}
+            """#
+        let set = try JSONWebKeySet(json: Array(json.utf8), source: "test")
+        #expect(set.keys.map(\.keyID) == ["ed"])
+        #expect(set.keys.first?.algorithm == .edDSA)
+        #expect(set.skipped.count == 5, "\(set.skipped)")
+        #expect(throws: JSONWebKeySet.Invalid.self) { try JSONWebKeySet(json: Array(#"{"keys":[]}"#.utf8), source: "empty") }
+        #expect(throws: JSONWebKeySet.Invalid.self) { try JSONWebKeySet(json: Array("[]".utf8), source: "array") }
+    }
+
+    @Test func anRSAKeyFromPEMNeedsAnRSAAlgorithm() throws {
+        // A 2048-bit RSA public key (SubjectPublicKeyInfo).
+        let pem = """
+            -----BEGIN PUBLIC KEY-----
+            MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo
+            4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u
+            +qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyeh
+            kd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ
+            0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdg
+            cKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbc
+            mwIDAQAB
+            -----END PUBLIC KEY-----
+            """
+        #expect(throws: VerificationKey.Invalid.self) { try VerificationKey(pem: pem, algorithm: nil, source: "k.pem") }
+        #expect(throws: VerificationKey.Invalid.self) { try VerificationKey(pem: pem, algorithm: .es256, source: "k.pem") }
+        #expect(try VerificationKey(pem: pem, algorithm: .ps256, source: "k.pem").algorithm == .ps256)
+        #expect(throws: VerificationKey.Invalid.self) { try VerificationKey(pem: "not a key", algorithm: .rs256, source: "k.pem") }
+    }
+}

@@ -11,7 +11,8 @@ import Foundation
 /// - `exp` is enforced on every hit: an entry is used only while the token is unexpired, against its expiry
 ///   rounded down to the second (never later than the token's own). `nbf` was passed when it was verified and
 ///   stays passed.
-/// - It never outlives its key: it owns the verifier, and a new key means a new verifier, hence a new cache.
+/// - It never outlives its keys: it owns the verifier, and it is emptied whenever the verifier's key ring changes (a
+///   JWKS re-read or re-fetched), so a token verified with a key since removed is verified again.
 /// - Bounded: two generations of at most `capacity / 2` entries each; when the newer one fills, the older is
 ///   dropped whole (a hit in the older generation moves the entry to the newer). No per-entry bookkeeping.
 ///
@@ -21,6 +22,8 @@ public final class CachingTokenVerifier {
     public let capacity: Int
     private var newer: [Key: Entry] = [:]
     private var older: [Key: Entry] = [:]
+    /// The key ring's generation the entries were verified under: when a key changes, they all go.
+    private var generation: UInt64 = 0
     public private(set) var hits = 0
     public private(set) var misses = 0
 
@@ -60,6 +63,12 @@ public final class CachingTokenVerifier {
     /// What `TokenVerifier.verifyUser` answers, from the cache when it holds the token and it is unexpired.
     public func verifyUser(_ token: String?) -> Result<Identity, AuthFailure> {
         guard capacity > 0, let token, !token.isEmpty else { return verifier.verifyUser(token) }
+        let current = verifier.keys.snapshot.generation
+        if current != generation {
+            newer = [:]
+            older = [:]
+            generation = current
+        }
         let key = Self.key(token)
         if let entry = newer[key] ?? promote(key), Date().timeIntervalSince1970 < Double(entry.expiresAt) {
             hits += 1

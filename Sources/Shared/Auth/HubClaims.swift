@@ -9,6 +9,15 @@ public struct HubClaims: JWTPayload, Equatable {
     public var role: String?
     public var exp: ExpirationClaim?
     public var nbf: NotBeforeClaim?
+    public var aud: AudienceClaim?
+    public var iss: String?
+    /// Whether the token holds the publisher claim the decoder was given (`PublisherClaim`; `role=publisher` when
+    /// it was given none). Read while decoding, never encoded.
+    public var holdsPublisherClaim = false
+
+    enum CodingKeys: String, CodingKey {
+        case sub, user, id, role, exp, nbf, aud, iss
+    }
 
     public struct UserClaim: Codable, Sendable, Equatable {
         public var id: FlexibleID?
@@ -23,7 +32,7 @@ public struct HubClaims: JWTPayload, Equatable {
 
     public init(
         sub: FlexibleID? = nil, user: UserClaim? = nil, id: FlexibleID? = nil, role: String? = nil,
-        exp: ExpirationClaim? = nil, nbf: NotBeforeClaim? = nil
+        exp: ExpirationClaim? = nil, nbf: NotBeforeClaim? = nil, aud: AudienceClaim? = nil, iss: String? = nil
     ) {
         self.sub = sub
         self.user = user
@@ -31,6 +40,9 @@ public struct HubClaims: JWTPayload, Equatable {
         self.role = role
         self.exp = exp
         self.nbf = nbf
+        self.aud = aud
+        self.iss = iss
+        holdsPublisherClaim = role == "publisher"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -42,6 +54,11 @@ public struct HubClaims: JWTPayload, Equatable {
         // A malformed exp or nbf must fail the token, not be skipped.
         exp = try container.decodeIfPresent(ExpirationClaim.self, forKey: .exp)
         nbf = try container.decodeIfPresent(NotBeforeClaim.self, forKey: .nbf)
+        // A malformed aud or iss is absent, which fails a token only where they are checked.
+        aud = try? container.decodeIfPresent(AudienceClaim.self, forKey: .aud)
+        iss = try? container.decodeIfPresent(String.self, forKey: .iss)
+        let rule = decoder.userInfo[PublisherClaim.userInfoKey] as? PublisherClaim ?? .role
+        holdsPublisherClaim = rule.isHeld(by: decoder)
     }
 
     /// The user id: `sub`, else `user.id`, else `id`.

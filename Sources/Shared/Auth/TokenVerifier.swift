@@ -20,9 +20,25 @@ public struct AuthFailure: Error, Sendable, Equatable {
         case userIDTooLong = "auth.user-id-too-long"
         case notPublisher = "auth.not-publisher"
     }
-    public let code: Code
 
-    public init(code: Code) { self.code = code }
+    /// Why a token is invalid: for the operator's log line, never for the client (which learns only that it is).
+    public enum Reason: String, Sendable {
+        case malformed, algorithm, unknownKey = "unknown-key", signature, claims, expired
+        case notYetValid = "not-yet-valid", audience, issuer
+    }
+
+    public let code: Code
+    public let reason: Reason?
+
+    public init(code: Code, reason: Reason? = nil) {
+        self.code = code
+        self.reason = reason
+    }
+
+    static func invalid(_ reason: Reason) -> AuthFailure { AuthFailure(code: .invalidToken, reason: reason) }
+
+    /// Two failures are alike when the client would be told alike: the reason is the log's.
+    public static func == (lhs: AuthFailure, rhs: AuthFailure) -> Bool { lhs.code == rhs.code }
 
     public var status: Int { code == .notPublisher ? 403 : 401 }
 
@@ -37,63 +53,103 @@ public struct AuthFailure: Error, Sendable, Equatable {
     }
 }
 
-/// Verifies HS256 JWTs, synchronously, on the thread that asks.
+/// Verifies JWTs, synchronously, on the thread that asks (the supervisor's accept thread, with no hop).
 ///
-/// The pieces are jwt-kit's and its dependencies': the claim types and `JWTJSONDecoder.defaultForJWT`
-/// (jwt-kit), base64url (swift-extras-base64, what jwt-kit decodes with) and a constant-time HMAC-SHA256
-/// comparison (swift-crypto). They are composed here rather than through `JWTKeyCollection.verify` because
-/// that is an actor method: on the supervisor's accept thread it cost two thread hops per connection, and its
-/// generic `JWTHeader` decoding another quarter of the hand-off's CPU (measured with `perf`). The header is
-/// read only for `alg`, and only HS256 is accepted (`none` and the rest are refused); the signature is checked
-/// before the claims are decoded.
+/// The pieces are jwt-kit's and its dependencies': the claim types and its decoder settings (jwt-kit), base64url
+/// (swift-extras-base64, what jwt-kit decodes with) and the signatures (swift-crypto, `VerificationKey`). They are
+/// composed here rather than through `JWTKeyCollection.verify` because that is an actor method: on the accept
+/// thread it cost two thread hops per connection, and its generic `JWTHeader` decoding another quarter of the
+/// hand-off's CPU (measured with `perf`). The header is read for `alg` and `kid` only; a token is checked with the
+/// keys bound to its `alg` (and its `kid`, when it names one and a key was published under it), and its claims are
+/// decoded only once a signature holds.
 public struct TokenVerifier: Sendable {
-    public static let algorithm = "HS256"
-    /// HMAC keyed once: each verification copies it instead of hashing the key again.
-    private let keyedMAC: HMAC<SHA256>
+    public let keys: KeyRing
+    public let rules: ClaimRules
 
-    public init(secret: String) {
-        keyedMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
+    public init(keys: KeyRing, rules: ClaimRules = .seed) {
+        self.keys = keys
+        self.rules = rules
     }
 
-    /// The header segments issuers write for HS256, byte for byte (jwt-kit, jsonwebtoken, PyJWT): a token
-    /// whose header is one of these needs no JSON decoding for it. Any other header is decoded.
+    /// The seed's configuration: one HS256 secret, its claim rules.
+    public init(secret: String) {
+        self.init(keys: KeyRing(fixed: [VerificationKey(secret: secret)]))
+    }
+
+    /// The header segments issuers write for HS256, byte for byte (jwt-kit, jsonwebtoken, PyJWT): a token whose
+    /// header is one of these needs no JSON decoding for it. Any other header is decoded.
     private static let knownHS256Headers: [[UInt8]] = [
         #"{"alg":"HS256","typ":"JWT"}"#, #"{"typ":"JWT","alg":"HS256"}"#, #"{"alg":"HS256"}"#,
     ].map { Base64.encodeToBytes(bytes: Array($0.utf8), options: [.base64UrlAlphabet, .omitPaddingCharacter]) }
 
-    private static func isHS256(header segment: ArraySlice<UInt8>) -> Bool {
-        if knownHS256Headers.contains(where: { $0.elementsEqual(segment) }) { return true }
-        return decode(AlgorithmHeader.self, from: segment)?.alg == algorithm
-    }
-
-    private struct AlgorithmHeader: Decodable {
+    private struct Header: Decodable {
         var alg: String
+        var kid: String?
+        /// Extensions the token says must be understood (RFC 7515 §4.1.11): sse-hub understands none.
+        var crit: JSONValue?
     }
 
-    /// Verifies signature, `alg`, `exp` and `nbf`.
+    private static func header(_ segment: ArraySlice<UInt8>) -> Result<(JWSAlgorithm, keyID: String?), AuthFailure> {
+        if knownHS256Headers.contains(where: { $0.elementsEqual(segment) }) { return .success((.hs256, nil)) }
+        guard let header = decode(Header.self, from: segment, decoder: JSONDecoder()) else { return .failure(.invalid(.malformed)) }
+        guard header.crit == nil, let algorithm = JWSAlgorithm(rawValue: header.alg) else { return .failure(.invalid(.algorithm)) }
+        return .success((algorithm, header.kid))
+    }
+
+    /// Verifies signature, `alg`, `exp`, `nbf`, and the audience and issuer when the rules name them.
     public func verify(_ token: String) -> Result<Identity, AuthFailure> {
-        let invalid = Result<Identity, AuthFailure>.failure(AuthFailure(code: .invalidToken))
         let bytes = Array(token.utf8)
         let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3, Self.isHS256(header: parts[0]),
-            let signature = try? Base64.decode(bytes: parts[2], options: [.base64UrlAlphabet, .omitPaddingCharacter])
-        else { return invalid }
-        var mac = keyedMAC
-        mac.update(data: bytes[..<parts[1].endIndex])
-        // `==` between an authentication code and bytes is swift-crypto's constant-time comparison.
-        guard mac.finalize() == signature, let claims = Self.decode(HubClaims.self, from: parts[1]) else { return invalid }
-        do {
-            try claims.exp?.verifyNotExpired()
-            try claims.nbf?.verifyNotBefore()
-        } catch {
-            return invalid
+        guard parts.count == 3, let signature = Base64URL.decode(bytes: parts[2]) else { return .failure(.invalid(.malformed)) }
+        let algorithm: JWSAlgorithm
+        let keyID: String?
+        switch Self.header(parts[0]) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let header): (algorithm, keyID) = header
         }
+        let snapshot = keys.snapshot
+        // A `kid` no key was published under: the keys without one may still hold, and a JWKS URL may have rotated.
+        let keyIDKnown = keyID.map(snapshot.knows(keyID:)) ?? false
+        if let keyID, !keyIDKnown { keys.noteUnknownKeyID(keyID) }
+        let signingInput = bytes[..<parts[1].endIndex]
+        var checked = false
+        var signed = false
+        for key in snapshot.keys where key.algorithm == algorithm && (key.keyID == nil || (keyIDKnown && key.keyID == keyID)) {
+            checked = true
+            if key.isValidSignature(signature, for: signingInput) {
+                signed = true
+                break
+            }
+        }
+        guard checked else { return .failure(.invalid(.unknownKey)) }
+        guard signed else { return .failure(.invalid(.signature)) }
+        return identity(claimsSegment: parts[1])
+    }
+
+    private func identity(claimsSegment: ArraySlice<UInt8>) -> Result<Identity, AuthFailure> {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .secondsSince1970
+        decoder.userInfo[PublisherClaim.userInfoKey] = rules.publisherClaim
+        guard let claims = Self.decode(HubClaims.self, from: claimsSegment, decoder: decoder) else { return .failure(.invalid(.claims)) }
+        let now = Date().timeIntervalSince1970
+        let leeway = Double(rules.leewaySeconds)
         var expiresAt: Int64?
         if let exp = claims.exp {
-            guard let seconds = Self.expirySeconds(exp.value) else { return invalid }
-            expiresAt = seconds
+            guard now < exp.value.timeIntervalSince1970 + leeway else { return .failure(.invalid(.expired)) }
+            guard let seconds = Self.expirySeconds(exp.value) else { return .failure(.invalid(.claims)) }
+            // The moment the token stops being accepted, which is when a stream it opened ends.
+            expiresAt = seconds + rules.leewaySeconds
         }
-        return .success(Identity(userID: claims.userID, isPublisher: claims.role == "publisher", expiresAt: expiresAt))
+        if let nbf = claims.nbf, now + leeway < nbf.value.timeIntervalSince1970 { return .failure(.invalid(.notYetValid)) }
+        if !rules.audiences.isEmpty {
+            guard let audience = claims.aud?.value, audience.contains(where: rules.audiences.contains) else {
+                return .failure(.invalid(.audience))
+            }
+        }
+        if !rules.issuers.isEmpty {
+            guard let issuer = claims.iss, rules.issuers.contains(issuer) else { return .failure(.invalid(.issuer)) }
+        }
+        return .success(Identity(userID: claims.userID, isPublisher: claims.holdsPublisherClaim, expiresAt: expiresAt))
     }
 
     /// The latest `exp` accepted: 9999-12-31T23:59:59Z. A signed token may carry any JSON number there
@@ -106,12 +162,9 @@ public struct TokenVerifier: Sendable {
         return seconds
     }
 
-    /// A base64url segment of the token, decoded as JSON with jwt-kit's decoder settings (dates in seconds).
-    private static func decode<T: Decodable>(_ type: T.Type, from segment: ArraySlice<UInt8>) -> T? {
-        guard let json = try? Base64.decode(bytes: segment, options: [.base64UrlAlphabet, .omitPaddingCharacter]) else {
-            return nil
-        }
-        let decoder: any JWTJSONDecoder = .defaultForJWT
+    /// A base64url segment of the token, decoded as JSON.
+    private static func decode<T: Decodable>(_ type: T.Type, from segment: ArraySlice<UInt8>, decoder: JSONDecoder) -> T? {
+        guard let json = Base64URL.decode(bytes: segment) else { return nil }
         return try? decoder.decode(T.self, from: Data(json))
     }
 
@@ -126,7 +179,7 @@ public struct TokenVerifier: Sendable {
         }
     }
 
-    /// A publisher's identity (`"role":"publisher"`), or why there is none.
+    /// A publisher's identity (the publisher claim, `"role":"publisher"` by default), or why there is none.
     public func verifyPublisher(_ token: String?) -> Result<Identity, AuthFailure> {
         guard let token, !token.isEmpty else { return .failure(AuthFailure(code: .missingToken)) }
         return verify(token).flatMap { identity in

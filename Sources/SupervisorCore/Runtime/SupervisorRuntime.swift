@@ -16,7 +16,10 @@ public struct SupervisorRuntime: Sendable {
         public var workerPath: String
         /// As root: the user the workers become (`PrivilegeDrop`); nil: they run as the supervisor does.
         public var workerUser: String?
-        public var secret: String
+        /// Verifies every token: the keys (a secret, PEM files, JWKS sources) and the claim rules.
+        public var verifier: TokenVerifier
+        /// What keeps the verifier's keys current (`--jwks-file`, `--jwks-url`); they run as long as the server.
+        public var keySources: [any Service] = []
         public var headTimeout: Duration
         public var maximumHeadBytes: Int
         /// Users' tokens remembered as verified by the accept thread (`CachingTokenVerifier`); 0: none.
@@ -40,7 +43,7 @@ public struct SupervisorRuntime: Sendable {
 
         public init(
             listenAddresses: [String], operatorSocketPath: String?, workers: Int, workerPath: String, workerUser: String?,
-            secret: String, headTimeout: Duration, maximumHeadBytes: Int, workerWait: Duration, workerBacklogBytes: Int,
+            verifier: TokenVerifier, headTimeout: Duration, maximumHeadBytes: Int, workerWait: Duration, workerBacklogBytes: Int,
             clientLimits: ClientAddressLimiter.Policy, logLevel: Logger.Level, stream: StreamOptions
         ) {
             self.listenAddresses = listenAddresses
@@ -48,7 +51,7 @@ public struct SupervisorRuntime: Sendable {
             self.workers = workers
             self.workerPath = workerPath
             self.workerUser = workerUser
-            self.secret = secret
+            self.verifier = verifier
             self.headTimeout = headTimeout
             self.maximumHeadBytes = maximumHeadBytes
             self.workerWait = workerWait
@@ -81,7 +84,7 @@ public struct SupervisorRuntime: Sendable {
         // answers itself. The accept thread is apart (`AcceptReactor`).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let eventLoop = group.next()
-        let verifier = TokenVerifier(secret: c.secret)
+        let verifier = c.verifier
         let tables = try HandoffTablePublisher(shardCount: c.workers)
         // Event ids are `<epoch>-<position>`: a single host's epoch is its start time; a shared log's is its identity,
         // so every host gives an event the same id and a client may resume on any of them. An upgrade keeps it.
@@ -140,7 +143,8 @@ public struct SupervisorRuntime: Sendable {
                 // connection is taken that no worker would serve; the socket keeps them for the next start), then
                 // reloads, then the control plane (STOPPING=1, every worker ends its streams and exits), then the
                 // shared log's follower (this host leaves the hub).
-                services: sharedLogService + [
+                // The key sources first, so they stop last: a token is verified until the last connection is taken.
+                services: c.keySources.map { .init(service: $0) } + sharedLogService + [
                     .init(
                         service: ControlPlaneService(plane: plane, resuming: c.resuming, operators: operators),
                         successTerminationBehavior: .gracefullyShutdownGroup),
