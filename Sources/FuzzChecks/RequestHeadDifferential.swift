@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import Shared
 import SupervisorCore
 
 /// Feeds the same bytes to the supervisor's head reader (`RequestHeadPeek.headLength`, `parse`, `RoutingDecision`,
@@ -20,6 +21,9 @@ public enum RequestHeadDifferential {
     /// `--max-head-bytes`'s default: longer inputs are refused (431) before they are parsed.
     public static let maximumHeadBytes = 8192
 
+    /// Cookie tokens on, so that their reading and their refusals are fuzzed too.
+    static let cookieAuth = CookieAuth(name: "sse_token", cors: CORSPolicy(allowedOrigins: ["https://app.example"], allowsCredentials: true))
+
     public static func check(_ input: UnsafeRawBufferPointer) -> Finding? {
         guard let headLength = RequestHeadPeek.headLength(in: input) else {
             if input.count <= maximumHeadBytes, case .head(let head) = NIORequestDecoding.decode(input) {
@@ -29,7 +33,7 @@ public enum RequestHeadDifferential {
         }
         guard headLength <= maximumHeadBytes else { return nil }
         let head = UnsafeRawBufferPointer(rebasing: input[..<headLength])
-        let decision = RoutingDecision(head: Array(head))
+        let decision = RoutingDecision(head: Array(head), cookieAuth: Self.cookieAuth)
         let peek: RequestHeadPeek
         do {
             peek = try RequestHeadPeek.parse(head)
@@ -39,7 +43,7 @@ public enum RequestHeadDifferential {
             }
             return nil
         }
-        guard RoutingDecision(peek) == decision else { return Finding("the router decided \(decision) for \(peek)") }
+        guard RoutingDecision(peek, cookieAuth: Self.cookieAuth) == decision else { return Finding("the router decided \(decision) for \(peek)") }
         switch NIORequestDecoding.decode(head) {
         case .head(let nioHead):
             let nioPeek = RequestHeadPeek(nioHead)
@@ -70,7 +74,8 @@ extension RequestHeadPeek {
         }
         self.init(
             method: head.method, version: head.version, target: head.uri, authorization: value("authorization"),
-            xAuthToken: value("x-auth-token"), lastEventID: value("last-event-id"), origin: value("origin"))
+            xAuthToken: value("x-auth-token"), lastEventID: value("last-event-id"), origin: value("origin"), cookie: value("cookie"),
+            host: value("host"))
     }
 }
 

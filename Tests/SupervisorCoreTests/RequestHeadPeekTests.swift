@@ -20,11 +20,35 @@ struct RequestHeadPeekTests {
     @Test func readsAStreamHead() throws {
         let peek = try Self.parse(
             "GET /api/sse/stream?token=abc HTTP/1.1\r\nHost: x\r\nAUTHORIZATION:  Bearer t1 \t\r\nauthorization: Bearer t2\r\n"
-                + "x-auth-token:t3\r\nLast-Event-ID: 1-2\r\nOrigin: https://a.example\r\n\r\n"
+                + "x-auth-token:t3\r\nLast-Event-ID: 1-2\r\nOrigin: https://a.example\r\nCookie: a=1; sse_token=t4\r\n"
+                + "cookie: b=2\r\n\r\n"
         ).get()
         #expect(peek == RequestHeadPeek(
             method: .GET, version: .http1_1, target: "/api/sse/stream?token=abc", authorization: "Bearer t1", xAuthToken: "t3",
-            lastEventID: "1-2", origin: "https://a.example"))
+            lastEventID: "1-2", origin: "https://a.example", cookie: "a=1; sse_token=t4", host: "x"))
+    }
+
+    @Test func aCookieTokenIsReadByNameAndAConflictOrAForeignOriginIsRefused() throws {
+        let auth = CookieAuth(name: "sse_token", cors: CORSPolicy(allowedOrigins: ["https://app.example"], allowsCredentials: true))
+        func decide(_ headers: String, target: String = "/api/sse/stream") -> RoutingDecision {
+            RoutingDecision(head: Self.head("GET \(target) HTTP/1.1\r\nHost: hub.example\r\n" + headers + "\r\n"), cookieAuth: auth)
+        }
+        func token(_ decision: RoutingDecision) -> String? {
+            if case .handOff(let request) = decision { return request.token }
+            return nil
+        }
+        #expect(token(decide("Cookie: sse_token=\"t1\"; x=2\r\n")) == "t1")
+        #expect(token(decide("Cookie: other_sse_token=t0; sse_token=t1\r\n")) == "t1")
+        #expect(token(decide("Cookie: sse_token=t1\r\nOrigin: https://app.example\r\n")) == "t1")
+        #expect(token(decide("Cookie: sse_token=t1\r\nOrigin: https://hub.example\r\n")) == "t1")
+        #expect(token(decide("Cookie: sse_token=t1\r\n", target: "/api/sse/stream?token=t1")) == "t1")
+        #expect(token(decide("Cookie: sse_token=\r\nAuthorization: Bearer t2\r\n")) == "t2")
+        #expect(decide("Cookie: sse_token=t1\r\nAuthorization: Bearer t2\r\n") == .refuse(.conflictingTokens, origin: nil))
+        #expect(
+            decide("Cookie: sse_token=t1\r\nOrigin: https://evil.example\r\n")
+                == .refuse(.cookieFromOtherOrigin, origin: "https://evil.example"))
+        // Without --auth-cookie a cookie is not read at all.
+        #expect(token(RoutingDecision(head: Self.head("GET /api/sse/stream HTTP/1.1\r\nHost: h\r\nCookie: sse_token=t1\r\n\r\n"))) == nil)
     }
 
     @Test(arguments: [

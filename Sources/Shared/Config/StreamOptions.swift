@@ -37,14 +37,23 @@ public struct StreamOptions: ParsableArguments, Sendable {
     @Option(help: "A stream whose unsent bytes exceed this is disconnected (slow consumer).")
     public var maxPendingBytes: Int = 1_048_576
 
+    @Option(help: "A cookie that may carry the token of a stream, a subscribe or an unsubscribe (set HttpOnly by the app's backend; no token in any URL). Credentialed CORS is then answered for the origins --cors-origin lists.")
+    public var authCookie: String?
+
+    /// The CORS answers of the API: with a cookie token, credentialed for the origins listed by name.
+    public var corsPolicy: CORSPolicy { CORSPolicy(allowedOrigins: corsOrigins, allowsCredentials: authCookie != nil) }
+
     /// The same options, as arguments for `sse-worker` (which parses this group too).
     public var workerArguments: [String] {
-        [
+        let cookie: [String] = authCookie.map { ["--auth-cookie", $0] } ?? []
+        let cors: [String] = corsOrigins.flatMap { ["--cors-origin", $0] }
+        let values: [String] = [
             "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
             "--history-ttl", String(historyTtl), "--history-bytes", String(historyBytes), "--max-topics-per-user",
             String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--request-timeout", String(requestTimeout),
             "--max-worker-conns-per-ip", String(maxWorkerConnsPerIp), "--max-pending-bytes", String(maxPendingBytes),
-        ] + corsOrigins.flatMap { ["--cors-origin", $0] }
+        ]
+        return values + cors + cookie
     }
 
     /// Bounds that keep every later conversion in range (seconds to nanoseconds, counts to 32-bit frame fields).
@@ -59,6 +68,13 @@ public struct StreamOptions: ParsableArguments, Sendable {
         guard maxWorkerConnsPerIp >= 0 else { throw ValidationError("--max-worker-conns-per-ip must not be negative") }
         guard (1...3600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be 1 to 3600 seconds") }
         guard (1...(7 * day * 1000)).contains(retryMs) else { throw ValidationError("--retry-ms must be 1 to \(7 * day * 1000)") }
+        if let authCookie {
+            // RFC 6265's cookie-name is an RFC 9110 token.
+            let tokenCharacters = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+            guard !authCookie.isEmpty, authCookie.count <= 128, authCookie.allSatisfy(tokenCharacters.contains) else {
+                throw ValidationError("--auth-cookie must be a cookie name (letters, digits and !#$%&'*+-.^_`|~, at most 128)")
+            }
+        }
         guard (4096...(1 << 30)).contains(maxPendingBytes) else { throw ValidationError("--max-pending-bytes must be 4096 to 1 GiB") }
     }
 }

@@ -106,6 +106,14 @@ public struct APIError: Error, Sendable, Equatable {
         APIError(status: 409, "A user may hold at most \(limit) topics; unsubscribe from some first")
     }
 
+    /// A request whose `--auth-cookie` token differs from the one it carries in the query or a header.
+    public static let conflictingTokens = APIError(
+        status: 400, "The token in the cookie differs from the token in the query or a header; send one token")
+
+    /// A cookie token from a page of an origin `--cors-origin` does not list (a cross-site request riding on it).
+    public static let cookieFromOtherOrigin = APIError(
+        status: 403, "A token in a cookie is accepted only from the origins the server lists (--cors-origin)")
+
     public static func methodNotAllowed(_ route: APIRoute) -> APIError {
         APIError(status: 405, "Method not allowed (use \(route.method.rawValue))", allow: route.method.rawValue)
     }

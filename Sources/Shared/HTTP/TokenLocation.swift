@@ -16,6 +16,20 @@ public enum TokenLocation {
         return nil
     }
 
+    /// The value of the cookie `name` in a `Cookie` header (`a=1; name=VALUE; b=2`), without the double quotes
+    /// RFC 6265 allows around it. The first of that name wins, as browsers put the most specific path first.
+    public static func cookieValue(_ name: String, in header: String) -> String? {
+        for pair in header.split(separator: ";") {
+            let pair = pair.drop { $0 == " " || $0 == "\t" }
+            guard let equals = pair.firstIndex(of: "="), pair[..<equals] == name else { continue }
+            var value = pair[pair.index(after: equals)...]
+            while let last = value.last, last == " " || last == "\t" { value = value.dropLast() }
+            if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
+            return String(value)
+        }
+        return nil
+    }
+
     /// The first value of `name` in the target's query string, percent-decoded (`+` is a space, as in forms).
     /// Read on every connection the supervisor routes, so it scans the UTF-8 bytes rather than build
     /// `URLComponents` or split by `Character` (both a measurable share of the hand-off's CPU).

@@ -15,6 +15,8 @@ struct ConnectionRouter: Sendable {
     var workerWait: Duration = .seconds(5)
     /// The `retry:` a stream turned away is given (`--retry-ms`).
     var retryMilliseconds = 3000
+    /// `--auth-cookie`: the cookie that may carry a token.
+    var cookieAuth: CookieAuth?
     /// Serves the operator's connections (`ctl`); set once the control plane exists.
     var operatorConnections: OperatorConnections?
 
@@ -27,7 +29,7 @@ struct ConnectionRouter: Sendable {
     /// The job that passes the connection to its worker, or nil when it was answered or refused here.
     /// `tokens` is the accept thread's: the same verifier, with the tokens it verified lately.
     func headArrived(fd: CInt, head: [UInt8], tokens: CachingTokenVerifier) -> HandoffDispatcher.Job? {
-        switch RoutingDecision(head: head) {
+        switch RoutingDecision(head: head, cookieAuth: cookieAuth) {
         case .refuse(let error, let origin):
             localServer.reject(fd, error, origin: origin)
         case .serveLocally:

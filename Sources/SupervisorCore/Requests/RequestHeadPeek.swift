@@ -5,8 +5,8 @@ import Darwin
 #endif
 import NIOHTTP1
 
-/// The little the supervisor reads of a request before handing it on: method, version, target, the two headers
-/// that may carry a token, and the two a stream's response depends on. It is read from bytes peeked
+/// The little the supervisor reads of a request before handing it on: method, version, target, the three headers
+/// that may carry a token, the two a stream's response depends on, and its host. It is read from bytes peeked
 /// (`MSG_PEEK`) off the socket, before authentication, so it accepts only what RFC 9112 allows *and* SwiftNIO's
 /// `HTTPRequestDecoder` (which parses the same bytes afterwards, in the supervisor or a worker) accepts;
 /// everything else is refused with a `HeadRefusal`, never passed on for another parser to read differently.
@@ -22,10 +22,14 @@ public struct RequestHeadPeek: Sendable, Equatable {
     public var xAuthToken: String?
     public var lastEventID: String?
     public var origin: String?
+    /// The `Cookie` header (one, as HTTP/1.1 clients send it), read for `--auth-cookie`.
+    public var cookie: String?
+    /// The `Host` header: a cookie token from a page of this very host needs no `--cors-origin`.
+    public var host: String?
 
     public init(
         method: HTTPMethod, version: HTTPVersion, target: String, authorization: String? = nil, xAuthToken: String? = nil,
-        lastEventID: String? = nil, origin: String? = nil
+        lastEventID: String? = nil, origin: String? = nil, cookie: String? = nil, host: String? = nil
     ) {
         self.method = method
         self.version = version
@@ -34,6 +38,8 @@ public struct RequestHeadPeek: Sendable, Equatable {
         self.xAuthToken = xAuthToken
         self.lastEventID = lastEventID
         self.origin = origin
+        self.cookie = cookie
+        self.host = host
     }
 
     /// The index just past the empty line that ends the head in `bytes`, if it has arrived.
@@ -230,8 +236,11 @@ private struct HeadParser {
         case 4 where name.equalsIgnoringASCIICase("host"):
             try validateHost(value)
             framing.hosts += 1
+            if peek.host == nil { peek.host = string(value) }
         case 6 where name.equalsIgnoringASCIICase("origin"):
             if peek.origin == nil { peek.origin = string(value) }
+        case 6 where name.equalsIgnoringASCIICase("cookie"):
+            if peek.cookie == nil { peek.cookie = string(value) }
         case 12 where name.equalsIgnoringASCIICase("x-auth-token"):
             if peek.xAuthToken == nil { peek.xAuthToken = string(value) }
         case 13 where name.equalsIgnoringASCIICase("authorization"):

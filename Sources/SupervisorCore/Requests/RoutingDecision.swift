@@ -1,6 +1,25 @@
 import NIOHTTP1
 import Shared
 
+/// `--auth-cookie`: the cookie that may carry a token, and the origins whose pages may send it.
+public struct CookieAuth: Sendable, Equatable {
+    public var name: String
+    public var cors: CORSPolicy
+
+    public init(name: String, cors: CORSPolicy) {
+        self.name = name
+        self.cors = cors
+    }
+
+    /// A page's origin that may use the cookie: one `--cors-origin` lists by name, or this very host (a page
+    /// served beside the hub, whose `Origin` names the `Host` it asked).
+    func accepts(origin: String, host: String?) -> Bool {
+        if cors.lists(origin) { return true }
+        guard let host, let schemeEnd = origin.range(of: "://") else { return false }
+        return origin[schemeEnd.upperBound...].lowercased() == host.lowercased()
+    }
+}
+
 /// Who answers a connection, decided from its head alone, before any token is verified.
 public enum RoutingDecision: Sendable, Equatable {
     /// A worker serves it; the token (verified next) names the user, hence the worker.
@@ -21,15 +40,15 @@ public enum RoutingDecision: Sendable, Equatable {
     }
 
     /// The decision for a whole head, as `RequestHeadPeek.headLength` delimits it.
-    public init(head: [UInt8]) {
+    public init(head: [UInt8], cookieAuth: CookieAuth? = nil) {
         do {
-            self.init(try RequestHeadPeek.parse(head))
+            self.init(try RequestHeadPeek.parse(head), cookieAuth: cookieAuth)
         } catch {
             self = .refuse(error.error, origin: nil)
         }
     }
 
-    public init(_ peek: RequestHeadPeek) {
+    public init(_ peek: RequestHeadPeek, cookieAuth: CookieAuth? = nil) {
         switch APIRoute.resolve(method: peek.method, target: peek.target) {
         case .notFound:
             self = .refuse(.notFound, origin: peek.origin)
@@ -43,7 +62,23 @@ public enum RoutingDecision: Sendable, Equatable {
                 self = .serveLocally
                 return
             }
-            let token = TokenLocation.token(target: peek.target, authorization: peek.authorization, xAuthToken: peek.xAuthToken)
+            var token = TokenLocation.token(target: peek.target, authorization: peek.authorization, xAuthToken: peek.xAuthToken)
+            if let cookieAuth, let cookie = peek.cookie, let cookieToken = TokenLocation.cookieValue(cookieAuth.name, in: cookie),
+                !cookieToken.isEmpty
+            {
+                if let token, token != cookieToken {
+                    // Two credentials that disagree: which one the client meant is not the server's to guess.
+                    self = .refuse(.conflictingTokens, origin: peek.origin)
+                    return
+                }
+                // A cookie rides along on requests that other sites' pages make; a token in the URL or a header
+                // does not. So a cookie alone is taken only from a page of a listed origin (or of this host).
+                if token == nil, let origin = peek.origin, !cookieAuth.accepts(origin: origin, host: peek.host) {
+                    self = .refuse(.cookieFromOtherOrigin, origin: origin)
+                    return
+                }
+                token = cookieToken
+            }
             guard handoffRoute == .stream else {
                 self = .handOff(HandoffRequest(route: handoffRoute, token: token))
                 return

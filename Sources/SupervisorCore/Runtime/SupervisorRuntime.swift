@@ -112,13 +112,14 @@ public struct SupervisorRuntime: Sendable {
             return NIOLoopBound(plane, eventLoop: eventLoop)
         }.get()
         let api = SupervisorAPI(
-            verifier: verifier, plane: plane, responses: HTTPResponses(cors: CORSPolicy(allowedOrigins: c.stream.corsOrigins)),
+            verifier: verifier, plane: plane, responses: HTTPResponses(cors: c.stream.corsPolicy),
             logger: logger, sharedLog: c.sharedLog?.log)
         let localServer = LocalHTTPServer(
             group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)), open: localConnections)
         var router = ConnectionRouter(
             verifier: verifier, shardCount: c.workers, localServer: localServer, logger: logger, workerWait: c.workerWait,
             retryMilliseconds: c.stream.retryMs)
+        router.cookieAuth = c.stream.authCookie.map { CookieAuth(name: $0, cors: c.stream.corsPolicy) }
         let operators = OperatorConnections(plane: plane, logger: logger)
         router.operatorConnections = operators
         let carried = c.resuming.map { state in

@@ -54,7 +54,7 @@ public struct WorkerRuntime: Sendable {
         let stopped = eventLoop.makePromise(of: Void.self)
         let control = try await WorkerControl.connect(
             fd: controlFD, handoffSocket: handoffFD, group: group, hub: hub, logger: logger, stopped: stopped)
-        let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: stream.corsOrigins))
+        let responses = HTTPResponses(cors: stream.corsPolicy)
         try await HandoffReceiver(
             socket: handoffFD, doorbell: doorbellFD, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
             maximumPendingBytes: stream.maxPendingBytes, requestTimeout: .seconds(Int64(stream.requestTimeout)),
