@@ -63,6 +63,7 @@ struct StreamingTests {
         let second = try await hub.openStream("alice")
         try await first.waitForClose()
         #expect(first.connection.snapshot.ended, "the replaced stream ends its chunked body before closing")
+        #expect(first.events.last?.event == "replaced" && first.events.last?.data == #"{"reason":"replaced"}"#, "told why, last")
         try await waitUntil("one stream counted") { try await hub.stats().totalClients == 1 }
         #expect(try await hub.publish(#"{"event":"hello","userId":"alice","data":1}"#).status == 200)
         try await second.waitForEvent("hello")

@@ -12,12 +12,12 @@ import Testing
     @Test func aStreamEndsAtItsTokensSecondOnce() {
         var streams = LiveStreams(now: 100)
         let alice = channel()
-        let replaced = streams.makeLive("alice", channel: alice, descriptor: -1)
-        let expiry = streams.expire("alice", channel: alice, at: 102)
+        let (ordinal, replaced) = streams.makeLive("alice", channel: alice, descriptor: -1)
+        let expiry = streams.expire("alice", ordinal: ordinal, at: 102)
         let early = streams.takeExpired(now: 101)
         let due = streams.takeExpired(now: 102)
         let again = streams.takeExpired(now: 110)
-        #expect(replaced == nil && expiry == .scheduled && early.isEmpty)
+        #expect(replaced.isEmpty && expiry == .scheduled && early.isEmpty)
         #expect(due.map(\.userID) == ["alice"] && due.first?.channel === alice)
         #expect(again.isEmpty)
         #expect(streams.isLive("alice"), "told, the stream stays until its channel closes")
@@ -27,15 +27,15 @@ import Testing
         var streams = LiveStreams(now: 100)
         let first = channel()
         let second = channel()
-        _ = streams.makeLive("alice", channel: first, descriptor: -1)
-        let past = streams.expire("alice", channel: first, at: 100)
-        let told = streams.expireNow("alice")
-        let replaced = streams.makeLive("alice", channel: second, descriptor: -1)
-        let old = streams.expire("alice", channel: first, at: 200)
+        let firstOrdinal = streams.makeLive("alice", channel: first, descriptor: -1).ordinal
+        let past = streams.expire("alice", ordinal: firstOrdinal, at: 100)
+        let told = streams.expireNow("alice", ordinal: firstOrdinal)
+        let replaced = streams.makeLive("alice", channel: second, descriptor: -1).replaced
+        let old = streams.expire("alice", ordinal: firstOrdinal, at: 200)
         let removed = streams.remove("alice", channel: first)
         #expect(past == .due && told === first)
-        #expect(replaced?.channel === first && old == .notCurrent)
-        #expect(!removed, "the replaced channel closing leaves the new stream")
+        #expect(replaced.map(\.channel) .count == 1 && replaced.first?.channel === first && old == .notCurrent)
+        #expect(!removed.removed, "the replaced channel closing leaves the new stream")
         #expect(streams.count == 1)
     }
 
@@ -44,16 +44,34 @@ import Testing
         var streams = LiveStreams(now: 100)
         let first = channel()
         let second = channel()
-        _ = streams.makeLive("alice", channel: first, descriptor: -1)
-        let firstExpiry = streams.expire("alice", channel: first, at: 105)
-        _ = streams.makeLive("alice", channel: second, descriptor: -1)
+        let firstOrdinal = streams.makeLive("alice", channel: first, descriptor: -1).ordinal
+        let firstExpiry = streams.expire("alice", ordinal: firstOrdinal, at: 105)
+        let secondOrdinal = streams.makeLive("alice", channel: second, descriptor: -1).ordinal
         let afterReplace = streams.takeExpired(now: 105)
-        let secondExpiry = streams.expire("alice", channel: second, at: 107)
+        let secondExpiry = streams.expire("alice", ordinal: secondOrdinal, at: 107)
         let removed = streams.remove("alice", channel: second)
         let afterClose = streams.takeExpired(now: 107)
         #expect(firstExpiry == .scheduled && afterReplace.isEmpty)
-        #expect(secondExpiry == .scheduled && removed)
+        #expect(secondExpiry == .scheduled && removed == (true, true))
         #expect(afterClose.isEmpty && streams.count == 0)
+    }
+
+    /// With several tabs allowed, each stream has its own expiry, and the oldest is replaced past the limit.
+    @Test func severalStreamsOfAUserEachExpireAndTheOldestIsReplaced() {
+        var streams = LiveStreams(now: 100, maximumPerUser: 2)
+        let tabs = (0..<3).map { _ in channel() }
+        let first = streams.makeLive("alice", channel: tabs[0], descriptor: -1)
+        let second = streams.makeLive("alice", channel: tabs[1], descriptor: -1)
+        #expect(first.replaced.isEmpty && second.replaced.isEmpty && streams.count == 2)
+        #expect(streams.expire("alice", ordinal: first.ordinal, at: 110) == .scheduled)
+        #expect(streams.expire("alice", ordinal: second.ordinal, at: 120) == .scheduled)
+        let third = streams.makeLive("alice", channel: tabs[2], descriptor: -1)
+        #expect(third.replaced.count == 1 && third.replaced.first?.channel === tabs[0] && streams.count == 2)
+        #expect(streams.takeExpired(now: 115).isEmpty, "the replaced stream's expiry went with it")
+        #expect(streams.takeExpired(now: 120).map(\.channel).first === tabs[1])
+        #expect(streams.remove("alice", channel: tabs[1]) == (true, false))
+        #expect(streams.remove("alice", channel: tabs[2]) == (true, true))
+        #expect(!streams.isLive("alice") && streams.count == 0)
     }
 
     /// Through the hub: the stream is told `token-expired` and its body ends.

@@ -7,15 +7,18 @@ import Testing
 @Suite struct StreamDeliveryTests {
     let loop = EmbeddedEventLoop()
     var channels: [String: EmbeddedChannel] = [:]
-    var streams: [String: LiveStreams.Stream] = [:]
+    var streams = LiveStreams(now: 0, maximumPerUser: 2)
 
     init() throws {
-        for user in ["alice", "bob", "carol"] {
-            let channel = EmbeddedChannel(loop: loop)
-            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
-            channels[user] = channel
-            streams[user] = LiveStreams.Stream(channel: channel, descriptor: -1)
-        }
+        for user in ["alice", "bob", "carol"] { try goLive(user) }
+    }
+
+    /// A connected channel that goes live as `user`'s stream (named `name` among the test's channels).
+    mutating func goLive(_ user: String, as name: String? = nil) throws {
+        let channel = EmbeddedChannel(loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        channels[name ?? user] = channel
+        _ = streams.makeLive(user, channel: channel, descriptor: -1)
     }
 
     func received(_ user: String) throws -> [String] {
@@ -69,19 +72,32 @@ import Testing
 
     /// A stream that goes live after a broadcast was held (it replays the event from the history) is not sent it again.
     @Test func aStreamLiveOnlyAfterABroadcastIsNotSentItByTheFlush() throws {
+        var test = self
         var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
-        var ordered = streams
-        for (ordinal, user) in ["alice", "bob", "carol"].enumerated() { ordered[user]?.ordinal = UInt64(ordinal + 1) }
-        // carol (ordinal 3) went live after the first broadcast was held, before the second.
-        delivery.queue(ByteBuffer(string: "first"), for: .everyone, streams: ordered, subscribers: [:], nextOrdinal: 3)
-        delivery.flush(streams: ordered)
-        #expect(try received("alice") == ["first"])
-        #expect(try received("bob") == ["first"])
-        #expect(try received("carol").isEmpty)
-        delivery.queue(ByteBuffer(string: "second"), for: .everyone, streams: ordered, subscribers: [:], nextOrdinal: 3)
-        delivery.queue(ByteBuffer(string: "third"), for: .everyone, streams: ordered, subscribers: [:], nextOrdinal: 4)
-        delivery.flush(streams: ordered)
-        #expect(try received("bob") == ["second", "third"])
-        #expect(try received("carol") == ["third"])
+        delivery.queue(ByteBuffer(string: "first"), for: .everyone, streams: test.streams, subscribers: [:])
+        try test.goLive("dave")
+        delivery.flush(streams: test.streams)
+        #expect(try test.received("alice") == ["first"])
+        #expect(try test.received("dave").isEmpty)
+        delivery.queue(ByteBuffer(string: "second"), for: .everyone, streams: test.streams, subscribers: [:])
+        try test.goLive("erin")
+        delivery.queue(ByteBuffer(string: "third"), for: .everyone, streams: test.streams, subscribers: [:])
+        delivery.flush(streams: test.streams)
+        #expect(try test.received("dave") == ["second", "third"])
+        #expect(try test.received("erin") == ["third"])
+    }
+
+    /// A user with several streams (tabs) gets every frame meant for them on each.
+    @Test func everyStreamOfAUserWithSeveralGetsTheirFrames() throws {
+        var test = self
+        try test.goLive("alice", as: "alice-2")
+        var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
+        delivery.queue(ByteBuffer(string: "topic"), for: .topic("news"), streams: test.streams, subscribers: ["news": ["alice"]])
+        delivery.queue(ByteBuffer(string: "direct"), for: .user("alice"), streams: test.streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "all"), for: .everyone, streams: test.streams, subscribers: [:])
+        delivery.flush(streams: test.streams)
+        #expect(try test.received("alice") == ["topic", "direct", "all"])
+        #expect(try test.received("alice-2") == ["topic", "direct", "all"])
+        #expect(try test.received("bob") == ["all"])
     }
 }

@@ -37,6 +37,9 @@ public struct StreamOptions: ParsableArguments, Sendable {
     @Option(help: "A stream whose unsent bytes exceed this is disconnected (slow consumer).")
     public var maxPendingBytes: Int = 1_048_576
 
+    @Option(help: "Streams one user may hold at once (several tabs); each gets the user's events, and the oldest is ended (after an event `replaced`) when one more opens.")
+    public var maxStreamsPerUser: Int = 1
+
     @Option(help: "A cookie that may carry the token of a stream, a subscribe or an unsubscribe (set HttpOnly by the app's backend; no token in any URL). Credentialed CORS is then answered for the origins --cors-origin lists.")
     public var authCookie: String?
 
@@ -52,6 +55,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
             "--history-ttl", String(historyTtl), "--history-bytes", String(historyBytes), "--max-topics-per-user",
             String(maxTopicsPerUser), "--retry-ms", String(retryMs), "--request-timeout", String(requestTimeout),
             "--max-worker-conns-per-ip", String(maxWorkerConnsPerIp), "--max-pending-bytes", String(maxPendingBytes),
+            "--max-streams-per-user", String(maxStreamsPerUser),
         ]
         return values + cors + cookie
     }
@@ -68,6 +72,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
         guard maxWorkerConnsPerIp >= 0 else { throw ValidationError("--max-worker-conns-per-ip must not be negative") }
         guard (1...3600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be 1 to 3600 seconds") }
         guard (1...(7 * day * 1000)).contains(retryMs) else { throw ValidationError("--retry-ms must be 1 to \(7 * day * 1000)") }
+        guard (1...100).contains(maxStreamsPerUser) else { throw ValidationError("--max-streams-per-user must be 1 to 100") }
         if let authCookie {
             // RFC 6265's cookie-name is an RFC 9110 token.
             let tokenCharacters = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")

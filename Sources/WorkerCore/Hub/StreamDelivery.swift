@@ -33,27 +33,28 @@ struct StreamDelivery {
     }
 
     /// Holds `frame` (chunk-encoded, shared by every recipient) for the streams `target` reaches: every stream live
-    /// now (those with an ordinal below `nextOrdinal`), the topic's `subscribers` that have one, or the user's.
-    mutating func queue(
-        _ frame: ByteBuffer, for target: PublishTarget, streams: [String: LiveStreams.Stream], subscribers: [String: Set<String>],
-        nextOrdinal: UInt64 = .max
-    ) {
+    /// now (those with an ordinal below the next), the streams of the topic's `subscribers`, or the user's.
+    mutating func queue(_ frame: ByteBuffer, for target: PublishTarget, streams: LiveStreams, subscribers: [String: Set<String>]) {
         if heldBytes + frame.readableBytes > maximumPendingBytes / 4 { flush(streams: streams) }
         let recipients: Recipients
         switch target {
         case .everyone:
-            recipients = .everyone(before: nextOrdinal)
+            recipients = .everyone(before: streams.nextOrdinal)
         case .topic(let topic):
-            recipients = .some((subscribers[topic] ?? []).compactMap { streams[$0]?.channel })
+            var channels: [any Channel] = []
+            for userID in subscribers[topic] ?? [] { streams.forEachStream(of: userID) { channels.append($0.channel) } }
+            recipients = .some(channels)
         case .user(let userID):
-            recipients = .some(streams[userID].map { [$0.channel] } ?? [])
+            var channels: [any Channel] = []
+            streams.forEachStream(of: userID) { channels.append($0.channel) }
+            recipients = .some(channels)
         }
         held.append(Held(frame: frame, recipients: recipients))
         heldBytes += frame.readableBytes
     }
 
     /// Sends what `queue` held, stream by stream.
-    mutating func flush(streams: [String: LiveStreams.Stream]) {
+    mutating func flush(streams: LiveStreams) {
         defer {
             held.removeAll(keepingCapacity: true)
             heldBytes = 0
@@ -65,7 +66,9 @@ struct StreamDelivery {
             let only = held[0]
             switch only.recipients {
             case .everyone(let before):
-                for stream in streams.values where stream.ordinal < before { stream.channel.writeAndFlush(only.frame, promise: nil) }
+                streams.forEachStream { _, stream in
+                    if stream.ordinal < before { stream.channel.writeAndFlush(only.frame, promise: nil) }
+                }
             case .some(let channels):
                 for channel in channels { channel.writeAndFlush(only.frame, promise: nil) }
             }
@@ -75,9 +78,9 @@ struct StreamDelivery {
     }
 
     /// Several frames: each stream gets its own, in publish order, then one flush.
-    private func flushBatches(streams: [String: LiveStreams.Stream]) {
+    private func flushBatches(streams: LiveStreams) {
         if held.allSatisfy({ if case .everyone = $0.recipients { true } else { false } }) {
-            for stream in streams.values {
+            streams.forEachStream { _, stream in
                 for entry in held {
                     if case .everyone(let before) = entry.recipients, stream.ordinal < before { stream.channel.write(entry.frame, promise: nil) }
                 }
@@ -89,8 +92,8 @@ struct StreamDelivery {
         for entry in held {
             switch entry.recipients {
             case .everyone(let before):
-                for stream in streams.values where stream.ordinal < before {
-                    batches[ObjectIdentifier(stream.channel), default: (stream.channel, [])].frames.append(entry.frame)
+                streams.forEachStream { _, stream in
+                    if stream.ordinal < before { batches[ObjectIdentifier(stream.channel), default: (stream.channel, [])].frames.append(entry.frame) }
                 }
             case .some(let channels):
                 for channel in channels { batches[ObjectIdentifier(channel), default: (channel, [])].frames.append(entry.frame) }

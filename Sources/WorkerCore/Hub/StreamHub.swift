@@ -25,6 +25,8 @@ final class StreamHub {
         var statsDelay: TimeAmount = .milliseconds(100)
         /// A stream's `--max-pending-bytes` (see `StreamDelivery`).
         var maximumPendingBytes: Int = 1_048_576
+        /// `--max-streams-per-user`: a user's streams on this worker (all of a user's are on one worker).
+        var maximumStreamsPerUser = 1
         /// A hub across hosts: every stream that opens (`streamOpened`, so other hosts end the user's) and every user
         /// left without one (`streamClosed`) is reported, and the hub, not this worker, forgets users past their grace.
         var hubWideUsers = false
@@ -41,7 +43,7 @@ final class StreamHub {
     private var subscriptions: SubscriptionRegistry
     /// The live stream of each user that has one: what a publish walks, kept apart from the topics so a broadcast
     /// touches only channels.
-    private var streams = LiveStreams(now: WallClock.seconds())
+    private var streams: LiveStreams
     private var delivery: StreamDelivery
     private let preamble: StreamPreamble
     /// What this worker's users could have received lately, for Last-Event-ID replay.
@@ -67,6 +69,7 @@ final class StreamHub {
         history = EventHistory(capacity: settings.historySize, maximumAge: settings.historyTTL, maximumBytes: settings.historyBytes)
         subscriptions = SubscriptionRegistry(maximumTopicsPerUser: settings.maximumTopicsPerUser)
         delivery = StreamDelivery(maximumPendingBytes: settings.maximumPendingBytes)
+        streams = LiveStreams(now: WallClock.seconds(), maximumPerUser: settings.maximumStreamsPerUser)
         preamble = StreamPreamble(frames: EventFrames(epoch: settings.epoch), retryMilliseconds: settings.retryMilliseconds)
     }
 
@@ -94,7 +97,7 @@ final class StreamHub {
 
     // MARK: Streams
 
-    /// Makes `channel` the user's one live stream, closing any earlier one, sends the response head, `connected`
+    /// Makes `channel` one of the user's live streams, ending the oldest past the limit, sends the response head, `connected`
     /// (with `retry:`), then what the user missed since `lastEventID` (or `reset` when that is unknowable), then
     /// live events. All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
     func attach(
@@ -121,14 +124,14 @@ final class StreamHub {
             }
             return
         }
-        makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let ordinal = makeLive(userID: userID, channel: channel, descriptor: descriptor)
         if settings.hubWideUsers { toSupervisor?(.streamOpened(userID)) }
         history.trim(now: WallClock.milliseconds())
         let opening = preamble.opening(
             head: responseHead, userID: userID, lastEventID: lastEventID, history: history, isRecipient: recipientTest(for: userID))
         if opening.isReset { logger.info("stream resumes from an id outside the history: reset", metadata: ["user": "\(userID)"]) }
         channel.writeAndFlush(opening.bytes, promise: nil)
-        if let tokenExpiry { endStream(userID: userID, channel: channel, at: tokenExpiry) }
+        if let tokenExpiry { endStream(userID: userID, ordinal: ordinal, at: tokenExpiry) }
         statsChanged()
     }
 
@@ -163,13 +166,13 @@ final class StreamHub {
         }
         guard channel.isActive else { return }
         let userID = handoff.userID
-        makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let ordinal = makeLive(userID: userID, channel: channel, descriptor: descriptor)
         if let missed = preamble.continuation(
             after: handoff.resumeAfter ?? history.latestSequence, history: history, isRecipient: recipientTest(for: userID))
         {
             channel.writeAndFlush(missed, promise: nil)
         }
-        if let expiry = handoff.tokenExpiry { endStream(userID: userID, channel: channel, at: expiry) }
+        if let expiry = handoff.tokenExpiry { endStream(userID: userID, ordinal: ordinal, at: expiry) }
         statsChanged()
     }
 
@@ -185,16 +188,28 @@ final class StreamHub {
         }
     }
 
-    /// Makes `channel` the user's one live stream, ending (cleanly) any earlier one.
-    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) {
-        guard let previous = streams.makeLive(userID, channel: channel, descriptor: descriptor) else {
-            subscriptions.userWentLive(userID)
-            return
-        }
+    /// Makes `channel` one of the user's live streams, ending (cleanly, after `replaced`) the oldest past the limit;
+    /// returns its ordinal.
+    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) -> UInt64 {
+        let wasLive = streams.isLive(userID)
+        let (ordinal, replaced) = streams.makeLive(userID, channel: channel, descriptor: descriptor)
+        if !wasLive { subscriptions.userWentLive(userID) }
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
         // which must find the new stream in place.
-        logger.info("a new stream replaces the user's previous one", metadata: ["user": "\(userID)", "event": "stream-replaced"])
-        Self.end(previous.channel)
+        for old in replaced {
+            logger.info("a new stream replaces the user's oldest one", metadata: ["user": "\(userID)", "event": "stream-replaced"])
+            Self.replace(old.channel)
+        }
+        return ordinal
+    }
+
+    private static let replacedChunk = SSEWireFormat.chunk(SSEWireFormat.event("replaced", data: #"{"reason":"replaced"}"#))
+
+    /// A newer stream of the user took this one's place: say so (an app can stop this tab's reconnecting instead of
+    /// two tabs taking the stream from each other), and end it.
+    private static func replace(_ channel: any Channel) {
+        channel.write(replacedChunk, promise: nil)
+        end(channel)
     }
 
     /// The supervisor's history from before this worker started.
@@ -215,9 +230,9 @@ final class StreamHub {
         releaseResumesReached()
     }
 
-    /// Ends the user's current stream `channel` at `expiresAt` (seconds since 1970), at once when that is past.
-    func endStream(userID: String, channel: any Channel, at expiresAt: Int64) {
-        if streams.expire(userID, channel: channel, at: expiresAt) == .due, let channel = streams.expireNow(userID) {
+    /// Ends the user's stream `ordinal` at `expiresAt` (seconds since 1970), at once when that is past.
+    func endStream(userID: String, ordinal: UInt64, at expiresAt: Int64) {
+        if streams.expire(userID, ordinal: ordinal, at: expiresAt) == .due, let channel = streams.expireNow(userID, ordinal: ordinal) {
             expire(userID: userID, channel: channel)
         }
     }
@@ -238,18 +253,22 @@ final class StreamHub {
     /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
     func detach(userID: String, channel: any Channel) {
         eventLoop.preconditionInEventLoop()
-        guard streams.remove(userID, channel: channel) else { return }
-        subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
-        if settings.hubWideUsers { toSupervisor?(.streamClosed(userID)) }
+        let (removed, userLeft) = streams.remove(userID, channel: channel)
+        guard removed else { return }
+        if userLeft {
+            subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
+            if settings.hubWideUsers { toSupervisor?(.streamClosed(userID)) }
+        }
         statsChanged()
     }
 
     /// The user opened a stream on another host of the hub: end theirs here, as a newer stream would on one host.
     func endStream(userID: String) {
         eventLoop.preconditionInEventLoop()
-        guard let channel = streams.byUser[userID]?.channel else { return }
-        logger.info("the user's stream moved to another host; ending it here", metadata: ["user": "\(userID)", "event": "stream-replaced"])
-        Self.end(channel)
+        streams.forEachStream(of: userID) { stream in
+            logger.info("the user's stream moved to another host; ending it here", metadata: ["user": "\(userID)", "event": "stream-replaced"])
+            Self.replace(stream.channel)
+        }
     }
 
     // MARK: Reload and shutdown
@@ -257,13 +276,13 @@ final class StreamHub {
     /// Passes every live stream on to the worker replacing this one (see `StreamMigration`), then runs `done`.
     func migrateAll(send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void, patience: TimeAmount = .seconds(3)) {
         StreamMigration.passOn(
-            streams.byUser, lastWritten: history.latestSequence, eventLoop: eventLoop, logger: logger, patience: patience,
+            streams, lastWritten: history.latestSequence, eventLoop: eventLoop, logger: logger, patience: patience,
             send: send, done: done)
     }
 
     /// Closes every stream cleanly (on shutdown).
     func endAllStreams() {
-        for stream in streams.byUser.values { Self.end(stream.channel) }
+        streams.forEachStream { _, stream in Self.end(stream.channel) }
     }
 
     /// Ends a stream's chunked body and closes the connection.
@@ -351,21 +370,20 @@ final class StreamHub {
         var event = ByteBuffer()
         preamble.frames.write(command, into: &event)
         delivery.queue(
-            SSEWireFormat.chunk(event), for: command.target, streams: streams.byUser, subscribers: subscriptions.subscribers,
-            nextOrdinal: streams.nextOrdinal)
+            SSEWireFormat.chunk(event), for: command.target, streams: streams, subscribers: subscriptions.subscribers)
         // After the queueing: a stream released now replays this event from the history, and must not get it twice.
         releaseResumesReached()
     }
 
     /// Sends what `publish` queued.
     func flushPublished() {
-        delivery.flush(streams: streams.byUser)
+        delivery.flush(streams: streams)
     }
 
     private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)
 
     private func sendHeartbeats() {
-        for stream in streams.byUser.values { stream.channel.writeAndFlush(Self.heartbeatChunk, promise: nil) }
+        streams.forEachStream { _, stream in stream.channel.writeAndFlush(Self.heartbeatChunk, promise: nil) }
     }
 
     // MARK: Stats

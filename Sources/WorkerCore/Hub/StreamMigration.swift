@@ -10,13 +10,18 @@ enum StreamMigration {
     /// frames are still stuck after `patience` is closed (its client reconnects and resumes). Then `done` runs.
     /// Topics need no passing on: the supervisor keeps every user's and gave them to the new worker when it started.
     static func passOn(
-        _ streams: [String: LiveStreams.Stream], lastWritten: UInt64, eventLoop: any EventLoop, logger: Logger,
+        _ streams: LiveStreams, lastWritten: UInt64, eventLoop: any EventLoop, logger: Logger,
         patience: TimeAmount, send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void
     ) {
         eventLoop.preconditionInEventLoop()
         var remaining = streams.count
         guard remaining > 0 else { return done() }
-        for (userID, stream) in streams {
+        var passing: [LiveStreams.Stream] = []
+        passing.reserveCapacity(remaining)
+        // Each user's oldest first (as their writes complete: at once for idle streams), so the new worker makes them
+        // live in that order and replaces the same one next.
+        streams.forEachStream { userID, stream in
+            passing.append(stream)
             let channel = stream.channel
             let handoff = Handoff(route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten)
             channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { result in
@@ -27,7 +32,7 @@ enum StreamMigration {
             }
         }
         eventLoop.scheduleTask(in: patience) {
-            for stream in streams.values where stream.channel.isActive { stream.channel.close(promise: nil) }
+            for stream in passing where stream.channel.isActive { stream.channel.close(promise: nil) }
         }
     }
 

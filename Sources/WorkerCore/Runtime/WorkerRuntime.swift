@@ -40,7 +40,7 @@ public struct WorkerRuntime: Sendable {
             heartbeat: .seconds(Int64(stream.heartbeat)), topicGrace: .seconds(Int64(stream.topicGrace)), epoch: epoch,
             historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, historyBytes: stream.historyBytes,
             maximumTopicsPerUser: stream.maxTopicsPerUser, retryMilliseconds: stream.retryMs,
-            maximumPendingBytes: stream.maxPendingBytes, hubWideUsers: hubWideUsers)
+            maximumPendingBytes: stream.maxPendingBytes, maximumStreamsPerUser: stream.maxStreamsPerUser, hubWideUsers: hubWideUsers)
     }
 
     public func run() async throws {
