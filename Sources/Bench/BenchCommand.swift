@@ -109,6 +109,9 @@ struct RunBench: AsyncParsableCommand {
     @Option(help: "File with the HS256 secret for minting tokens (else $SSE_JWT_SECRET).")
     var jwtSecretFile: String?
 
+    @Option(help: "ALG:PATH: sign the streams' tokens with this private key (RS256 or ES256, PEM) instead of the secret, which still signs the publisher's.")
+    var tokenKey: String?
+
     @Option(help: "Send SIGHUP (sse-hub: reload, an in-place upgrade of the supervisor then every worker replaced) to --server-pid before every Nth event.")
     var reloadEvery: Int?
 
@@ -170,7 +173,7 @@ struct RunBench: AsyncParsableCommand {
                 hostTarget.port = hostPorts[index % hostPorts.count]
                 return LoadPlan(
                     target: hostTarget, firstIndex: first, count: share, rampRate: ramp / Double(processCount), channels: effectiveChannels,
-                    subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret,
+                    subscribesToTopics: mode != .users && effectiveChannels > 0, secret: secret, tokenKey: tokenKey,
                     maximumConnecting: maxConnecting.map { $0 / processCount }, stormRate: stormRate.map { $0 / Double(processCount) },
                     memoryFloorBytes: memoryFloorMib > 0 ? UInt64(memoryFloorMib) << 20 : nil, burstFrom: burst > 0 ? events : nil)
             })

@@ -14,6 +14,8 @@ struct LoadPlan: Codable, Sendable {
     /// Topic mode: each user subscribes to its channel before streaming (sse-hub, Node). Not in user mode.
     var subscribesToTopics: Bool
     var secret: String?
+    /// `--token-key ALG:PATH`: the streams' tokens are signed with this private key instead.
+    var tokenKey: String?
     /// At most this many of this process's connections may be set up at once (connecting, or waiting for the
     /// response head); nil: no limit. Some servers ask for it (Pushpin's README: at most 50 connects in flight).
     var maximumConnecting: Int?
@@ -92,10 +94,23 @@ struct LoadResult: Codable, Sendable {
     var burstLatency: Histogram<UInt64>? = nil
 }
 
+extension LoadPlan {
+    /// What signs the streams' tokens: `tokenKey` when given, else the secret; nil for a target without tokens.
+    func tokenSigner() async throws -> TokenSigner? {
+        guard target.usesTokens else { return nil }
+        if let tokenKey, let colon = tokenKey.firstIndex(of: ":"), let algorithm = JWSAlgorithm(rawValue: String(tokenKey[..<colon])) {
+            let pem = try String(contentsOfFile: String(tokenKey[tokenKey.index(after: colon)...]), encoding: .utf8)
+            return try await TokenSigner(privateKeyPEM: pem, algorithm: algorithm)
+        }
+        if let tokenKey { throw BenchError(description: "--token-key must be ALG:PATH (RS256 or ES256), not \(tokenKey)") }
+        return if let secret { await TokenSigner(secret: secret) } else { nil }
+    }
+}
+
 /// The body of `sse-bench load`: mint the tokens, then run the reactor on a thread of its own until stdin ends.
 enum LoadProcess {
     static func run(plan: LoadPlan) async throws {
-        let signer: TokenSigner? = if let secret = plan.secret, plan.target.usesTokens { await TokenSigner(secret: secret) } else { nil }
+        let signer = try await plan.tokenSigner()
         var tokens: [String?] = []
         tokens.reserveCapacity(plan.count)
         for index in plan.firstIndex..<(plan.firstIndex + plan.count) {

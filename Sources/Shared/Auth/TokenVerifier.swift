@@ -188,13 +188,24 @@ public struct TokenVerifier: Sendable {
     }
 }
 
-/// Signs tokens with the same secret: for tests, the load tool and `sse-supervisor token` (trying the server by hand).
+/// Signs tokens with the same secret, or an identity provider's private key: for tests, the load tool and
+/// `sse-supervisor token` (trying the server by hand).
 public struct TokenSigner: Sendable {
     private let keys: JWTKeyCollection
 
     public init(secret: String) async {
         keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+    }
+
+    /// A private key in PEM: RS256 (RSA) or ES256 (EC P-256), as the load tool measures the supervisor's verification.
+    public init(privateKeyPEM pem: String, algorithm: JWSAlgorithm) async throws {
+        keys = JWTKeyCollection()
+        switch algorithm {
+        case .rs256: await keys.add(rsa: try Insecure.RSA.PrivateKey(pem: pem), digestAlgorithm: .sha256)
+        case .es256: await keys.add(ecdsa: try ES256PrivateKey(pem: pem))
+        default: throw VerificationKey.Invalid("the load tool signs with RS256 or ES256 keys, not \(algorithm.rawValue)")
+        }
     }
 
     public func sign(_ claims: HubClaims) async throws -> String {
