@@ -29,6 +29,12 @@ import Testing
         .historyEnd(HistoryBounds(evictedThrough: 4, latestSequence: 12)),
         .ping(7),
         .shutdown,
+        .presenceQuery(PresenceQuery(id: 1, subject: .topic("room"), after: nil, limit: 100)),
+        .presenceQuery(PresenceQuery(id: .max, subject: .user("ü-1"), after: "lobby", limit: 1)),
+        .presenceAnswer(PresenceAnswer(id: 1, names: ["alice", "bob"], counts: [2, 1], more: true)),
+        .presenceAnswer(PresenceAnswer(id: 2, names: ["lobby"], counts: [0], streams: 3, since: 1_800_000_000_123, more: false)),
+        .presenceChanged("frank", online: true),
+        .presenceChanged("frank", online: false),
     ]
 
     @Test func everyMessageRoundTrips() throws {
@@ -75,7 +81,7 @@ import Testing
     @Test func garbageIsRefusedWithAStableCode() {
         let v = ControlFrame.version
         #expect(decodeError([0, 0, 0, 2, 9, 1]) == .unsupportedVersion)
-        #expect(decodeError([0, 0, 0, 2, v - 1, 17]) == .unsupportedVersion, "the previous version")
+        #expect(decodeError([0, 0, 0, 2, ControlFrame.oldestVersion - 1, 17]) == .unsupportedVersion, "a version before the oldest")
         #expect(decodeError([0, 0, 0, 2, v, 99]) == .unknownKind)
         #expect(decodeError([0xff, 0xff, 0xff, 0xff]) == .badLength)
         #expect(decodeError([0, 0, 0, 1, 1]) == .badLength)
@@ -96,6 +102,15 @@ import Testing
     }
 
     /// A supervisor that upgraded in place speaks to each worker in the version the worker spoke first.
+    /// Presence came with version 5: a version 4 frame of a presence kind is an unknown kind, not a message.
+    @Test func presenceFramesNeedTheirVersion() throws {
+        var buffer = ByteBuffer()
+        ControlFrame.encode(.presenceChanged("u", online: true), into: &buffer, version: ControlFrame.presenceVersion)
+        buffer.setInteger(ControlFrame.oldestVersion, at: buffer.readerIndex + 4)
+        #expect(ControlFrame.oldestVersion < ControlFrame.presenceVersion)
+        #expect(throws: ControlProtocolError.self) { try ControlFrame.decode(from: &buffer) }
+    }
+
     @Test func framesGoOutInThePeersVersion() throws {
         let handler = ControlFrameHandler()
         let channel = EmbeddedChannel(handler: handler)

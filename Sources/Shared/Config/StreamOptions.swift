@@ -40,6 +40,12 @@ public struct StreamOptions: ParsableArguments, Sendable {
     @Option(help: "Streams one user may hold at once (several tabs); each gets the user's events, and the oldest is ended (after an event `replaced`) when one more opens.")
     public var maxStreamsPerUser: Int = 1
 
+    @Flag(help: "Publish an event `presence` ({\"userId\":...,\"online\":true|false}) to a user's topics when their first stream opens and when their last closes (and no new one opens within --presence-grace).")
+    public var presenceEvents = false
+
+    @Option(help: "Seconds a user whose last stream closed may reconnect without a presence event.")
+    public var presenceGrace: Int = 5
+
     @Option(help: "A cookie that may carry the token of a stream, a subscribe or an unsubscribe (set HttpOnly by the app's backend; no token in any URL). Credentialed CORS is then answered for the origins --cors-origin lists.")
     public var authCookie: String?
 
@@ -49,6 +55,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
     /// The same options, as arguments for `sse-worker` (which parses this group too).
     public var workerArguments: [String] {
         let cookie: [String] = authCookie.map { ["--auth-cookie", $0] } ?? []
+        let presence: [String] = presenceEvents ? ["--presence-events", "--presence-grace", String(presenceGrace)] : []
         let cors: [String] = corsOrigins.flatMap { ["--cors-origin", $0] }
         let values: [String] = [
             "--heartbeat", String(heartbeat), "--topic-grace", String(topicGrace), "--history-size", String(historySize),
@@ -57,7 +64,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
             "--max-worker-conns-per-ip", String(maxWorkerConnsPerIp), "--max-pending-bytes", String(maxPendingBytes),
             "--max-streams-per-user", String(maxStreamsPerUser),
         ]
-        return values + cors + cookie
+        return values + cors + cookie + presence
     }
 
     /// Bounds that keep every later conversion in range (seconds to nanoseconds, counts to 32-bit frame fields).
@@ -72,6 +79,7 @@ public struct StreamOptions: ParsableArguments, Sendable {
         guard maxWorkerConnsPerIp >= 0 else { throw ValidationError("--max-worker-conns-per-ip must not be negative") }
         guard (1...3600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be 1 to 3600 seconds") }
         guard (1...(7 * day * 1000)).contains(retryMs) else { throw ValidationError("--retry-ms must be 1 to \(7 * day * 1000)") }
+        guard (0...3600).contains(presenceGrace) else { throw ValidationError("--presence-grace must be 0 to 3600 seconds") }
         guard (1...100).contains(maxStreamsPerUser) else { throw ValidationError("--max-streams-per-user must be 1 to 100") }
         if let authCookie {
             // RFC 6265's cookie-name is an RFC 9110 token.

@@ -13,10 +13,13 @@ import NIOCore
 public enum ControlFrame {
     /// The version this build speaks first. The tests' switch `SSE_HUB_TEST_PROTOCOL_BUMP` makes it one higher (an
     /// in-place upgrade test runs a "newer" build without building one; the layout is the same).
-    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 4 : 5
+    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 5 : 6
     /// The oldest version this build still reads and writes: the first release that upgrades in place.
     public static let oldestVersion: UInt8 = 4
     public static var supportedVersions: ClosedRange<UInt8> { oldestVersion...version }
+    /// The first version with presence (`presenceQuery`, `presenceAnswer`, `presenceChanged`): a supervisor asks only
+    /// workers that speak it, and only a supervisor that speaks it starts workers with `--presence-events`.
+    public static let presenceVersion: UInt8 = 5
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
     public static let maximumLength = 4 * 1024 * 1024
@@ -25,9 +28,11 @@ public enum ControlFrame {
 
     enum Kind: UInt8 {
         case hello = 1, stats = 2, pong = 3, subscribed = 4, migrationDone = 5, unsubscribed = 6, forgotten = 7
-        case streamOpened = 8, streamClosed = 9, awaitChangesLogged = 10
+        case streamOpened = 8, streamClosed = 9, awaitChangesLogged = 10, presenceAnswer = 11, presenceChanged = 12
         case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21, restoreTopics = 22
-        case dropTopics = 23, endStream = 24, changesLogged = 25
+        case dropTopics = 23, endStream = 24, changesLogged = 25, presenceQuery = 26
+
+        var isPresence: Bool { [.presenceAnswer, .presenceChanged, .presenceQuery].contains(self) }
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -97,6 +102,37 @@ public enum ControlFrame {
             buffer.writeInteger(nonce)
         case .shutdown:
             buffer.writeInteger(Kind.shutdown.rawValue)
+        case .presenceQuery(let query):
+            precondition(version >= presenceVersion, "a presence query to a peer of version \(version)")
+            buffer.writeInteger(Kind.presenceQuery.rawValue)
+            buffer.writeInteger(query.id)
+            switch query.subject {
+            case .topic(let topic):
+                buffer.writeInteger(TargetKind.topic.rawValue)
+                writeString(topic, into: &buffer)
+            case .user(let userID):
+                buffer.writeInteger(TargetKind.user.rawValue)
+                writeString(userID, into: &buffer)
+            }
+            writeString(query.after ?? "", into: &buffer)
+            buffer.writeInteger(UInt32(clamping: query.limit))
+        case .presenceAnswer(let answer):
+            precondition(version >= presenceVersion, "a presence answer to a peer of version \(version)")
+            buffer.writeInteger(Kind.presenceAnswer.rawValue)
+            buffer.writeInteger(answer.id)
+            buffer.writeInteger(answer.streams)
+            buffer.writeInteger(answer.since)
+            buffer.writeInteger(UInt8(answer.more ? 1 : 0))
+            buffer.writeInteger(UInt32(answer.names.count))
+            for (index, name) in answer.names.enumerated() {
+                writeString(name, into: &buffer)
+                buffer.writeInteger(index < answer.counts.count ? answer.counts[index] : 0)
+            }
+        case .presenceChanged(let userID, let online):
+            precondition(version >= presenceVersion, "a presence change to a peer of version \(version)")
+            buffer.writeInteger(Kind.presenceChanged.rawValue)
+            writeString(userID, into: &buffer)
+            buffer.writeInteger(UInt8(online ? 1 : 0))
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
     }
@@ -151,8 +187,8 @@ public enum ControlFrame {
             throw ControlProtocolError(.unsupportedVersion, "version \(frameVersion), expected \(oldestVersion) to \(version)")
         }
         let rawKind: UInt8 = frame.readInteger()!
-        guard let kind = Kind(rawValue: rawKind) else {
-            throw ControlProtocolError(.unknownKind, "kind \(rawKind)")
+        guard let kind = Kind(rawValue: rawKind), frameVersion >= presenceVersion || !kind.isPresence else {
+            throw ControlProtocolError(.unknownKind, "kind \(rawKind) in a frame of version \(frameVersion)")
         }
         let message = try decodeBody(kind, from: &frame)
         guard frame.readableBytes == 0 else {
@@ -196,6 +232,39 @@ public enum ControlFrame {
             return .endStream(try readString(&frame))
         case .awaitChangesLogged:
             return .awaitChangesLogged(try read(UInt64.self, &frame))
+        case .presenceQuery:
+            let id = try read(UInt64.self, &frame)
+            let subject: PresenceQuery.Subject
+            switch TargetKind(rawValue: try read(UInt8.self, &frame)) {
+            case .topic: subject = .topic(try readString(&frame))
+            case .user: subject = .user(try readString(&frame))
+            default: throw ControlProtocolError(.malformed, "presence subject")
+            }
+            let after = try readString(&frame)
+            return .presenceQuery(
+                PresenceQuery(id: id, subject: subject, after: after.isEmpty ? nil : after, limit: Int(try read(UInt32.self, &frame))))
+        case .presenceAnswer:
+            let id = try read(UInt64.self, &frame)
+            let streams = try read(UInt32.self, &frame)
+            let since = try read(Int64.self, &frame)
+            let more = try read(UInt8.self, &frame)
+            guard more <= 1 else { throw ControlProtocolError(.malformed, "presence more flag \(more)") }
+            let count = Int(try read(UInt32.self, &frame))
+            guard count <= frame.readableBytes / 8 else { throw ControlProtocolError(.malformed, "presence name count \(count)") }
+            var names: [String] = []
+            var counts: [UInt32] = []
+            for _ in 0..<count {
+                names.append(try readString(&frame))
+                counts.append(try read(UInt32.self, &frame))
+            }
+            return .presenceAnswer(PresenceAnswer(id: id, names: names, counts: counts, streams: streams, since: since, more: more == 1))
+        case .presenceChanged:
+            let userID = try readString(&frame)
+            switch try read(UInt8.self, &frame) {
+            case 0: return .presenceChanged(userID, online: false)
+            case 1: return .presenceChanged(userID, online: true)
+            case let flag: throw ControlProtocolError(.malformed, "online flag \(flag)")
+            }
         case .changesLogged:
             let token = try read(UInt64.self, &frame)
             switch try read(UInt8.self, &frame) {

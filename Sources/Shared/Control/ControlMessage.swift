@@ -95,6 +95,53 @@ public struct WorkerHello: Sendable, Hashable {
     }
 }
 
+/// A question about who is online (`GET /api/sse/presence`), put to the workers that hold the answer: about one
+/// topic's subscribers that have a live stream, or about one user.
+public struct PresenceQuery: Sendable, Hashable {
+    public enum Subject: Sendable, Hashable {
+        case topic(String)
+        case user(String)
+    }
+
+    /// The supervisor's number for it, which the answer carries back.
+    public var id: UInt64
+    public var subject: Subject
+    /// Names (users of a topic, topics of a user) after this one only, in `<` order: the page's cursor.
+    public var after: String?
+    public var limit: Int
+
+    public init(id: UInt64, subject: Subject, after: String?, limit: Int) {
+        self.id = id
+        self.subject = subject
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// One worker's answer to a `PresenceQuery`.
+public struct PresenceAnswer: Sendable, Hashable {
+    public var id: UInt64
+    /// A topic: its subscribers with a live stream on this worker, in `<` order, after the cursor, at most `limit`.
+    /// A user: their topics, likewise.
+    public var names: [String]
+    /// A topic: each of those users' live streams here. A user: empty.
+    public var counts: [UInt32]
+    /// A user: their live streams here, and when the oldest opened (milliseconds since 1970; 0 without one).
+    public var streams: UInt32
+    public var since: Int64
+    /// Whether this worker has more names after the last.
+    public var more: Bool
+
+    public init(id: UInt64, names: [String], counts: [UInt32] = [], streams: UInt32 = 0, since: Int64 = 0, more: Bool) {
+        self.id = id
+        self.names = names
+        self.counts = counts
+        self.streams = streams
+        self.since = since
+        self.more = more
+    }
+}
+
 /// The messages supervisor and workers exchange over a worker's control socket.
 ///
 /// Subscriptions belong to users, not to worker processes: a worker reports every change (`subscribed`,
@@ -120,6 +167,11 @@ public enum ControlMessage: Sendable, Hashable {
     /// Answer `changesLogged` once every change this worker reported before this message is in the hub's log
     /// (`--hub-wide-users`): a subscribe is answered only when every host will apply it before a later publish.
     case awaitChangesLogged(UInt64)
+    /// The answer to a `presenceQuery` (protocol version 5 on).
+    case presenceAnswer(PresenceAnswer)
+    /// A user came online (their first stream here opened) or went offline (their last closed, and none opened within
+    /// `--presence-grace`): with `--presence-events`, the supervisor publishes it to the user's topics.
+    case presenceChanged(String, online: Bool)
     // supervisor → worker
     case publish(PublishCommand)
     /// An event from before the worker started, for its replay history only (not delivered live).
@@ -136,6 +188,8 @@ public enum ControlMessage: Sendable, Hashable {
     case shutdown
     /// The user opened a stream on another host of the hub: end theirs here (one live stream per user).
     case endStream(String)
+    /// Who is online, as far as this worker knows (protocol version 5 on).
+    case presenceQuery(PresenceQuery)
     /// The answer to `awaitChangesLogged`: whether the changes are committed to the hub's log (false: the log is
     /// unreachable; they stay applied here and reach the other hosts once it is back).
     case changesLogged(UInt64, committed: Bool)

@@ -122,3 +122,49 @@ public struct APIError: Error, Sendable, Equatable {
         self.init(status: failure.status, failure.message)
     }
 }
+
+/// `GET /api/sse/presence?topic=T`: the topic's subscribers that have a live stream, one page of them.
+public struct TopicPresenceBody: Codable, Sendable, Equatable {
+    public struct User: Codable, Sendable, Equatable {
+        public var userId: String
+        public var streams: Int
+
+        public init(userId: String, streams: Int) {
+            self.userId = userId
+            self.streams = streams
+        }
+    }
+
+    public var success = true
+    public var topic: String
+    public var users: [User]
+    /// Present when there is a next page: pass it back as `cursor`.
+    public var nextCursor: String?
+
+    public init(topic: String, users: [User], nextCursor: String?) {
+        self.topic = topic
+        self.users = users
+        self.nextCursor = nextCursor
+    }
+}
+
+/// `GET /api/sse/presence?userId=U`: whether the user has a live stream, since when, and (a page of) their topics.
+public struct UserPresenceBody: Codable, Sendable, Equatable {
+    public var success = true
+    public var userId: String
+    public var online: Bool
+    public var streams: Int
+    /// When the user's oldest live stream opened (ISO 8601, UTC, milliseconds); absent when offline.
+    public var since: String?
+    public var topics: [String]
+    public var nextCursor: String?
+
+    public init(userId: String, online: Bool, streams: Int, since: String?, topics: [String], nextCursor: String?) {
+        self.userId = userId
+        self.online = online
+        self.streams = streams
+        self.since = since
+        self.topics = topics
+        self.nextCursor = nextCursor
+    }
+}

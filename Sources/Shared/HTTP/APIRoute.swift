@@ -7,11 +7,12 @@ public enum APIRoute: String, Sendable, CaseIterable {
     case unsubscribe = "/api/sse/unsubscribe"
     case publish = "/api/sse/publish"
     case stats = "/api/sse/stats"
+    case presence = "/api/sse/presence"
     case health = "/api/health"
 
     public var method: HTTPMethod {
         switch self {
-        case .stream, .stats, .health: .GET
+        case .stream, .stats, .health, .presence: .GET
         case .subscribe, .unsubscribe, .publish: .POST
         }
     }
@@ -22,7 +23,7 @@ public enum APIRoute: String, Sendable, CaseIterable {
         case .stream: .stream
         case .subscribe: .subscribe
         case .unsubscribe: .unsubscribe
-        case .publish, .stats, .health: nil
+        case .publish, .stats, .health, .presence: nil
         }
     }
 

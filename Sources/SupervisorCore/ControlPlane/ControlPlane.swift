@@ -59,6 +59,9 @@ final class ControlPlane {
     let sharedLog: (any SharedEventLog)?
     private(set) var logStatus: SharedLogStatus?
     var streamsOpenedHereUnlogged: [String: Int] = [:]
+    /// Presence questions put to the workers and not answered yet (`ControlPlane+Presence`).
+    var presenceGatherings: [UInt64: PresenceGathering] = [:]
+    var presenceQueriesAsked: UInt64 = 0
     var reloads: ReloadQueue
     /// What an in-place upgrade needs beyond the plane (set by the runtime): the program to execute, the listeners,
     /// the accept thread; and this process's life across upgrades.

@@ -36,8 +36,12 @@ final class WorkerChannelHandler: ChannelInboundHandler {
             plane.value.streamClosedHere(userID)
         case .awaitChangesLogged(let token):
             plane.value.answerWhenChangesLogged(token, to: worker)
+        case .presenceAnswer(let answer):
+            plane.value.presenceAnswered(answer, by: worker)
+        case .presenceChanged(let userID, let online):
+            plane.value.presenceChanged(userID, online: online)
         case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate, .endStream,
-            .changesLogged:
+            .changesLogged, .presenceQuery:
             logger.error(
                 "worker sent a supervisor-only message; closing its control channel",
                 metadata: ["worker": "\(worker.shard)", "pid": "\(worker.pid)"])

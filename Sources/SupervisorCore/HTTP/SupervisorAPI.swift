@@ -131,9 +131,44 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
                     }
                 }
             }
+        case .route(.presence):
+            authorizePublisher(head, context: context) { handler, context in
+                let request: PresenceRequest
+                switch PresenceRequest.parse(target: head.uri) {
+                case .failure(let error): return handler.answer(error, context: context)
+                case .success(let parsed): request = parsed
+                }
+                handler.answered = true
+                let bound = NIOLoopBound((handler, context), eventLoop: context.eventLoop)
+                handler.api.plane.value.presence(request.subject, after: request.cursor, limit: request.limit).whenSuccess { result in
+                    let (handler, context) = bound.value
+                    guard context.channel.isActive else { return }
+                    switch result {
+                    case .success(let page): handler.answer(presence: page, for: request.subject, context: context)
+                    case .failure(let error): handler.answer(error, context: context)
+                    }
+                }
+            }
         case .route(.stream), .route(.subscribe), .route(.unsubscribe):
             // Not reached: `RoutingDecision` hands these to a worker. Refused rather than served without a token check.
             answer(APIError(status: 400, "Malformed request head"), context: context)
+        }
+    }
+
+    private func answer(presence page: ControlPlane.PresencePage, for subject: PresenceQuery.Subject, context: ChannelHandlerContext) {
+        switch subject {
+        case .topic(let topic):
+            let users = zip(page.names, page.counts).map { TopicPresenceBody.User(userId: $0, streams: Int($1)) }
+            answer(TopicPresenceBody(topic: topic, users: users, nextCursor: page.nextCursor), context: context)
+        case .user(let userID):
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let since = page.since.map { formatter.string(from: Date(timeIntervalSince1970: Double($0) / 1000)) }
+            answer(
+                UserPresenceBody(
+                    userId: userID, online: page.streams > 0, streams: Int(page.streams), since: since, topics: page.names,
+                    nextCursor: page.nextCursor),
+                context: context)
         }
     }
 

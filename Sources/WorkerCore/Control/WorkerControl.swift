@@ -60,8 +60,10 @@ enum WorkerControl {
                 hub.value.endStream(userID: userID)
             case .changesLogged(let token, let committed):
                 hub.value.changesLogged(token, committed: committed)
+            case .presenceQuery(let query):
+                context.writeAndFlush(Self.wrapOutboundOut(.presenceAnswer(hub.value.presence(query))), promise: nil)
             case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone, .streamOpened, .streamClosed,
-                .awaitChangesLogged:
+                .awaitChangesLogged, .presenceAnswer, .presenceChanged:
                 logger.error("supervisor sent a worker-only message; ignored")
             }
         }

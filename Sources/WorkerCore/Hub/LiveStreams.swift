@@ -1,4 +1,5 @@
 import NIOCore
+import Shared
 
 /// Each user's live streams on this worker (one, unless `--max-streams-per-user` allows several tabs), and when each
 /// must end: its token's expiry, kept on an `ExpiryWheel` (one timer for every stream) and cancelled when the stream
@@ -7,13 +8,23 @@ struct LiveStreams {
     /// A live stream: its channel, its socket descriptor (so a reload can pass the connection on), and when its token
     /// expires. Everything an idle stream costs the hub is this one entry.
     struct Stream {
+        // In this order, the entry packs into 72 bytes with the opening time.
         var channel: any Channel
-        var descriptor: CInt
-        /// Seconds since 1970; nil without a token expiry, or once the stream was told it expired.
-        var expiresAt: Int64?
         /// The order streams went live in on this worker: a frame held for "everyone" goes to the streams live when
         /// it was published (`StreamDelivery`). Also the stream's name within its user's.
         var ordinal: UInt64 = 0
+        /// When it went live here, in milliseconds since 1970 (presence: online since).
+        var openedAt: Int64 = 0
+        /// Seconds since 1970; nil without a token expiry, or once the stream was told it expired.
+        var expiresAt: Int64?
+        var descriptor: CInt
+
+        init(channel: any Channel, descriptor: CInt, ordinal: UInt64 = 0, openedAt: Int64 = 0) {
+            self.channel = channel
+            self.descriptor = descriptor
+            self.ordinal = ordinal
+            self.openedAt = openedAt
+        }
     }
 
     /// A user's streams, oldest first. The one stream every user has under the default is stored inline: an array
@@ -70,6 +81,18 @@ struct LiveStreams {
     /// Whether the user has a live stream.
     func isLive(_ userID: String) -> Bool { byUser[userID] != nil }
 
+    /// The user's live streams.
+    func count(of userID: String) -> Int { byUser[userID]?.count ?? 0 }
+
+    /// When the user's oldest live stream went live (milliseconds since 1970), if they have one.
+    func onlineSince(_ userID: String) -> Int64? {
+        switch byUser[userID] {
+        case .one(let stream): stream.openedAt
+        case .several(let list): list.first?.openedAt
+        case nil: nil
+        }
+    }
+
     /// Every stream, each user's oldest first.
     func forEachStream(_ body: (_ userID: String, Stream) -> Void) {
         for (userID, streams) in byUser {
@@ -92,7 +115,7 @@ struct LiveStreams {
     /// Makes `channel` one of the user's live streams; returns its ordinal and the streams it replaces (the oldest,
     /// past `maximumPerUser`; their expiries forgotten), for the caller to end.
     mutating func makeLive(_ userID: String, channel: any Channel, descriptor: CInt) -> (ordinal: UInt64, replaced: [Stream]) {
-        let stream = Stream(channel: channel, descriptor: descriptor, ordinal: nextOrdinal)
+        let stream = Stream(channel: channel, descriptor: descriptor, ordinal: nextOrdinal, openedAt: WallClock.milliseconds())
         nextOrdinal += 1
         count += 1
         // Every connection of a user without a stream comes here: no array for it.

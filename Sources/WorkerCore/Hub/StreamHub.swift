@@ -33,6 +33,9 @@ final class StreamHub {
         /// Across hosts: how long a stream resuming from an event this host has not delivered yet waits for it
         /// before it is told `reset`.
         var resumeAheadPatience: TimeAmount = .seconds(2)
+        /// `--presence-events`: the supervisor hears when a user comes online, and when one goes offline and stays
+        /// so for this long (`--presence-grace`); nil: it hears nothing.
+        var presenceGrace: TimeAmount?
     }
 
     let eventLoop: any EventLoop
@@ -61,6 +64,10 @@ final class StreamHub {
     private var acknowledgements = ChangeAcknowledgements()
     private var stats: StatsReporter?
     private let trimmer = HeapTrimmer()
+    /// Users whose last stream closed, in their `--presence-grace`: a stream that opens in it cancels the offline.
+    private var goingOffline: [String: Scheduled<Void>] = [:]
+    /// Passing its streams on (reload): their closing here is not the users going offline.
+    private var retiring = false
 
     init(eventLoop: any EventLoop, settings: Settings, logger: Logger) {
         self.eventLoop = eventLoop
@@ -124,7 +131,9 @@ final class StreamHub {
             }
             return
         }
+        let wasLive = streams.isLive(userID)
         let ordinal = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        if !wasLive { cameOnline(userID) }
         if settings.hubWideUsers { toSupervisor?(.streamOpened(userID)) }
         history.trim(now: WallClock.milliseconds())
         let opening = preamble.opening(
@@ -258,6 +267,7 @@ final class StreamHub {
         if userLeft {
             subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
             if settings.hubWideUsers { toSupervisor?(.streamClosed(userID)) }
+            wentOffline(userID)
         }
         statsChanged()
     }
@@ -275,6 +285,7 @@ final class StreamHub {
 
     /// Passes every live stream on to the worker replacing this one (see `StreamMigration`), then runs `done`.
     func migrateAll(send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void, patience: TimeAmount = .seconds(3)) {
+        retiring = true
         StreamMigration.passOn(
             streams, lastWritten: history.latestSequence, eventLoop: eventLoop, logger: logger, patience: patience,
             send: send, done: done)
@@ -384,6 +395,50 @@ final class StreamHub {
 
     private func sendHeartbeats() {
         streams.forEachStream { _, stream in stream.channel.writeAndFlush(Self.heartbeatChunk, promise: nil) }
+    }
+
+    // MARK: Presence
+
+    /// What this worker knows of a presence question: a topic's subscribers with a live stream here, or a user's
+    /// streams and topics; one page of names after the cursor, in `<` order. A topic's subscribers are filtered and
+    /// sorted per page (O(n log n) in the topic's subscribers here), which a request at a time can afford.
+    func presence(_ query: PresenceQuery) -> PresenceAnswer {
+        eventLoop.preconditionInEventLoop()
+        func page(_ names: some Sequence<String>) -> (names: [String], more: Bool) {
+            let after = query.after
+            let sorted = names.filter { after == nil || $0 > after! }.sorted()
+            return (Array(sorted.prefix(query.limit)), sorted.count > query.limit)
+        }
+        switch query.subject {
+        case .topic(let topic):
+            let (names, more) = page((subscriptions.subscribers[topic] ?? []).lazy.filter(streams.isLive))
+            return PresenceAnswer(id: query.id, names: names, counts: names.map { UInt32(streams.count(of: $0)) }, more: more)
+        case .user(let userID):
+            let (names, more) = page(subscriptions.topics(of: userID))
+            return PresenceAnswer(
+                id: query.id, names: names, streams: UInt32(streams.count(of: userID)), since: streams.onlineSince(userID) ?? 0, more: more)
+        }
+    }
+
+    /// The user's first stream here opened: online, unless they were only away for less than the grace.
+    private func cameOnline(_ userID: String) {
+        guard settings.presenceGrace != nil else { return }
+        if let pending = goingOffline.removeValue(forKey: userID) {
+            pending.cancel()
+            return
+        }
+        toSupervisor?(.presenceChanged(userID, online: true))
+    }
+
+    /// The user's last stream here closed: offline once the grace passes without a new one.
+    private func wentOffline(_ userID: String) {
+        guard let grace = settings.presenceGrace, !retiring else { return }
+        goingOffline[userID]?.cancel()
+        goingOffline[userID] = eventLoop.assumeIsolated().scheduleTask(in: grace) { [unowned self] in
+            goingOffline[userID] = nil
+            guard !streams.isLive(userID), !retiring else { return }
+            toSupervisor?(.presenceChanged(userID, online: false))
+        }
     }
 
     // MARK: Stats

@@ -40,7 +40,8 @@ public struct WorkerRuntime: Sendable {
             heartbeat: .seconds(Int64(stream.heartbeat)), topicGrace: .seconds(Int64(stream.topicGrace)), epoch: epoch,
             historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, historyBytes: stream.historyBytes,
             maximumTopicsPerUser: stream.maxTopicsPerUser, retryMilliseconds: stream.retryMs,
-            maximumPendingBytes: stream.maxPendingBytes, maximumStreamsPerUser: stream.maxStreamsPerUser, hubWideUsers: hubWideUsers)
+            maximumPendingBytes: stream.maxPendingBytes, maximumStreamsPerUser: stream.maxStreamsPerUser, hubWideUsers: hubWideUsers,
+            presenceGrace: stream.presenceEvents ? .seconds(Int64(stream.presenceGrace)) : nil)
     }
 
     public func run() async throws {

@@ -1,0 +1,78 @@
+import Foundation
+import Shared
+import Testing
+
+/// Who is online: `GET /api/sse/presence` (a topic's users with a live stream, or one user, paginated) and
+/// `--presence-events` (a user's coming online and going offline, published to their topics, a reconnect within
+/// `--presence-grace` silent), through a real supervisor and its workers.
+@Suite(.serialized) struct PresenceTests {
+    static func presence(_ hub: HubProcess, _ query: String, token: String? = nil) async throws -> TestHTTP.Response {
+        var bearer = token
+        if bearer == nil { bearer = try await hub.token("backend", publisher: true) }
+        return try await TestHTTP.request(port: hub.port, "GET", "/api/sse/presence?\(query)", headers: ["Authorization": "Bearer \(bearer!)"])
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ response: TestHTTP.Response) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(response.body))
+    }
+
+    @Test func aTopicsOnlineUsersAndOneUserArePaginatedAcrossWorkers() async throws {
+        let hub = try await HubProcess.start(workers: 3, arguments: ["--max-streams-per-user", "2"])
+        defer { Task { try await hub.stop() } }
+        var opened: [SSETestStream] = []
+        for user in ["alice", "alice", "bob", "carol"] { opened.append(try await hub.openStream(user)) }
+        let streams = opened
+        defer { Task { for stream in streams { await stream.close() } } }
+        for user in ["alice", "bob", "carol", "dave"] { #expect(try await hub.subscribe(user, ["room"]).status == 200) }
+        #expect(try await hub.subscribe("alice", ["lobby"]).status == 200)
+
+        let all = try Self.decode(TopicPresenceBody.self, try await Self.presence(hub, "topic=room"))
+        #expect(all.users == [.init(userId: "alice", streams: 2), .init(userId: "bob", streams: 1), .init(userId: "carol", streams: 1)])
+        #expect(all.nextCursor == nil, "dave subscribed without a stream: not online")
+
+        let first = try Self.decode(TopicPresenceBody.self, try await Self.presence(hub, "topic=room&limit=2"))
+        #expect(first.users.map(\.userId) == ["alice", "bob"] && first.nextCursor == "bob")
+        let second = try Self.decode(TopicPresenceBody.self, try await Self.presence(hub, "topic=room&limit=2&cursor=bob"))
+        #expect(second.users.map(\.userId) == ["carol"] && second.nextCursor == nil)
+
+        let alice = try Self.decode(UserPresenceBody.self, try await Self.presence(hub, "userId=alice"))
+        #expect(alice.online && alice.streams == 2 && alice.topics == ["lobby", "room"])
+        let since = try #require(alice.since.flatMap { try? Date($0, strategy: .iso8601) })
+        #expect(abs(since.timeIntervalSinceNow) < 60)
+        let dave = try Self.decode(UserPresenceBody.self, try await Self.presence(hub, "userId=dave"))
+        #expect(!dave.online && dave.streams == 0 && dave.since == nil && dave.topics == ["room"])
+        let topicsPage = try Self.decode(UserPresenceBody.self, try await Self.presence(hub, "userId=alice&limit=1"))
+        #expect(topicsPage.topics == ["lobby"] && topicsPage.nextCursor == "lobby")
+
+        #expect(try await TestHTTP.request(port: hub.port, "GET", "/api/sse/presence?topic=room").status == 401)
+        #expect(try await Self.presence(hub, "topic=room", token: try await hub.token("alice")).status == 403)
+        for bad in ["topic=room&userId=alice", "", "topic=no%20spaces", "topic=room&limit=0", "topic=room&limit=1001", "userId=a&cursor="] {
+            let refused = try await Self.presence(hub, bad)
+            #expect(refused.status == 400, "\(bad): \(refused.text)")
+        }
+    }
+
+    @Test func presenceEventsReachTheUsersTopicsAndAReconnectWithinTheGraceIsSilent() async throws {
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--presence-events", "--presence-grace", "1"])
+        defer { Task { try await hub.stop() } }
+        let watcher = try await hub.openStream("erin")
+        defer { Task { await watcher.close() } }
+        #expect(try await hub.subscribe("erin", ["room"]).status == 200)
+        #expect(try await hub.subscribe("frank", ["room"]).status == 200)
+
+        let frank = try await hub.openStream("frank")
+        try await watcher.waitForEvent("presence")
+        await frank.close()
+        // Back at once, within the grace: nothing is published for the gap.
+        let back = try await hub.openStream("frank")
+        await back.close()
+        let seen = try await watcher.waitForEvent("presence", count: 2, timeout: .seconds(15))
+        #expect(seen.map(\.data) == [#"{"online":true,"userId":"frank"}"#, #"{"online":false,"userId":"frank"}"#], "\(seen)")
+        // A user without topics has nobody to tell; the watcher's own coming online went to nobody but itself.
+        let loner = try await hub.openStream("gina")
+        await loner.close()
+        #expect(try await hub.publish(#"{"topic":"room","event":"marker","data":1}"#).status == 200)
+        try await watcher.waitForEvent("marker")
+        #expect(watcher.events(named: "presence").count == 2)
+    }
+}
