@@ -59,8 +59,11 @@ public struct HubClaims: JWTPayload, Equatable {
         iss = try? container.decodeIfPresent(String.self, forKey: .iss)
         // The seed's rule reads the `role` decoded above: navigating the claims again costs the accept thread
         // microseconds per connection.
-        let rule = decoder.userInfo[PublisherClaim.userInfoKey] as? PublisherClaim ?? .role
-        holdsPublisherClaim = rule == .role ? role == PublisherClaim.role.value : rule.isHeld(by: decoder)
+        if let rule = decoder.userInfo[PublisherClaim.userInfoKey] as? PublisherClaim {
+            holdsPublisherClaim = rule.isHeld(by: decoder)
+        } else {
+            holdsPublisherClaim = role == PublisherClaim.role.value
+        }
     }
 
     /// The user id: `sub`, else `user.id`, else `id`.

@@ -129,7 +129,8 @@ public struct TokenVerifier: Sendable {
     private func identity(claimsSegment: ArraySlice<UInt8>) -> Result<Identity, AuthFailure> {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
-        decoder.userInfo[PublisherClaim.userInfoKey] = rules.publisherClaim
+        // Without one, the claims read the seed's `role` (setting user info costs the accept thread a copy per token).
+        if rules.publisherClaim != .role { decoder.userInfo[PublisherClaim.userInfoKey] = rules.publisherClaim }
         guard let claims = Self.decode(HubClaims.self, from: claimsSegment, decoder: decoder) else { return .failure(.invalid(.claims)) }
         let now = Date().timeIntervalSince1970
         let leeway = Double(rules.leewaySeconds)
