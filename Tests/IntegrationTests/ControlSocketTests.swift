@@ -1,10 +1,53 @@
 import Foundation
+import Shared
 import Testing
 
 @Suite("The operator's control socket and sse-supervisor ctl", .serialized)
 struct ControlSocketTests {
     func ctl(_ arguments: [String]) async throws -> ChildProcess.Outcome {
         try await ChildProcess.run(HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"), ["ctl"] + arguments)
+    }
+
+    @Test func publishStatsAndWorkersForPeopleAndScripts() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sse-ctl-\(UUID().uuidString).sock").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--control-socket", path])
+        defer { Task { try await hub.stop() } }
+        let alice = try await hub.openStream("alice")
+        let bob = try await hub.openStream("bob")
+        defer { Task { for stream in [alice, bob] { await stream.close() } } }
+        #expect(try await hub.subscribe("alice", ["news"]).status == 200)
+        try await waitUntil("the streams counted") { try await hub.stats().totalClients == 2 }
+
+        let toTopic = try await ctl(["publish", "--socket", path, "--topic", "news", "headline", #"{"title":"from a shell"}"#])
+        #expect(toTopic.status == 0, "\(toTopic.errors)")
+        #expect(toTopic.output.hasPrefix("published headline to topic news: id "), "\(toTopic.output)")
+        #expect(try await alice.waitForEvent("headline").first?.data == #"{"title":"from a shell"}"#)
+        let toUser = try await ctl(["publish", "--socket", path, "--user", "bob", "--json", "nudge", "42"])
+        #expect(toUser.output.contains(#""success":true"#), "\(toUser.output)")
+        #expect(try await bob.waitForEvent("nudge").first?.data == "42")
+        #expect(alice.events(named: "nudge").isEmpty)
+        let badJSON = try await ctl(["publish", "--socket", path, "x", "{not json"])
+        #expect(badJSON.status != 0 && badJSON.errors.contains("must be JSON"), "\(badJSON.errors)")
+        let badName = try await ctl(["publish", "--socket", path, "no spaces", "1"])
+        #expect(badName.status == 1 && badName.errors.contains("400"), "\(badName.errors)")
+
+        let stats = try await ctl(["stats", "--socket", path])
+        #expect(stats.status == 0, "\(stats.errors)")
+        let lines = stats.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(lines.contains(["streams", "2"]) && lines.contains(["topics", "1"]) && lines.contains(["news", "1"]), "\(stats.output)")
+        let statsJSON = try JSONDecoder().decode(StatsBody.self, from: Data(try await ctl(["stats", "--socket", path, "--json"]).output.utf8))
+        #expect(statsJSON.totalClients == 2 && statsJSON.topics == ["news": 1])
+
+        let workers = try await ctl(["workers", "--socket", path])
+        #expect(workers.status == 0, "\(workers.errors)")
+        let table = workers.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(table.first == ["SHARD", "PID", "STATE", "STREAMS", "MEMORY", "UPTIME", "RESTARTS"])
+        let rows = try JSONDecoder().decode([WorkerRow].self, from: Data(try await ctl(["workers", "--socket", path, "--json"]).output.utf8))
+        let pids = Set(try await hub.health().workers.compactMap(\.pid))
+        #expect(Set(rows.map(\.pid)) == pids && rows.allSatisfy { $0.state == "up" && ($0.memoryKiB ?? 0) > 0 && $0.restarts == 0 })
+        #expect(rows.map(\.streams).reduce(0, +) == 2)
+        #expect(table.count == 1 + rows.count && table.dropFirst().allSatisfy { $0.count >= 8 && $0[2] == "up" }, "\(workers.output)")
     }
 
     @Test func statusAndReloadThroughTheControlSocket() async throws {

@@ -75,4 +75,32 @@ import Testing
         try await watcher.waitForEvent("marker")
         #expect(watcher.events(named: "presence").count == 2)
     }
+
+    /// A reload moves every stream to a new worker: nobody went offline or came online, so nothing is published; and
+    /// the moved stream's user still goes offline when it closes.
+    @Test func aReloadIsSilentAndTheMovedStreamStillGoesOffline() async throws {
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("sse-presence-\(UUID().uuidString).sock").path
+        defer { try? FileManager.default.removeItem(atPath: socket) }
+        let hub = try await HubProcess.start(
+            workers: 1, arguments: ["--presence-events", "--presence-grace", "1", "--control-socket", socket])
+        defer { Task { try await hub.stop() } }
+        #expect(try await hub.subscribe("watcher", ["room"]).status == 200)
+        #expect(try await hub.subscribe("mover", ["room"]).status == 200)
+        let watcher = try await hub.openStream("watcher")
+        defer { Task { await watcher.close() } }
+        let mover = try await hub.openStream("mover")
+        try await watcher.waitForEvent("presence", count: 2)  // the watcher's own, then the mover's
+        let reload = try await ChildProcess.run(
+            HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"), ["ctl", "reload", "--workers-only", "--socket", socket])
+        #expect(reload.status == 0, "\(reload.output) \(reload.errors)")
+        #expect(try await hub.publish(#"{"topic":"room","event":"after-reload","data":1}"#).status == 200)
+        try await mover.waitForEvent("after-reload")
+        await mover.close()
+        let seen = try await watcher.waitForEvent("presence", count: 3, timeout: .seconds(15))
+        #expect(
+            seen.map(\.data) == [
+                #"{"online":true,"userId":"watcher"}"#, #"{"online":true,"userId":"mover"}"#, #"{"online":false,"userId":"mover"}"#,
+            ], "\(seen)")
+        #expect(watcher.events.map(\.event).firstIndex(of: "after-reload")! < watcher.events.lastIndex { $0.event == "presence" }!)
+    }
 }

@@ -168,3 +168,27 @@ public struct UserPresenceBody: Codable, Sendable, Equatable {
         self.nextCursor = nextCursor
     }
 }
+
+/// `sse-supervisor ctl workers`: one worker process (a shard has two while a reload replaces its worker).
+public struct WorkerRow: Codable, Sendable, Equatable {
+    public var shard: Int
+    public var pid: Int32
+    /// `up`, `starting`, `retiring` (a reload's predecessor, passing its streams on) or `stopping`.
+    public var state: String
+    /// The shard's live streams, as its worker last reported them (on the newest worker of the shard).
+    public var streams: Int
+    public var memoryKiB: Int?
+    public var uptimeSeconds: Double
+    /// The shard's restarts since the supervisor started (crashes and hangs; not reloads).
+    public var restarts: Int
+
+    public init(shard: Int, pid: Int32, state: String, streams: Int, memoryKiB: Int?, uptimeSeconds: Double, restarts: Int) {
+        self.shard = shard
+        self.pid = pid
+        self.state = state
+        self.streams = streams
+        self.memoryKiB = memoryKiB
+        self.uptimeSeconds = uptimeSeconds
+        self.restarts = restarts
+    }
+}

@@ -13,4 +13,12 @@ public enum ProcessStat {
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
+
+    /// The resident memory of `pid`, in KiB (`VmRSS` of `/proc/PID/status`); nil when it is gone or unreadable.
+    public static func residentKilobytes(pid: String = "self") -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return nil }
+        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+    }
 }

@@ -8,7 +8,7 @@ enum OperatorClient {
         let description: String
     }
 
-    static func request(socket: String, method: HTTPMethod, path: String) async throws -> (Int, String) {
+    static func request(socket: String, method: HTTPMethod, path: String, body: String = "") async throws -> (Int, String) {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: (Int, String).self)
         let channel = try await ClientBootstrap(group: group)
@@ -22,8 +22,10 @@ enum OperatorClient {
             .get()
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "localhost")
-        headers.add(name: "Content-Length", value: "0")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        if !body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
         channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)), promise: nil)
+        if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: body))), promise: nil) }
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
         return try await promise.futureResult.get()
     }

@@ -47,6 +47,8 @@ struct ConnectionRouter: Sendable {
         let identity: Identity
         switch tokens.verifyUser(request.token) {
         case .failure(let failure):
+            // Debug only: a flood of bad tokens must not flood the journal; an operator chasing a key rotation turns it on.
+            logger.debug("token refused", metadata: AuthLog.metadata(failure))
             localServer.serve(fd, disposition: .reject(APIError(failure)))
             return nil
         case .success(let verified):
@@ -118,5 +120,14 @@ struct ConnectionRouter: Sendable {
                 }
             localServer.reject(fd, APIError(status: 429, message + "; retry shortly"), origin: nil, headers: [("Retry-After", "1")])
         }
+    }
+}
+
+/// A token refusal's log fields: its stable code, and for an invalid token why (never the token).
+enum AuthLog {
+    static func metadata(_ failure: AuthFailure) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["event": "token-refused", "code": "\(failure.code.rawValue)"]
+        if let reason = failure.reason { metadata["reason"] = "\(reason.rawValue)" }
+        return metadata
     }
 }

@@ -28,6 +28,22 @@ extension ControlPlane {
             cluster: logStatus.map { HealthBody.Cluster($0, localClients: stats.totalClients, cursor: history.latestSequence) })
     }
 
+    /// Every worker process, for `ctl workers`: its shard, state, the shard's streams, memory, uptime and restarts.
+    var workerRows: [WorkerRow] {
+        shards.indices.flatMap { shard in
+            let state = shards[shard].state
+            return state.workers.map { worker in
+                let isNewest = state.newest === worker
+                let name = isNewest ? state.healthName.rawValue : (state.isServing ? "retiring" : state.name.rawValue)
+                return WorkerRow(
+                    shard: shard, pid: worker.pid, state: name, streams: isNewest ? stats.clientsByShard[shard] : 0,
+                    memoryKiB: ProcessStat.residentKilobytes(pid: String(worker.pid)),
+                    uptimeSeconds: Double(worker.uptime.components.seconds) + Double(worker.uptime.components.attoseconds) / 1e18,
+                    restarts: restarts[shard])
+            }
+        }
+    }
+
     /// The stats of the hub: this host's live counts, plus (with a shared log) every other host's last heartbeat,
     /// each host's totals under `hosts`.
     var hubStats: StatsBody {

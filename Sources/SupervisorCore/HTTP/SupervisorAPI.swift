@@ -181,7 +181,9 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
             xAuthToken: head.headers.first(name: "x-auth-token"))
         switch api.verifier.verifyPublisher(token) {
         case .success: next(self, context)
-        case .failure(let failure): answer(APIError(failure), context: context)
+        case .failure(let failure):
+            api.logger.debug("publisher token refused", metadata: AuthLog.metadata(failure))
+            answer(APIError(failure), context: context)
         }
     }
 

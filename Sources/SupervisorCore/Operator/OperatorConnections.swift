@@ -15,9 +15,12 @@ import Shared
 ///
 /// - `GET /status`: the health report with every topic's subscriber count, and the running release;
 /// - `POST /reload`: a reload (as SIGHUP: an in-place upgrade, then every worker replaced), answered when it is done;
-///   `POST /reload?workers-only`: every worker replaced, the supervisor kept.
+///   `POST /reload?workers-only`: every worker replaced, the supervisor kept;
+/// - `GET /stats`: the publishers' stats (`GET /api/sse/stats`); `GET /workers`: every worker process;
+/// - `POST /publish`: a publish body, as `POST /api/sse/publish` takes it (the socket's permissions stand for the token).
 struct OperatorConnections: Sendable {
     let plane: NIOLoopBound<ControlPlane>
+    let api: SupervisorAPI
     let logger: Logger
 
     /// Serves a connection just accepted.
@@ -31,11 +34,11 @@ struct OperatorConnections: Sendable {
     }
 
     private func adopt(_ fd: CInt, awaiting reload: EventLoopFuture<Void>?) {
-        let (plane, logger) = (plane, logger)
+        let (plane, api, logger) = (plane, api, logger)
         ClientBootstrap(group: plane.eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = OperatorRequestHandler(plane: plane, fd: fd, awaiting: reload)
+                    let handler = OperatorRequestHandler(plane: plane, api: api, fd: fd, awaiting: reload)
                     try channel.pipeline.syncOperations.addHandlers(HTTPResponses.oneRequestCodec() + [handler])
                 }
             }
@@ -46,19 +49,23 @@ struct OperatorConnections: Sendable {
     }
 }
 
-/// `GET /status` and `POST /reload`; anything else is a 404. One request per connection.
+/// `GET /status`, `POST /reload`, `GET /stats`, `GET /workers`, `POST /publish`; anything else is a 404. One request
+/// per connection.
 final class OperatorRequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
 
     let plane: NIOLoopBound<ControlPlane>
+    let api: SupervisorAPI
     let responses = HTTPResponses(cors: CORSPolicy(allowedOrigins: []))
     /// The connection's descriptor: a reload carries it over an in-place upgrade.
     let fd: CInt
     private var head: HTTPRequestHead?
+    private var body = BodyCollector()
     private var awaiting: EventLoopFuture<Void>?
 
-    init(plane: NIOLoopBound<ControlPlane>, fd: CInt, awaiting: EventLoopFuture<Void>?) {
+    init(plane: NIOLoopBound<ControlPlane>, api: SupervisorAPI, fd: CInt, awaiting: EventLoopFuture<Void>?) {
         self.plane = plane
+        self.api = api
         self.fd = fd
         self.awaiting = awaiting
     }
@@ -79,10 +86,11 @@ final class OperatorRequestHandler: ChannelInboundHandler {
         switch Self.unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
-        case .body:
-            break
+        case .body(let chunk):
+            body.append(chunk)
         case .end:
             guard let head else { return }
+            guard !body.overflowed else { return responses.error(.bodyTooLarge, origin: nil, context: context) }
             let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
             switch (head.method, path) {
             case (.GET, "/status"):
@@ -93,6 +101,19 @@ final class OperatorRequestHandler: ChannelInboundHandler {
                 let reload = plane.value.reload(kind, answeringOperatorAt: fd)
                 awaiting = reload
                 answer(reload, context: context)
+            case (.GET, "/stats"):
+                responses.json(api.stats(), origin: nil, context: context)
+            case (.GET, "/workers"):
+                responses.json(plane.value.workerRows, origin: nil, context: context)
+            case (.POST, "/publish"):
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                api.publish(body: body.body).whenSuccess { result in
+                    let (handler, context) = bound.value
+                    switch result {
+                    case .success(let id): handler.responses.json(PublishedAnswer(id: id.description), origin: nil, context: context)
+                    case .failure(let error): handler.responses.error(error, origin: nil, context: context)
+                    }
+                }
             default:
                 responses.error(.notFound, origin: nil, context: context)
             }
@@ -121,6 +142,12 @@ final class OperatorRequestHandler: ChannelInboundHandler {
         guard error is HTTPParserError, head == nil else { return context.close(promise: nil) }
         responses.error(APIError(status: 400, "Malformed request"), origin: nil, context: context)
     }
+}
+
+/// `ctl publish`'s answer: the event's id, which the streams carry as `id:`.
+struct PublishedAnswer: Codable {
+    var success = true
+    var id: String
 }
 
 /// `ctl reload`'s answer.

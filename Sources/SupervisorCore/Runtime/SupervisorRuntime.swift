@@ -120,7 +120,7 @@ public struct SupervisorRuntime: Sendable {
             verifier: verifier, shardCount: c.workers, localServer: localServer, logger: logger, workerWait: c.workerWait,
             retryMilliseconds: c.stream.retryMs)
         router.cookieAuth = c.stream.authCookie.map { CookieAuth(name: $0, cors: c.stream.corsPolicy) }
-        let operators = OperatorConnections(plane: plane, logger: logger)
+        let operators = OperatorConnections(plane: plane, api: api, logger: logger)
         router.operatorConnections = operators
         let carried = c.resuming.map { state in
             AcceptHandOver.Held(
