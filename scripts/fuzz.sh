@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 scratch=.build-fuzz
 binary=$scratch/release/sse-fuzz
-all_targets=(request-head control-frame handoff token-claims)
+all_targets=(request-head control-frame handoff token-claims jwks)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 
 build() {
@@ -33,6 +33,7 @@ options_for() {
         control-frame) echo "-max_len=4096" ;;
         handoff) echo "-max_len=1024" ;;
         token-claims) echo "-max_len=1024 -dict=Fuzz/token-claims.dict" ;;
+        jwks) echo "-max_len=4096 -dict=Fuzz/jwks.dict" ;;
         *) echo "unknown target $1 (${all_targets[*]})" >&2; exit 64 ;;
     esac
 }

@@ -9,6 +9,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case handoff
     /// `TokenVerifier.verify`, with claims signed by the secret so that decoding them is reached.
     case tokenClaims = "token-claims"
+    /// `JSONWebKeySet(json:)` and the keys it yields: a JWKS document fetched from the network (`--jwks-url`).
+    case jwks
 
     public func check(_ input: UnsafeRawBufferPointer) -> Finding? {
         switch self {
@@ -16,6 +18,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .controlFrame: ControlFrameCheck.check(input)
         case .handoff: HandoffCheck.check(input)
         case .tokenClaims: TokenClaimsCheck.check(input)
+        case .jwks: JWKSCheck.check(input)
         }
     }
 }
