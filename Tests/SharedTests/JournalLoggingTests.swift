@@ -58,6 +58,9 @@ struct JournalLoggingTests {
         #expect(LogRedaction.redact("Bearer \(Self.jwt) rejected") == "Bearer REDACTED rejected")
         #expect(LogRedaction.redact("\"\(Self.jwt)\"") == "\"REDACTED\"")
         #expect(LogRedaction.redact("alg none: eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.") == "alg none: REDACTED")
+        // An --auth-cookie token, wherever a Cookie header is quoted, whatever the cookie is named.
+        #expect(LogRedaction.redact("Cookie: theme=dark; session=\(Self.jwt); lang=en") == "Cookie: theme=dark; session=REDACTED; lang=en")
+        #expect(LogRedaction.redact("cookie sse_token=\"\(Self.jwt)\"") == "cookie sse_token=\"REDACTED\"")
         // Not tokens: left alone.
         #expect(LogRedaction.redact("worker 2 ready") == "worker 2 ready")
         #expect(LogRedaction.redact("eyJust.one") == "eyJust.one")
