@@ -13,9 +13,10 @@ struct ControlPlaneService: Service {
     func run() async throws {
         try await plane.eventLoop.flatSubmit { [resuming, operators] in
             let plane = plane.value
-            return plane.start(resuming: resuming).map {
+            // On the plane's loop, which `start` completes on: the plane itself is not Sendable.
+            return plane.start(resuming: resuming).assumeIsolated().map {
                 if let resuming, let operators { plane.finishUpgrade(from: resuming, operators: operators) }
-            }
+            }.nonisolated()
         }.get()
         try? await gracefulShutdown()
         try await plane.eventLoop.flatSubmit { plane.value.shutdown() }.get()

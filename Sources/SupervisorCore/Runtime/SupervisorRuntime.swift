@@ -101,7 +101,7 @@ public struct SupervisorRuntime: Sendable {
         settings.liveness.busyHung = max(.seconds(60), c.workerHangTimeout * 4)
         let handOver = try AcceptHandOver()
         let localConnections = OpenConnections()
-        let plane = try await eventLoop.submit {
+        let plane = try await eventLoop.submit { [settings] in
             let plane = ControlPlane(
                 eventLoop: eventLoop, settings: settings, tables: tables, logger: logger, sharedLog: c.sharedLog, resuming: c.resuming)
             plane.upgrade = UpgradeResources(

@@ -31,7 +31,7 @@ enum StreamMigration {
                 if remaining == 0 { done() }
             }
         }
-        eventLoop.scheduleTask(in: patience) {
+        eventLoop.scheduleTask(in: patience) { [passing] in
             for stream in passing where stream.channel.isActive { stream.channel.close(promise: nil) }
         }
     }
