@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// The server's processes (its roots and all their descendants: several for a cluster), read from `/proc`:
 /// resident memory and CPU time.
@@ -27,12 +28,7 @@ struct ServerProcesses {
 
     /// Sum of `VmRSS` over the processes, in KiB.
     func residentKilobytes() -> Int {
-        pids().reduce(0) { total, pid in
-            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                let value = ProcFields.value("VmRSS:", in: status)
-            else { return total }
-            return total + value
-        }
+        pids().reduce(0) { $0 + (ProcessStat.residentKilobytes(pid: String($1)) ?? 0) }
     }
 
     /// Sum of user + system CPU seconds over the processes.

@@ -142,7 +142,6 @@ struct ResumeTests {
 
 /// VmRSS of a process, in KiB.
 func residentKilobytes(of pid: Int32) throws -> Int {
-    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-    return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    guard let kilobytes = ProcessStat.residentKilobytes(pid: String(pid)) else { throw TimedOut(description: "no VmRSS for \(pid)") }
+    return kilobytes
 }
