@@ -103,20 +103,6 @@ extension ControlPlane {
         let topics = subscriptions.topics(of: userID, shard: shard(of: userID)).sorted()
         guard !topics.isEmpty else { return }
         let data = HubJSON.encode(JSONValue.object(["userId": .string(userID), "online": .bool(online)]))
-        for topic in topics {
-            let request = PublishRequest(target: .topic(topic), event: "presence", data: data)
-            if let sharedLog {
-                let logger = logger
-                Task {
-                    do {
-                        _ = try await sharedLog.append(request)
-                    } catch {
-                        logger.warning("a presence event was not published: the event log did not confirm it", metadata: ["user": "\(userID)", "event": "presence-refused"])
-                    }
-                }
-            } else {
-                publish(request)
-            }
-        }
+        for topic in topics { _ = submit(PublishRequest(target: .topic(topic), event: "presence", data: data)) }
     }
 }

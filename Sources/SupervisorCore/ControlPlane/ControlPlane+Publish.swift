@@ -9,6 +9,24 @@ import Shared
 /// of it, in id order (one loop writes every control channel). On a single host the plane gives the ids; with a
 /// shared log the log does, and the plane delivers what the log's follower reads (`deliverFromLog`).
 extension ControlPlane {
+    static let logUnavailable = APIError(status: 503, "The event log is unavailable; the event was not published")
+
+    /// Publishes a validated request, a publisher's or the hub's own (presence): on a single host at once, with a
+    /// shared log once the log has committed it (every host, this one included, delivers it from there).
+    func submit(_ request: PublishRequest) -> EventLoopFuture<Result<EventID, APIError>> {
+        eventLoop.preconditionInEventLoop()
+        guard let sharedLog else { return eventLoop.makeSucceededFuture(.success(publish(request))) }
+        let (epoch, logger) = (settings.epoch, logger)
+        return eventLoop.makeFutureWithTask {
+            do {
+                return .success(EventID(epoch: epoch, sequence: try await sharedLog.append(request)))
+            } catch {
+                logger.warning("publish refused: the event log did not confirm it", metadata: ["error": "\(error)", "event": "publish-refused"])
+                return .failure(Self.logUnavailable)
+            }
+        }
+    }
+
     /// Gives the event the next id and delivers it (a single host).
     @discardableResult
     func publish(_ request: PublishRequest) -> EventID {

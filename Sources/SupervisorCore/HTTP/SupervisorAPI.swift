@@ -11,8 +11,6 @@ struct SupervisorAPI: Sendable {
     let plane: NIOLoopBound<ControlPlane>
     let responses: HTTPResponses
     let logger: Logger
-    /// With `--postgres-url`: publishes go to the shared log, and every host delivers them from there.
-    let sharedLog: (any SharedEventLog)?
 
     /// 503 while any shard is not serving.
     func health() -> (HTTPResponseStatus, HealthBody) {
@@ -24,26 +22,11 @@ struct SupervisorAPI: Sendable {
     /// hosts of a hub that spans several.
     func stats() -> StatsBody { plane.value.hubStats }
 
-    static let logUnavailable = APIError(status: 503, "The event log is unavailable; the event was not published")
-
-    /// Validates a publish body and publishes it: on a single host at once, with a shared log once the log has
-    /// committed it. The error says what was wrong.
+    /// Validates a publish body and publishes it (`ControlPlane.submit`). The error says what was wrong.
     func publish(body: ByteBuffer) -> EventLoopFuture<Result<EventID, APIError>> {
-        let eventLoop = plane.eventLoop
-        let request: PublishRequest
         switch PublishRequest.parse(body) {
-        case .failure(let error): return eventLoop.makeSucceededFuture(.failure(error))
-        case .success(let parsed): request = parsed
-        }
-        guard let sharedLog else { return eventLoop.makeSucceededFuture(.success(plane.value.publish(request))) }
-        let (epoch, logger) = (plane.value.settings.epoch, logger)
-        return eventLoop.makeFutureWithTask {
-            do {
-                return .success(EventID(epoch: epoch, sequence: try await sharedLog.append(request)))
-            } catch {
-                logger.warning("publish refused: the event log did not confirm it", metadata: ["error": "\(error)", "event": "publish-refused"])
-                return .failure(Self.logUnavailable)
-            }
+        case .failure(let error): plane.eventLoop.makeSucceededFuture(.failure(error))
+        case .success(let request): plane.value.submit(request)
         }
     }
 }

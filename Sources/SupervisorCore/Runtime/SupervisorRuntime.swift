@@ -113,7 +113,7 @@ public struct SupervisorRuntime: Sendable {
         }.get()
         let api = SupervisorAPI(
             verifier: verifier, plane: plane, responses: HTTPResponses(cors: c.stream.corsPolicy),
-            logger: logger, sharedLog: c.sharedLog?.log)
+            logger: logger)
         let localServer = LocalHTTPServer(
             group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)), open: localConnections)
         var router = ConnectionRouter(
