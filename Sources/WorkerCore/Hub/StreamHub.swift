@@ -131,8 +131,7 @@ final class StreamHub {
             }
             return
         }
-        let wasLive = streams.isLive(userID)
-        let ordinal = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let (ordinal, wasLive) = makeLive(userID: userID, channel: channel, descriptor: descriptor)
         if !wasLive { cameOnline(userID) }
         if settings.hubWideUsers { toSupervisor?(.streamOpened(userID)) }
         history.trim(now: WallClock.milliseconds())
@@ -175,7 +174,7 @@ final class StreamHub {
         }
         guard channel.isActive else { return }
         let userID = handoff.userID
-        let ordinal = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let (ordinal, _) = makeLive(userID: userID, channel: channel, descriptor: descriptor)
         if let missed = preamble.continuation(
             after: handoff.resumeAfter ?? history.latestSequence, history: history, isRecipient: recipientTest(for: userID))
         {
@@ -198,8 +197,8 @@ final class StreamHub {
     }
 
     /// Makes `channel` one of the user's live streams, ending (cleanly, after `replaced`) the oldest past the limit;
-    /// returns its ordinal.
-    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) -> UInt64 {
+    /// returns its ordinal, and whether the user had a stream here before.
+    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) -> (ordinal: UInt64, wasLive: Bool) {
         let wasLive = streams.isLive(userID)
         let (ordinal, replaced) = streams.makeLive(userID, channel: channel, descriptor: descriptor)
         if !wasLive { subscriptions.userWentLive(userID) }
@@ -209,7 +208,7 @@ final class StreamHub {
             logger.info("a new stream replaces the user's oldest one", metadata: ["user": "\(userID)", "event": "stream-replaced"])
             Self.replace(old.channel)
         }
-        return ordinal
+        return (ordinal, wasLive)
     }
 
     private static let replacedChunk = SSEWireFormat.chunk(SSEWireFormat.event("replaced", data: #"{"reason":"replaced"}"#))
