@@ -11,6 +11,7 @@ struct HostHeartbeat: Sendable {
     let hostID: String
     let link: LinkMonitor
     let retention: LogRetention
+    let presence: HubPresence
     let logger: Logger
     var interval: Duration = .seconds(2)
     /// A host whose last beat is older is left out of the hub's stats and health (it died, or lost the database).
@@ -18,10 +19,11 @@ struct HostHeartbeat: Sendable {
     var beatsPerSweep = 5
     private let startedAt = Date()
 
-    init(client: PostgresClient, hostID: String, link: LinkMonitor, retention: LogRetention, logger: Logger) {
+    init(client: PostgresClient, hostID: String, link: LinkMonitor, presence: HubPresence, retention: LogRetention, logger: Logger) {
         self.client = client
         self.hostID = hostID
         self.link = link
+        self.presence = presence
         self.retention = retention
         self.logger = logger
     }
@@ -40,6 +42,8 @@ struct HostHeartbeat: Sendable {
                 if Task.isCancelled { break }
                 do {
                     try await Deadline.run(within: interval * 2) { try await beat(hub: hub) }
+                    // Each beat, so a user goes offline within a beat of their grace.
+                    try await presence.announceOffline()
                     beats += 1
                     if beats % beatsPerSweep == 1 { try await retention.sweep() }
                 } catch {
@@ -80,11 +84,12 @@ struct HostHeartbeat: Sendable {
         await link.heartbeat(hosts: hosts)
     }
 
-    /// Removes this host's row (graceful shutdown): the hub's stats drop its streams at once.
+    /// Removes this host's row and its streams (graceful shutdown): the hub's stats and presence drop them at once.
     func leave() async {
         do {
-            _ = try await Deadline.run(within: .seconds(2)) { [client, hostID, logger] in
+            _ = try await Deadline.run(within: .seconds(2)) { [client, hostID, logger, presence] in
                 try await client.query("DELETE FROM sse_hub.hosts WHERE host_id = \(hostID)", logger: logger)
+                try await client.withConnection { try await presence.dropThisHostsStreams(on: $0) }
             }
             logger.info("left the hub", metadata: ["host": "\(hostID)", "event": "host-left"])
         } catch {

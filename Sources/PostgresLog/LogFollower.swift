@@ -134,11 +134,11 @@ struct LogBatch {
             ), bound AS (
                 SELECT coalesce(max(id), \(Int64(cursor.event))) AS through FROM ev
             ), ch AS (
-                SELECT seq, after_event, kind, user_id, topic, host_id FROM sse_hub.user_changes
+                SELECT seq, after_event, kind, user_id, topic, host_id, coalesce(opened_at, 0) AS opened_at FROM sse_hub.user_changes
                 WHERE seq > \(Int64(cursor.change)) AND after_event <= (SELECT through FROM bound) ORDER BY seq LIMIT \(limit)
             )
             SELECT 0, id, 0::int8, event, data, topic, user_id, published_ms FROM ev
-            UNION ALL SELECT 1, seq, after_event, kind, user_id, topic, host_id, 0::int8 FROM ch
+            UNION ALL SELECT 1, seq, after_event, kind, user_id, topic, host_id, opened_at FROM ch
             UNION ALL SELECT 2, through, 0::int8, '', NULL, NULL, NULL, 0::int8 FROM bound
             ORDER BY 1, 2
             """, logger: logger)
@@ -161,7 +161,7 @@ struct LogBatch {
             case 1:
                 changes.add(
                     seq: UInt64(position), after: UInt64(after), userID: second ?? "", kind: first, topic: third, hostID: fourth ?? "",
-                    logger: logger)
+                    openedAt: at, logger: logger)
             default:
                 lastEventRead = max(lastEventRead, UInt64(max(0, position)))
             }
@@ -206,7 +206,9 @@ struct LoggedChanges {
     /// The last row read, understood or not (the cursor moves past it either way).
     private(set) var lastRow: (seq: UInt64, after: UInt64)?
 
-    mutating func add(seq: UInt64, after: UInt64, userID: String, kind: String, topic: String?, hostID: String, logger: Logger) {
+    mutating func add(
+        seq: UInt64, after: UInt64, userID: String, kind: String, topic: String?, hostID: String, openedAt: Int64 = 0, logger: Logger
+    ) {
         rows += 1
         lastRow = (seq, after)
         let change: UserChange
@@ -218,7 +220,9 @@ struct LoggedChanges {
             if extendLast(with: topic, of: userID, hostID: hostID, after: after, seq: seq, as: UserChange.unsubscribed) { return }
             change = .unsubscribed(UserTopics(userID: userID, topics: [topic]))
         case ("stream", _):
-            change = .streamOpened(userID: userID)
+            return  // counted by the database, which says what follows from it (`replaced`)
+        case ("replaced", _):
+            change = .replaced(UserStream(userID: userID, openedAt: openedAt))
         case ("forgotten", _):
             change = .forgotten(userID: userID)
         default:

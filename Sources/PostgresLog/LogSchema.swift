@@ -17,7 +17,7 @@ enum LogSchema {
     static let retentionLock: Int64 = 0x5353_4548_5542_0002
 
     /// Each migration's statements, in order; `migrations[n - 1]` takes the schema from version n - 1 to n.
-    static let migrations: [[String]] = [version1]
+    static let migrations: [[String]] = [version1, version2]
     static var currentVersion: Int { migrations.count }
 
     struct NewerSchema: LogSchemaRefused {

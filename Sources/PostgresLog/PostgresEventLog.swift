@@ -18,13 +18,26 @@ public final class PostgresEventLog: SharedEventLog {
         public var historyTTL: Duration
         /// How long a user with no stream anywhere keeps their topics (`--topic-grace`), kept by the database.
         public var topicGrace: Duration
+        /// `--max-streams-per-user`, counted across hosts by the database (every host of a hub should agree).
+        public var maximumStreamsPerUser: Int
+        /// `--presence-events` with its grace, published by the database; nil: none.
+        public var presenceGrace: Duration?
+        /// This host's streams outlived its last program (an in-place upgrade): the hub keeps counting them. Otherwise
+        /// the streams the log holds for this host are from a run that ended, and are dropped on joining.
+        public var streamsCarryOn: Bool
 
-        public init(url: PostgresURL, hostID: String, historySize: Int, historyTTL: Duration, topicGrace: Duration) {
+        public init(
+            url: PostgresURL, hostID: String, historySize: Int, historyTTL: Duration, topicGrace: Duration,
+            maximumStreamsPerUser: Int = 1, presenceGrace: Duration? = nil, streamsCarryOn: Bool = false
+        ) {
             self.url = url
             self.hostID = hostID
             self.historySize = historySize
             self.historyTTL = historyTTL
             self.topicGrace = topicGrace
+            self.maximumStreamsPerUser = maximumStreamsPerUser
+            self.presenceGrace = presenceGrace
+            self.streamsCarryOn = streamsCarryOn
         }
     }
 
@@ -35,6 +48,7 @@ public final class PostgresEventLog: SharedEventLog {
     private let link: LinkMonitor
     private let writer: GroupCommitWriter
     private let changes: UserChangeWriter
+    private let presence: HubPresence
 
     private init(settings: Settings, logger: Logger) throws {
         self.settings = settings
@@ -43,7 +57,10 @@ public final class PostgresEventLog: SharedEventLog {
         client = PostgresClient(configuration: try settings.url.clientConfiguration(), backgroundLogger: logger)
         link = LinkMonitor(hostID: settings.hostID, logger: logger)
         writer = GroupCommitWriter(client: client, link: link, logger: logger)
-        changes = UserChangeWriter(client: client, hostID: settings.hostID, link: link, logger: logger)
+        changes = UserChangeWriter(
+            client: client, hostID: settings.hostID, link: link, logger: logger, maximumStreamsPerUser: settings.maximumStreamsPerUser,
+            presenceEvents: settings.presenceGrace != nil)
+        presence = HubPresence(client: client, hostID: settings.hostID, logger: logger, grace: settings.presenceGrace)
     }
 
     /// Connects, creates or upgrades the schema (refusing a newer one: `LogSchema.NewerSchema`), and reads where the
@@ -54,6 +71,10 @@ public final class PostgresEventLog: SharedEventLog {
         do {
             let before = try await LogSchema.prepare(on: connection, logger: logger)
             if before == 0 { logger.notice("created the event log's schema", metadata: ["event": "log-schema-created"]) }
+            if !settings.streamsCarryOn {
+                try await HubPresence.dropStreams(
+                    of: settings.hostID, presenceEvents: settings.presenceGrace != nil, on: connection, logger: logger)
+            }
             let start = try await readStart(on: connection, settings: settings, logger: logger)
             try await connection.close()
             let log = try PostgresEventLog(settings: settings, logger: logger)
@@ -119,6 +140,16 @@ public final class PostgresEventLog: SharedEventLog {
         changes.record(change)
     }
 
+    public func presence(_ subject: PresenceQuery.Subject, after: String?, limit: Int) async throws -> PresencePage {
+        try await changesCommitted()
+        let presence = presence
+        do {
+            return try await Deadline.run(within: .seconds(3)) { try await presence.page(subject, after: after, limit: limit) }
+        } catch {
+            throw SharedLogUnavailable(reason: DatabaseErrorText.describe(error))
+        }
+    }
+
     public func changesCommitted() async throws {
         guard await link.isReachable else { throw SharedLogUnavailable(reason: "the database is unreachable") }
         try await changes.committed()
@@ -128,7 +159,7 @@ public final class PostgresEventLog: SharedEventLog {
         await link.attach(hub)
         let follower = LogFollower(url: settings.url, client: client, link: link, logger: logger)
         let heartbeat = HostHeartbeat(
-            client: client, hostID: hostID, link: link,
+            client: client, hostID: hostID, link: link, presence: presence,
             retention: LogRetention(
                 client: client, size: settings.historySize, ttl: settings.historyTTL, topicGrace: settings.topicGrace, logger: logger),
             logger: logger)

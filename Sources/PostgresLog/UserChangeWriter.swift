@@ -44,9 +44,18 @@ final class UserChangeWriter: Sendable {
     private let rings: AsyncStream<Void>
     private let doorbell: AsyncStream<Void>.Continuation
 
-    init(client: PostgresClient, hostID: String, link: LinkMonitor, logger: Logger, limit: Int = 100_000) {
+    /// How the database counts this host's streams: `--max-streams-per-user`, and whether it publishes presence.
+    private let maximumStreamsPerUser: Int
+    private let presenceEvents: Bool
+
+    init(
+        client: PostgresClient, hostID: String, link: LinkMonitor, logger: Logger, maximumStreamsPerUser: Int, presenceEvents: Bool,
+        limit: Int = 100_000
+    ) {
         self.client = client
         self.hostID = hostID
+        self.maximumStreamsPerUser = maximumStreamsPerUser
+        self.presenceEvents = presenceEvents
         self.link = link
         self.logger = logger
         self.limit = limit
@@ -133,10 +142,13 @@ final class UserChangeWriter: Sendable {
 
     private func write(_ changes: [UserChange]) async throws {
         let columns = ChangeColumns(changes)
-        let (client, logger, hostID) = (client, logger, hostID)
+        let (client, logger, hostID, limit, presence) = (client, logger, hostID, Int32(maximumStreamsPerUser), presenceEvents)
         _ = try await Deadline.run(within: .seconds(5)) {
             try await client.query(
-                "SELECT sse_hub.append_user_changes(\(hostID), \(columns.kinds), \(columns.users), \(columns.topics))",
+                """
+                SELECT sse_hub.append_user_changes(\(hostID), \(columns.kinds), \(columns.users), \(columns.topics), \(columns.stamps),
+                    \(columns.shards), \(limit), \(presence))
+                """,
                 logger: logger
             ).collect()
         }
@@ -144,32 +156,39 @@ final class UserChangeWriter: Sendable {
     }
 }
 
-/// Changes as `sse_hub.append_user_changes`' arrays: one row per topic; an empty topic stands for none.
-struct ChangeColumns: Sendable {
+/// Changes as `sse_hub.append_user_changes`' arrays: one row per topic; an empty topic stands for none, a stamp of
+/// 0 for every stream of the user, a shard of -1 for none.
+struct ChangeColumns: Sendable, Equatable {
     var kinds: [String] = []
     var users: [String] = []
     var topics: [String] = []
+    var stamps: [Int64] = []
+    var shards: [Int32] = []
 
     init(_ changes: [UserChange]) {
         for change in changes {
             switch change {
             case .subscribed(let change):
-                for topic in change.topics { append("subscribed", change.userID, topic) }
+                for topic in change.topics { append("subscribed", change.userID, topic: topic) }
             case .unsubscribed(let change):
-                for topic in change.topics { append("unsubscribed", change.userID, topic) }
-            case .streamOpened(let userID):
-                append("stream", userID, "")
-            case .streamClosed(let userID):
-                append("closed", userID, "")
-            case .forgotten:
-                continue  // the database's sweep writes these, never a host
+                for topic in change.topics { append("unsubscribed", change.userID, topic: topic) }
+            case .streamOpened(let stream, let shard):
+                append("stream", stream.userID, stamp: stream.openedAt, shard: shard)
+            case .streamClosed(let stream):
+                append("closed", stream.userID, stamp: stream.openedAt)
+            case .streamsLost(let shard):
+                append("lost", "", shard: shard)
+            case .replaced, .forgotten:
+                continue  // the database writes these, never a host
             }
         }
     }
 
-    private mutating func append(_ kind: String, _ user: String, _ topic: String) {
+    private mutating func append(_ kind: String, _ user: String, topic: String = "", stamp: Int64 = 0, shard: Int = -1) {
         kinds.append(kind)
         users.append(user)
         topics.append(topic)
+        stamps.append(stamp)
+        shards.append(Int32(clamping: shard))
     }
 }

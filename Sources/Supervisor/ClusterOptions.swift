@@ -39,12 +39,15 @@ struct ClusterOptions: ParsableArguments {
 
     /// Opens the shared log, retrying while the database cannot be reached (it may be starting too); a schema newer
     /// than this release knows, or a bad URL, is refused at once. Nil without a URL.
-    func join(stream: StreamOptions, logger: Logger) async throws -> (log: any SharedEventLog, start: SharedLogStart)? {
+    /// `streamsCarryOn`: this process took over from its previous program in place, streams and all.
+    func join(stream: StreamOptions, streamsCarryOn: Bool, logger: Logger) async throws -> (log: any SharedEventLog, start: SharedLogStart)? {
         guard let text = try resolvedURL() else { return nil }
         let url = try PostgresURL(text)
         let settings = PostgresEventLog.Settings(
             url: url, hostID: hostID ?? ProcessInfo.processInfo.hostName, historySize: stream.historySize,
-            historyTTL: .seconds(stream.historyTtl), topicGrace: .seconds(stream.topicGrace))
+            historyTTL: .seconds(stream.historyTtl), topicGrace: .seconds(stream.topicGrace),
+            maximumStreamsPerUser: stream.maxStreamsPerUser,
+            presenceGrace: stream.presenceEvents ? .seconds(stream.presenceGrace) : nil, streamsCarryOn: streamsCarryOn)
         let deadline = ContinuousClock.now + .seconds(postgresStartTimeout)
         while true {
             do {

@@ -128,15 +128,9 @@ struct Serve: AsyncParsableCommand {
             workerUser = user
             logger.info("workers run as \(user)", metadata: ["event": "worker-user", "worker-user": "\(user)"])
         }
-        if stream.maxStreamsPerUser > 1, (try? cluster.resolvedURL()) ?? nil != nil {
-            // Across hosts the hub keeps one newest stream per user (the other hosts end theirs, and its grace starts
-            // when that one closes): several tabs on several hosts would lose the topics of tabs still open.
-            logger.critical("--max-streams-per-user above 1 is not supported with a shared event log (--postgres-url) yet")
-            throw ExitCode(78)
-        }
         var sharedLog: (log: any SharedEventLog, start: SharedLogStart)?
         do {
-            sharedLog = try await cluster.join(stream: stream, logger: logger)
+            sharedLog = try await cluster.join(stream: stream, streamsCarryOn: resuming != nil, logger: logger)
         } catch {
             logger.critical("cannot join the hub's event log: \(DatabaseErrorText.describe(error))", metadata: ["event": "log-refused"])
             throw ExitCode(error is any LogSchemaRefused || error is PostgresURL.Invalid ? 78 : 1)

@@ -103,4 +103,50 @@ import Testing
             ], "\(seen)")
         #expect(watcher.events.map(\.event).firstIndex(of: "after-reload")! < watcher.events.lastIndex { $0.event == "presence" }!)
     }
+
+    /// Across hosts presence is the hub's: a topic's users and a user's streams counted on every host, and a user's
+    /// coming online and going offline published once, by the log, a move to another host within the grace silent.
+    /// A worker that dies takes its streams out of the count (their users go offline after the grace).
+    @Test func acrossHostsPresenceIsTheHubsAndAMoveWithinTheGraceIsSilent() async throws {
+        let cluster = try await TestCluster.start(hosts: 2, workers: 1, arguments: ["--presence-events", "--presence-grace", "1"])
+        defer { Task { await cluster.stop() } }
+        let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+        let watcher = try await b.openStream("erin")
+        #expect(try await a.subscribe("erin", ["room"]).status == 200)
+        #expect(try await b.subscribe("frank", ["room"]).status == 200)
+
+        let frank = try await b.openStream("frank")
+        try await watcher.waitForEvent("presence")
+        let room = try Self.decode(TopicPresenceBody.self, try await Self.presence(a, "topic=room"))
+        #expect(room.users == [.init(userId: "erin", streams: 1), .init(userId: "frank", streams: 1)], "\(room)")
+        let onB = try Self.decode(UserPresenceBody.self, try await Self.presence(a, "userId=frank"))
+        #expect(onB.online && onB.streams == 1 && onB.topics == ["room"] && onB.since != nil)
+
+        // Frank moves from B to A within the grace: nothing is published for the gap.
+        await frank.close()
+        let moved = try await a.openStream("frank")
+        try await waitUntil("the hub to count frank's stream on A, and only it") {
+            let user = try Self.decode(UserPresenceBody.self, try await Self.presence(b, "userId=frank"))
+            let pending = try await cluster.postgres.query("SELECT count(*)::text FROM sse_hub.going_offline")
+            return user.streams == 1 && pending == ["0"]
+        }
+        #expect(try await a.publish(#"{"topic":"room","event":"marker","data":1}"#).status == 200)
+        try await watcher.waitForEvent("marker")
+        #expect(try await a.publish(#"{"topic":"room","event":"marker","data":2}"#).status == 200)
+        try await watcher.waitForEvent("marker", count: 2)
+        #expect(watcher.events(named: "presence").map(\.data) == [#"{"online":true,"userId":"frank"}"#])
+
+        // His worker on A dies with his stream: the hub stops counting it, and after the grace he is offline.
+        #expect(try await moved.waitForEvent("marker", count: 2).count == 2)
+        let worker = try #require(try await a.health().workers.first?.pid)
+        kill(worker, SIGKILL)
+        try await moved.waitForClose()
+        let seen = try await watcher.waitForEvent("presence", count: 2, timeout: .seconds(20))
+        #expect(seen.map(\.data) == [#"{"online":true,"userId":"frank"}"#, #"{"online":false,"userId":"frank"}"#])
+        let room2 = try Self.decode(TopicPresenceBody.self, try await Self.presence(b, "topic=room"))
+        #expect(room2.users == [.init(userId: "erin", streams: 1)], "\(room2)")
+        let gone = try Self.decode(UserPresenceBody.self, try await Self.presence(b, "userId=frank"))
+        #expect(!gone.online && gone.streams == 0 && gone.topics == ["room"])
+        await cluster.stop()
+    }
 }

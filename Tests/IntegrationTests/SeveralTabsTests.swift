@@ -58,12 +58,43 @@ import Testing
         #expect(!tab2.isClosed, "a third stream within the limit replaces nothing")
     }
 
-    @Test func severalTabsAreRefusedWithASharedLogUntilTheHubCountsThemAcrossHosts() async throws {
-        let refused = try await ChildProcess.run(
-            HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"),
-            ["--listen", "127.0.0.1:0", "--workers", "1", "--max-streams-per-user", "2", "--postgres-url", "postgres://hub@127.0.0.1:1/hub"],
-            environment: ["SSE_JWT_SECRET": HubProcess.secret, "PATH": "/usr/bin:/bin"], timeout: .seconds(30))
-        #expect(refused.status == 78, "\(refused.errors)")
-        #expect((refused.output + refused.errors).contains("--max-streams-per-user above 1"))
+    /// Across hosts the hub counts a user's streams wherever they are: the oldest in the log's order is ended, on
+    /// whichever host holds it, and each host's own limit is the same hub-wide one.
+    @Test func acrossHostsTheHubCountsTheUsersTabsAndEndsTheOldestWhereverItIs() async throws {
+        let cluster = try await TestCluster.start(hosts: 2, workers: 2, arguments: ["--max-streams-per-user", "2"])
+        defer { Task { await cluster.stop() } }
+        let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+        func streamsCounted(_ count: Int) async throws {
+            try await waitUntil("the hub to count \(count) of alice's streams") {
+                let answer = try await PresenceTests.presence(b, "userId=alice")
+                return try PresenceTests.decode(UserPresenceBody.self, answer).streams == count
+            }
+        }
+        let a1 = try await a.openStream("alice")
+        try await streamsCounted(1)
+        let b1 = try await b.openStream("alice")
+        try await streamsCounted(2)
+        // A third tab, on A: the oldest in the hub is a1 (on A too).
+        let a2 = try await a.openStream("alice")
+        try await a1.waitForClose()
+        #expect(a1.events.last?.event == "replaced")
+        try await streamsCounted(2)
+        // A fourth, on A again: now the oldest is b1, on the other host.
+        let a3 = try await a.openStream("alice")
+        try await b1.waitForClose()
+        #expect(b1.events.last?.event == "replaced" && b1.connection.snapshot.ended)
+        #expect(!a2.isClosed && !a3.isClosed)
+        try await streamsCounted(2)
+        #expect(try await b.publishNumbered("direct", 1, userID: "alice").status == 200)
+        for tab in [a2, a3] { #expect(try await tab.waitForEvent("direct").map(\.data) == [#"{"n":1}"#]) }
+        // Closing a tab frees its place: a new one on B replaces nobody.
+        await a2.close()
+        try await streamsCounted(1)
+        let b2 = try await b.openStream("alice")
+        try await streamsCounted(2)
+        #expect(try await a.publishNumbered("direct", 2, userID: "alice").status == 200)
+        try await b2.waitForEvent("direct")
+        #expect(!a3.isClosed && a3.events(named: "replaced").isEmpty)
+        await cluster.stop()
     }
 }

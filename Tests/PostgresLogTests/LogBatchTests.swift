@@ -17,7 +17,9 @@ import Testing
     func changes(_ rows: [(seq: UInt64, after: UInt64, user: String, kind: String, topic: String?, host: String)]) -> LoggedChanges {
         var changes = LoggedChanges()
         for row in rows {
-            changes.add(seq: row.seq, after: row.after, userID: row.user, kind: row.kind, topic: row.topic, hostID: row.host, logger: logger)
+            changes.add(
+                seq: row.seq, after: row.after, userID: row.user, kind: row.kind, topic: row.topic, hostID: row.host,
+                openedAt: row.kind == "replaced" ? Int64(row.seq) * 1000 : 0, logger: logger)
         }
         return changes
     }
@@ -25,15 +27,18 @@ import Testing
     @Test func aChangeWrittenAfterEventKComesBetweenKAndKPlusOne() {
         let batch = LogBatch.merge(
             events: [event(11), event(12), event(13)], lastEventRead: 13,
-            changes: changes([(1, 10, "u", "stream", nil, "a"), (2, 11, "u", "subscribed", "news", "a"), (3, 13, "v", "stream", nil, "b")]),
+            changes: changes([
+                (1, 10, "u", "replaced", nil, "a"), (2, 11, "u", "subscribed", "news", "a"), (3, 13, "v", "replaced", nil, "b"),
+                (4, 13, "v", "stream", nil, "b"),
+            ]),
             cursor: SharedLogCursor(event: 10, change: 0), eventsFull: false, changesFull: false)
         #expect(
             batch.entries == [
-                .userChange(.streamOpened(userID: "u"), hostID: "a"), .event(event(11)),
+                .userChange(.replaced(UserStream(userID: "u", openedAt: 1000)), hostID: "a"), .event(event(11)),
                 .userChange(.subscribed(UserTopics(userID: "u", topics: ["news"])), hostID: "a"), .event(event(12)), .event(event(13)),
-                .userChange(.streamOpened(userID: "v"), hostID: "b"),
-            ])
-        #expect(batch.through == SharedLogCursor(event: 13, change: 3))
+                .userChange(.replaced(UserStream(userID: "v", openedAt: 3000)), hostID: "b"),
+            ], "a stream's opening is the database's to count: hosts read past it")
+        #expect(batch.through == SharedLogCursor(event: 13, change: 4))
         #expect(!batch.more)
     }
 
@@ -53,9 +58,9 @@ import Testing
     /// where the last change read was written, and the next read continues from there.
     @Test func changesAtTheirLimitHoldBackTheEventsAfterThem() {
         let batch = LogBatch.merge(
-            events: [event(1), event(2), event(3)], lastEventRead: 3, changes: changes([(1, 1, "u", "stream", nil, "a")]),
+            events: [event(1), event(2), event(3)], lastEventRead: 3, changes: changes([(1, 1, "u", "replaced", nil, "a")]),
             cursor: SharedLogCursor(event: 0, change: 0), eventsFull: false, changesFull: true)
-        #expect(batch.entries == [.event(event(1)), .userChange(.streamOpened(userID: "u"), hostID: "a")])
+        #expect(batch.entries == [.event(event(1)), .userChange(.replaced(UserStream(userID: "u", openedAt: 1000)), hostID: "a")])
         #expect(batch.through == SharedLogCursor(event: 1, change: 1))
         #expect(batch.more)
     }
@@ -86,11 +91,14 @@ import Testing
         #expect(columns.events == ["a", "b", "c"] && columns.datas == ["1", "2", "3"])
         #expect(columns.topics == ["", "t", ""] && columns.users == ["", "", "u"])
         let changes = ChangeColumns([
-            .subscribed(UserTopics(userID: "u", topics: ["x", "y"])), .streamOpened(userID: "u"), .streamClosed(userID: "u"),
-            .forgotten(userID: "u"),
+            .subscribed(UserTopics(userID: "u", topics: ["x", "y"])), .streamOpened(UserStream(userID: "u", openedAt: 7), shard: 2),
+            .streamClosed(UserStream(userID: "u", openedAt: 7)), .streamClosed(.every(of: "v")), .streamsLost(shard: 1),
+            .forgotten(userID: "u"), .replaced(UserStream(userID: "u", openedAt: 7)),
         ])
-        #expect(changes.kinds == ["subscribed", "subscribed", "stream", "closed"])
-        #expect(changes.topics == ["x", "y", "", ""])
+        #expect(changes.kinds == ["subscribed", "subscribed", "stream", "closed", "closed", "lost"])
+        #expect(changes.users == ["u", "u", "u", "u", "v", ""])
+        #expect(changes.topics == ["x", "y", "", "", "", ""])
+        #expect(changes.stamps == [0, 0, 7, 7, 0, 0] && changes.shards == [-1, -1, 2, -1, -1, 1])
     }
 
     @Test func retriesBackOffFromATenthOfASecondToFiveSeconds() {

@@ -11,9 +11,10 @@ import Testing
         .subscribed(UserTopics(userID: "u-ü", topics: ["a", "b"])),
         .unsubscribed(UserTopics(userID: "u", topics: [])),
         .forgotten("u-1"),
-        .streamOpened("u-2"),
-        .streamClosed("u-3"),
-        .endStream("u-4"),
+        .streamOpened(UserStream(userID: "u-2", openedAt: 1_800_000_000_001)),
+        .streamClosed(UserStream(userID: "u-3", openedAt: 1)),
+        .endStream(UserStream(userID: "u-4", openedAt: 1_800_000_000_002)),
+        .endStream(.every(of: "u-5")),
         .awaitChangesLogged(.max),
         .changesLogged(3, committed: true),
         .changesLogged(4, committed: false),
@@ -111,6 +112,20 @@ import Testing
         #expect(throws: ControlProtocolError.self) { try ControlFrame.decode(from: &buffer) }
     }
 
+    /// Before version 6 a stream was named by its user alone: a newer supervisor reads an older worker's reports as
+    /// "every stream of the user", and tells it to end every stream of the user (the nearest it understands).
+    @Test func streamsAreNamedFromVersionSixAndByTheirUserBefore() throws {
+        let older = ControlFrame.streamNameVersion - 1
+        #expect(older >= ControlFrame.oldestVersion)
+        var buffer = ByteBuffer()
+        ControlFrame.encode(.streamClosed(UserStream(userID: "u", openedAt: 42)), into: &buffer, version: older)
+        ControlFrame.encode(.endStream(UserStream(userID: "v", openedAt: 43)), into: &buffer, version: older)
+        ControlFrame.encode(.streamOpened(UserStream(userID: "w", openedAt: 44)), into: &buffer, version: ControlFrame.streamNameVersion)
+        #expect(try ControlFrame.decode(from: &buffer) == .streamClosed(.every(of: "u")))
+        #expect(try ControlFrame.decode(from: &buffer) == .endStream(.every(of: "v")))
+        #expect(try ControlFrame.decode(from: &buffer) == .streamOpened(UserStream(userID: "w", openedAt: 44)))
+    }
+
     @Test func framesGoOutInThePeersVersion() throws {
         let handler = ControlFrameHandler()
         let channel = EmbeddedChannel(handler: handler)
@@ -163,6 +178,11 @@ import Testing
         #expect(try Handoff(decoding: resuming.encoded()) == resuming)
         let emptyID = Handoff(route: .stream, userID: "u", tokenExpiry: 5, lastEventID: "", origin: nil)
         #expect(try Handoff(decoding: emptyID.encoded()).lastEventID == "", "an empty Last-Event-ID is not an absent one")
+        // A migrated stream keeps its name; only that hand-off uses the newer layout, which an older worker never reads.
+        let migrated = Handoff(route: .migrated, userID: "u", tokenExpiry: nil, resumeAfter: 9, openedAt: 1_800_000_000_123)
+        #expect(try migrated.encoded().first == Handoff.versionWithOpenedAt)
+        #expect(try Handoff(decoding: migrated.encoded()) == migrated)
+        #expect(try resuming.encoded().first == Handoff.version)
 
         func code(_ bytes: [UInt8]) -> ControlProtocolError.Code? {
             do {

@@ -12,8 +12,8 @@ import Testing
     @Test func aStreamEndsAtItsTokensSecondOnce() {
         var streams = LiveStreams(now: 100)
         let alice = channel()
-        let (ordinal, replaced) = streams.makeLive("alice", channel: alice, descriptor: -1)
-        let expiry = streams.expire("alice", ordinal: ordinal, at: 102)
+        let (stream, replaced) = streams.makeLive("alice", channel: alice, descriptor: -1)
+        let expiry = streams.expire("alice", ordinal: stream.ordinal, at: 102)
         let early = streams.takeExpired(now: 101)
         let due = streams.takeExpired(now: 102)
         let again = streams.takeExpired(now: 110)
@@ -27,7 +27,7 @@ import Testing
         var streams = LiveStreams(now: 100)
         let first = channel()
         let second = channel()
-        let firstOrdinal = streams.makeLive("alice", channel: first, descriptor: -1).ordinal
+        let firstOrdinal = streams.makeLive("alice", channel: first, descriptor: -1).stream.ordinal
         let past = streams.expire("alice", ordinal: firstOrdinal, at: 100)
         let told = streams.expireNow("alice", ordinal: firstOrdinal)
         let replaced = streams.makeLive("alice", channel: second, descriptor: -1).replaced
@@ -35,7 +35,7 @@ import Testing
         let removed = streams.remove("alice", channel: first)
         #expect(past == .due && told === first)
         #expect(replaced.map(\.channel) .count == 1 && replaced.first?.channel === first && old == .notCurrent)
-        #expect(!removed.removed, "the replaced channel closing leaves the new stream")
+        #expect(removed.removed == nil, "the replaced channel closing leaves the new stream")
         #expect(streams.count == 1)
     }
 
@@ -44,15 +44,15 @@ import Testing
         var streams = LiveStreams(now: 100)
         let first = channel()
         let second = channel()
-        let firstOrdinal = streams.makeLive("alice", channel: first, descriptor: -1).ordinal
+        let firstOrdinal = streams.makeLive("alice", channel: first, descriptor: -1).stream.ordinal
         let firstExpiry = streams.expire("alice", ordinal: firstOrdinal, at: 105)
-        let secondOrdinal = streams.makeLive("alice", channel: second, descriptor: -1).ordinal
+        let secondOrdinal = streams.makeLive("alice", channel: second, descriptor: -1).stream.ordinal
         let afterReplace = streams.takeExpired(now: 105)
         let secondExpiry = streams.expire("alice", ordinal: secondOrdinal, at: 107)
         let removed = streams.remove("alice", channel: second)
         let afterClose = streams.takeExpired(now: 107)
         #expect(firstExpiry == .scheduled && afterReplace.isEmpty)
-        #expect(secondExpiry == .scheduled && removed == (true, true))
+        #expect(secondExpiry == .scheduled && removed.removed?.channel === second && removed.userLeft)
         #expect(afterClose.isEmpty && streams.count == 0)
     }
 
@@ -63,14 +63,15 @@ import Testing
         let first = streams.makeLive("alice", channel: tabs[0], descriptor: -1)
         let second = streams.makeLive("alice", channel: tabs[1], descriptor: -1)
         #expect(first.replaced.isEmpty && second.replaced.isEmpty && streams.count == 2)
-        #expect(streams.expire("alice", ordinal: first.ordinal, at: 110) == .scheduled)
-        #expect(streams.expire("alice", ordinal: second.ordinal, at: 120) == .scheduled)
+        #expect(streams.expire("alice", ordinal: first.stream.ordinal, at: 110) == .scheduled)
+        #expect(streams.expire("alice", ordinal: second.stream.ordinal, at: 120) == .scheduled)
         let third = streams.makeLive("alice", channel: tabs[2], descriptor: -1)
         #expect(third.replaced.count == 1 && third.replaced.first?.channel === tabs[0] && streams.count == 2)
         #expect(streams.takeExpired(now: 115).isEmpty, "the replaced stream's expiry went with it")
         #expect(streams.takeExpired(now: 120).map(\.channel).first === tabs[1])
-        #expect(streams.remove("alice", channel: tabs[1]) == (true, false))
-        #expect(streams.remove("alice", channel: tabs[2]) == (true, true))
+        let closed = (streams.remove("alice", channel: tabs[1]), streams.remove("alice", channel: tabs[2]))
+        #expect(closed.0.removed?.channel === tabs[1] && !closed.0.userLeft)
+        #expect(closed.1.removed?.channel === tabs[2] && closed.1.userLeft)
         #expect(!streams.isLive("alice") && streams.count == 0)
     }
 

@@ -13,13 +13,16 @@ import NIOCore
 public enum ControlFrame {
     /// The version this build speaks first. The tests' switch `SSE_HUB_TEST_PROTOCOL_BUMP` makes it one higher (an
     /// in-place upgrade test runs a "newer" build without building one; the layout is the same).
-    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 5 : 6
+    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 6 : 7
     /// The oldest version this build still reads and writes: the first release that upgrades in place.
     public static let oldestVersion: UInt8 = 4
     public static var supportedVersions: ClosedRange<UInt8> { oldestVersion...version }
     /// The first version with presence (`presenceQuery`, `presenceAnswer`, `presenceChanged`): a supervisor asks only
     /// workers that speak it, and only a supervisor that speaks it starts workers with `--presence-events`.
     public static let presenceVersion: UInt8 = 5
+    /// The first version whose `streamOpened`, `streamClosed` and `endStream` name one stream (`UserStream.openedAt`)
+    /// and whose workers report every stream's close, not only a user's last.
+    public static let streamNameVersion: UInt8 = 6
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
     public static let maximumLength = 4 * 1024 * 1024
@@ -70,12 +73,12 @@ public enum ControlFrame {
             writeUserTopics(change, kind: .dropTopics, into: &buffer)
         case .forgotten(let userID):
             writeUser(userID, kind: .forgotten, into: &buffer)
-        case .streamOpened(let userID):
-            writeUser(userID, kind: .streamOpened, into: &buffer)
-        case .streamClosed(let userID):
-            writeUser(userID, kind: .streamClosed, into: &buffer)
-        case .endStream(let userID):
-            writeUser(userID, kind: .endStream, into: &buffer)
+        case .streamOpened(let stream):
+            writeStream(stream, kind: .streamOpened, version: version, into: &buffer)
+        case .streamClosed(let stream):
+            writeStream(stream, kind: .streamClosed, version: version, into: &buffer)
+        case .endStream(let stream):
+            writeStream(stream, kind: .endStream, version: version, into: &buffer)
         case .awaitChangesLogged(let token):
             buffer.writeInteger(Kind.awaitChangesLogged.rawValue)
             buffer.writeInteger(token)
@@ -142,6 +145,12 @@ public enum ControlFrame {
         writeString(userID, into: &buffer)
     }
 
+    /// Before `streamNameVersion` a stream was named by its user alone (every stream of the user).
+    private static func writeStream(_ stream: UserStream, kind: Kind, version: UInt8, into buffer: inout ByteBuffer) {
+        writeUser(stream.userID, kind: kind, into: &buffer)
+        if version >= streamNameVersion { buffer.writeInteger(stream.openedAt) }
+    }
+
     private static func writeUserTopics(_ change: UserTopics, kind: Kind, into buffer: inout ByteBuffer) {
         buffer.writeInteger(kind.rawValue)
         writeString(change.userID, into: &buffer)
@@ -190,14 +199,21 @@ public enum ControlFrame {
         guard let kind = Kind(rawValue: rawKind), frameVersion >= presenceVersion || !kind.isPresence else {
             throw ControlProtocolError(.unknownKind, "kind \(rawKind) in a frame of version \(frameVersion)")
         }
-        let message = try decodeBody(kind, from: &frame)
+        let message = try decodeBody(kind, version: frameVersion, from: &frame)
         guard frame.readableBytes == 0 else {
             throw ControlProtocolError(.malformed, "\(frame.readableBytes) bytes left over in a \(kind) frame")
         }
         return (message, frameVersion)
     }
 
-    private static func decodeBody(_ kind: Kind, from frame: inout ByteBuffer) throws(ControlProtocolError) -> ControlMessage {
+    private static func decodeBody(
+        _ kind: Kind, version: UInt8, from frame: inout ByteBuffer
+    ) throws(ControlProtocolError) -> ControlMessage {
+        func readStream() throws(ControlProtocolError) -> UserStream {
+            let userID = try readString(&frame)
+            guard version >= streamNameVersion else { return .every(of: userID) }
+            return UserStream(userID: userID, openedAt: try read(Int64.self, &frame))
+        }
         switch kind {
         case .hello:
             return .hello(WorkerHello(shard: Int(try read(UInt32.self, &frame)), pid: try read(Int32.self, &frame)))
@@ -225,11 +241,11 @@ public enum ControlFrame {
         case .forgotten:
             return .forgotten(try readString(&frame))
         case .streamOpened:
-            return .streamOpened(try readString(&frame))
+            return .streamOpened(try readStream())
         case .streamClosed:
-            return .streamClosed(try readString(&frame))
+            return .streamClosed(try readStream())
         case .endStream:
-            return .endStream(try readString(&frame))
+            return .endStream(try readStream())
         case .awaitChangesLogged:
             return .awaitChangesLogged(try read(UInt64.self, &frame))
         case .presenceQuery:

@@ -142,6 +142,23 @@ public struct PresenceAnswer: Sendable, Hashable {
     }
 }
 
+/// One of a user's streams on a host, named by when it went live there (milliseconds since 1970, by that host's
+/// clock; kept when a reload moves it to a new worker). A hub across hosts counts and ends streams by these names.
+/// `openedAt` 0 names none: a peer of protocol version 5 or older, which meant every stream of the user there.
+public struct UserStream: Sendable, Hashable {
+    public var userID: String
+    public var openedAt: Int64
+
+    public init(userID: String, openedAt: Int64) {
+        self.userID = userID
+        self.openedAt = openedAt
+    }
+
+    /// Every stream of the user (an older peer's name).
+    public static func every(of userID: String) -> UserStream { UserStream(userID: userID, openedAt: 0) }
+    public var isEvery: Bool { openedAt == 0 }
+}
+
 /// The messages supervisor and workers exchange over a worker's control socket.
 ///
 /// Subscriptions belong to users, not to worker processes: a worker reports every change (`subscribed`,
@@ -160,10 +177,11 @@ public enum ControlMessage: Sendable, Hashable {
     case forgotten(String)
     /// A retiring worker has passed on every stream.
     case migrationDone
-    /// A stream of this user went live here (a hub across hosts: the others end theirs, `--hub-wide-users`).
-    case streamOpened(String)
-    /// This user has no stream here any more (a hub across hosts: their topics' grace starts, hub-wide).
-    case streamClosed(String)
+    /// A stream went live here (a hub across hosts, `--hub-wide-users`: the hub counts the user's streams, ends the
+    /// oldest past `--max-streams-per-user` wherever it is, and knows who is online).
+    case streamOpened(UserStream)
+    /// A stream here closed (from protocol version 6; before, `.every`: the user had no stream here any more).
+    case streamClosed(UserStream)
     /// Answer `changesLogged` once every change this worker reported before this message is in the hub's log
     /// (`--hub-wide-users`): a subscribe is answered only when every host will apply it before a later publish.
     case awaitChangesLogged(UInt64)
@@ -186,8 +204,9 @@ public enum ControlMessage: Sendable, Hashable {
     case ping(UInt64)
     /// Stop taking work and exit once the streams are closed.
     case shutdown
-    /// The user opened a stream on another host of the hub: end theirs here (one live stream per user).
-    case endStream(String)
+    /// The hub ended this stream (newer ones opened on other hosts past `--max-streams-per-user`): end it here with
+    /// `replaced`. `.every` (a worker of protocol version 5 or older): every stream of the user here.
+    case endStream(UserStream)
     /// Who is online, as far as this worker knows (protocol version 5 on).
     case presenceQuery(PresenceQuery)
     /// The answer to `awaitChangesLogged`: whether the changes are committed to the hub's log (false: the log is

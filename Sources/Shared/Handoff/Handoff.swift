@@ -23,6 +23,9 @@ public enum HandoffRoute: UInt8, Sendable, CaseIterable {
 /// carried: the supervisor keeps every user's subscriptions and gives them to a worker over its control channel.
 public struct Handoff: Sendable, Hashable {
     public static let version: UInt8 = 3
+    /// The layout with `openedAt` (a migrated stream's name), written only by a worker to its successor, which is
+    /// always of this release or newer; the supervisor's hand-offs keep `version`, which an older worker reads.
+    public static let versionWithOpenedAt: UInt8 = 4
     /// The most bytes of `Last-Event-ID` or `Origin` a hand-off carries (a real one is a few dozen).
     public static let maximumHeaderValueBytes = 4096
     /// The most bytes of a user id (`TokenVerifier` refuses longer ones).
@@ -38,10 +41,13 @@ public struct Handoff: Sendable, Hashable {
     public var lastEventID: String?
     /// A stream: the request's `Origin`, for the CORS headers of the response.
     public var origin: String?
+    /// A migrated stream: when it first went live (milliseconds since 1970), its name in the hub and its user's
+    /// "online since"; nil from a worker of a release before it.
+    public var openedAt: Int64?
 
     public init(
         route: HandoffRoute, userID: String, tokenExpiry: Int64?, resumeAfter: UInt64? = nil, lastEventID: String? = nil,
-        origin: String? = nil
+        origin: String? = nil, openedAt: Int64? = nil
     ) {
         self.route = route
         self.userID = userID
@@ -49,6 +55,7 @@ public struct Handoff: Sendable, Hashable {
         self.resumeAfter = resumeAfter
         self.lastEventID = lastEventID
         self.origin = origin
+        self.openedAt = openedAt
     }
 
     /// Why a hand-off cannot be encoded: a field over its bound.
@@ -68,16 +75,18 @@ public struct Handoff: Sendable, Hashable {
     private static let absent = UInt16.max
 
     /// `version: u8` · `route: u8` · `expiry: i64 BE` (−1: none) · `resumeAfter: u64 BE` (0: none) ·
-    /// `lastEventID`, `origin`: `u16 length + UTF-8` each (0xFFFF: none) · `userID` (UTF-8, the rest).
+    /// [version 4: `openedAt: i64 BE`] · `lastEventID`, `origin`: `u16 length + UTF-8` each (0xFFFF: none) ·
+    /// `userID` (UTF-8, the rest).
     public func encoded() throws(TooLarge) -> [UInt8] {
         let userIDBytes = userID.utf8.count
         guard userIDBytes <= Self.maximumUserIDBytes else { throw TooLarge(field: "user id", bytes: userIDBytes) }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(20 + userIDBytes + (lastEventID?.utf8.count ?? 0) + (origin?.utf8.count ?? 0) + 4)
-        buffer.writeInteger(Self.version)
+        buffer.writeInteger(openedAt == nil ? Self.version : Self.versionWithOpenedAt)
         buffer.writeInteger(route.rawValue)
         buffer.writeInteger(tokenExpiry ?? -1)
         buffer.writeInteger(resumeAfter ?? 0)
+        if let openedAt { buffer.writeInteger(openedAt) }
         for (name, optional) in [("Last-Event-ID", lastEventID), ("Origin", origin)] {
             guard let value = optional else {
                 buffer.writeInteger(Self.absent)
@@ -94,13 +103,18 @@ public struct Handoff: Sendable, Hashable {
 
     public init(decoding bytes: [UInt8]) throws(ControlProtocolError) {
         var buffer = ByteBuffer(bytes: bytes)
-        guard let version = buffer.readInteger(as: UInt8.self), version == Self.version else {
+        guard let version = buffer.readInteger(as: UInt8.self), version == Self.version || version == Self.versionWithOpenedAt else {
             throw ControlProtocolError(.unsupportedVersion, "hand-off of version \(bytes.first.map(String.init) ?? "none")")
         }
         guard let rawRoute = buffer.readInteger(as: UInt8.self), let route = HandoffRoute(rawValue: rawRoute),
             let expiry = buffer.readInteger(as: Int64.self), let resumeAfter = buffer.readInteger(as: UInt64.self)
         else {
             throw ControlProtocolError(.malformed, "hand-off of \(bytes.count) bytes")
+        }
+        var openedAt: Int64?
+        if version == Self.versionWithOpenedAt {
+            guard let value = buffer.readInteger(as: Int64.self) else { throw ControlProtocolError(.malformed, "hand-off cut short") }
+            openedAt = value
         }
         var optionals: [String?] = []
         for _ in 0..<2 {
@@ -122,7 +136,7 @@ public struct Handoff: Sendable, Hashable {
         }
         self.init(
             route: route, userID: userID, tokenExpiry: expiry < 0 ? nil : expiry, resumeAfter: resumeAfter == 0 ? nil : resumeAfter,
-            lastEventID: optionals[0], origin: optionals[1])
+            lastEventID: optionals[0], origin: optionals[1], openedAt: openedAt)
     }
 
     /// `length` bytes as UTF-8, or nil when they are not valid UTF-8: repairing them (U+FFFD is three bytes) would

@@ -4,8 +4,9 @@ import Shared
 /// A user is one user across the hosts of a hub (`--postgres-url`): what this host's workers say of their users
 /// (topics taken and dropped, streams opened and closed) goes to the shared log, and what the other hosts said
 /// comes back from it, in the log's order, to this host's workers. So topics subscribed through one host apply to
-/// the user's stream on another, a new stream on one host ends the user's stream on the others, and the grace
-/// after a user's last stream is kept by the hub (the database forgets the user; every host hears `forgotten`).
+/// the user's stream on another; the database counts every user's streams across hosts and ends the oldest past
+/// `--max-streams-per-user` wherever it is (`replaced`); and the grace after a user's last stream is kept by the hub
+/// (the database forgets the user; every host hears `forgotten`).
 extension ControlPlane {
     /// A worker changed a user's topics (it has already applied them, and the ledger holds them): the other hosts
     /// hear it through the log.
@@ -30,47 +31,49 @@ extension ControlPlane {
         }
     }
 
-    func streamOpenedHere(_ userID: String) {
-        guard let sharedLog else { return }
-        // Until the log gives this record back, a stream the user opens on another host is older than this one.
-        streamsOpenedHereUnlogged[userID, default: 0] += 1
-        sharedLog.record(.streamOpened(userID: userID))
+    func streamOpenedHere(_ stream: UserStream) {
+        sharedLog?.record(.streamOpened(stream, shard: shard(of: stream.userID)))
     }
 
-    func streamClosedHere(_ userID: String) {
-        sharedLog?.record(.streamClosed(userID: userID))
+    func streamClosedHere(_ stream: UserStream) {
+        sharedLog?.record(.streamClosed(stream))
     }
 
-    /// A change read from the log. This host's own were applied when its worker made them; another host's are
-    /// applied to the ledger and to the user's workers here.
+    /// A worker died: the streams it held are gone, and the hub must stop counting them. (A worker that retires after
+    /// a reload passed its streams on; one that stops with the host leaves with it.)
+    func streamsLostWith(_ worker: WorkerHandle) {
+        guard let sharedLog, !shuttingDown, shards[worker.shard].state.newest === worker else { return }
+        sharedLog.record(.streamsLost(shard: worker.shard))
+    }
+
+    /// A change read from the log. This host's own topic changes were applied when its worker made them; another
+    /// host's are applied to the ledger and to the user's workers here. The database's decisions (a stream ended
+    /// past the limit, a user forgotten) apply to whoever they name.
     func applyHubUserChange(_ change: UserChange, from hostID: String) {
         let isOwn = hostID == sharedLog?.hostID
-        let shard = shard(of: change.userID)
         switch change {
         case .subscribed(let topics):
             guard !isOwn else { return }
+            let shard = shard(of: topics.userID)
             subscriptions.subscribed(topics, shard: shard)
             tellWorkers(of: shard, .restoreTopics(topics))
         case .unsubscribed(let topics):
             guard !isOwn else { return }
+            let shard = shard(of: topics.userID)
             subscriptions.unsubscribed(topics, shard: shard)
             tellWorkers(of: shard, .dropTopics(topics))
-        case .streamOpened(let userID):
-            if isOwn {
-                let left = (streamsOpenedHereUnlogged[userID] ?? 1) - 1
-                streamsOpenedHereUnlogged[userID] = left > 0 ? left : nil
-            } else if streamsOpenedHereUnlogged[userID] == nil {
-                // The newest stream of the user is on that host: end the one here, as a new stream would on one host.
-                tellWorkers(of: shard, .endStream(userID))
-            }
+        case .replaced(let stream):
+            guard isOwn else { return }
+            tellWorkers(of: shard(of: stream.userID), .endStream(stream))
         case .forgotten(let userID):
+            let shard = shard(of: userID)
             let topics = subscriptions.topics(of: userID, shard: shard)
             subscriptions.forgotten(userID, shard: shard)
             if !topics.isEmpty {
                 for part in UserTopics(userID: userID, topics: Array(topics)).chunks() { tellWorkers(of: shard, .dropTopics(part)) }
             }
-        case .streamClosed:
-            break  // the database's own record (it starts the user's grace); hosts are not told
+        case .streamOpened, .streamClosed, .streamsLost:
+            break  // the database counts them; hosts hear what follows from them (`replaced`, presence events)
         }
     }
 

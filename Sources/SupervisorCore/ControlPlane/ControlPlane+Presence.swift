@@ -8,18 +8,6 @@ import Shared
 /// nothing is kept or reported per connection for it. A user's presence events go to the user's topics, which the
 /// plane's ledger holds.
 extension ControlPlane {
-    /// One page of a presence answer, merged over the workers asked.
-    public struct PresencePage: Sendable {
-        /// A topic: its users with a live stream and their stream counts, in `<` order. A user: their topics.
-        public var names: [String] = []
-        public var counts: [UInt32] = []
-        /// A user: their live streams, and when the oldest opened (milliseconds since 1970).
-        public var streams: UInt32 = 0
-        public var since: Int64?
-        /// The cursor of the next page, when there is one.
-        public var nextCursor: String?
-    }
-
     /// A presence question in flight: the workers still to answer, and what the others said.
     struct PresenceGathering {
         var promise: EventLoopPromise<Result<PresencePage, APIError>>
@@ -31,9 +19,20 @@ extension ControlPlane {
     /// How long a worker may take to answer before the question is answered 503.
     static let presencePatience: TimeAmount = .seconds(3)
 
-    /// Asks the workers that know (every shard's for a topic, the user's shard's for a user) and merges their pages.
+    /// Asks the workers that know (every shard's for a topic, the user's shard's for a user) and merges their pages;
+    /// across hosts, asks the hub's log, which counts every host's streams.
     func presence(_ subject: PresenceQuery.Subject, after: String?, limit: Int) -> EventLoopFuture<Result<PresencePage, APIError>> {
         eventLoop.preconditionInEventLoop()
+        if let sharedLog {
+            return eventLoop.makeFutureWithTask { [logger] in
+                do {
+                    return .success(try await sharedLog.presence(subject, after: after, limit: limit))
+                } catch {
+                    logger.warning("the event log could not answer a presence question", metadata: ["error": "\(error)", "event": "presence-unavailable"])
+                    return .failure(APIError(status: 503, "The event log is unavailable; retry shortly"))
+                }
+            }
+        }
         let shardsAsked: [Int] =
             switch subject {
             case .topic: Array(shards.indices)
@@ -97,8 +96,8 @@ extension ControlPlane {
         return page
     }
 
-    /// `--presence-events`: a worker says a user came online or went offline; the event goes to each of the user's
-    /// topics, as a publisher's would (a shared log included).
+    /// `--presence-events` on one host: a worker says a user came online or went offline; the event goes to each of the
+    /// user's topics, as a publisher's would. (Across hosts the log's own transactions publish them.)
     func presenceChanged(_ userID: String, online: Bool) {
         let topics = subscriptions.topics(of: userID, shard: shard(of: userID)).sorted()
         guard !topics.isEmpty else { return }

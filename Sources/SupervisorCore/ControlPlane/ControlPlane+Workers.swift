@@ -76,6 +76,7 @@ extension ControlPlane {
     /// The worker's process exited and was reaped.
     func workerExited(_ worker: WorkerHandle, status: ExitStatus) {
         let metadata: Logger.Metadata = ["status": "\(status)"]
+        streamsLostWith(worker)
         apply(
             shards[worker.shard].exited(generation: worker.generation, ranFor: worker.uptime, now: .now), shard: worker.shard,
             metadata: metadata)

@@ -54,11 +54,9 @@ final class ControlPlane {
     var pingsSent: UInt64 = 0
     var serviceManager: ServiceManagerLink
     /// With `--postgres-url`: the log this host shares with the others of its hub (users' changes are recorded
-    /// there), the link's state and the other hosts as the log last reported them, and the streams that opened
-    /// here whose record the log has not given back yet (see `applyHubUserChange`).
+    /// there), and the link's state and the other hosts as the log last reported them.
     let sharedLog: (any SharedEventLog)?
     private(set) var logStatus: SharedLogStatus?
-    var streamsOpenedHereUnlogged: [String: Int] = [:]
     /// Presence questions put to the workers and not answered yet (`ControlPlane+Presence`).
     var presenceGatherings: [UInt64: PresenceGathering] = [:]
     var presenceQueriesAsked: UInt64 = 0
@@ -104,7 +102,6 @@ final class ControlPlane {
             }
             if let position = resuming.sharedLog {
                 logCursor = SharedLogCursor(event: position.eventCursor, change: position.changeCursor)
-                streamsOpenedHereUnlogged = position.streamsOpenedHereUnlogged
             }
         } else if let logStart = sharedLog?.start {
             history.restore(evictedThrough: logStart.evictedThrough, latestSequence: logStart.cursor, events: logStart.events)

@@ -30,10 +30,10 @@ final class WorkerChannelHandler: ChannelInboundHandler {
             plane.value.subscriptionsChanged(message, from: worker)
         case .migrationDone:
             plane.value.migrationFinished(worker)
-        case .streamOpened(let userID):
-            plane.value.streamOpenedHere(userID)
-        case .streamClosed(let userID):
-            plane.value.streamClosedHere(userID)
+        case .streamOpened(let stream):
+            plane.value.streamOpenedHere(stream)
+        case .streamClosed(let stream):
+            plane.value.streamClosedHere(stream)
         case .awaitChangesLogged(let token):
             plane.value.answerWhenChangesLogged(token, to: worker)
         case .presenceAnswer(let answer):

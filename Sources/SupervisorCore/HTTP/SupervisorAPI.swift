@@ -138,7 +138,7 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func answer(presence page: ControlPlane.PresencePage, for subject: PresenceQuery.Subject, context: ChannelHandlerContext) {
+    private func answer(presence page: PresencePage, for subject: PresenceQuery.Subject, context: ChannelHandlerContext) {
         switch subject {
         case .topic(let topic):
             let users = zip(page.names, page.counts).map { TopicPresenceBody.User(userId: $0, streams: Int($1)) }

@@ -20,30 +20,32 @@ public protocol SharedEventLog: Sendable {
     /// any event published after. Throws `SharedLogUnavailable` at once while the log is unreachable, or when the
     /// write fails (the changes stay queued and are written once it is back).
     func changesCommitted() async throws
+    /// Who is online in the whole hub, as the log holds it once this host's changes so far are in: one page of a
+    /// topic's users with a live stream anywhere, or of one user's topics with their streams. Throws
+    /// `SharedLogUnavailable` while the database cannot answer.
+    func presence(_ subject: PresenceQuery.Subject, after: String?, limit: Int) async throws -> PresencePage
     /// Follows the log after `cursor` (delivering to `hub`), beats this host's heartbeat and sweeps retention, until
     /// graceful shutdown; then leaves the hub.
     func run(hub: SharedLogHub, from cursor: SharedLogCursor) async throws
 }
 
-/// A change of a user's state that every host of the hub applies: a user is one user across hosts.
+/// A change of a user's state made on one host, for the hub: a user is one user across hosts.
 public enum UserChange: Sendable, Hashable {
     /// Topics the user took (on the host that wrote it).
     case subscribed(UserTopics)
     case unsubscribed(UserTopics)
-    /// A stream of the user went live on the host that wrote it: the others end theirs.
-    case streamOpened(userID: String)
-    /// The user has no stream on the host that wrote it any more (kept by the database only: it starts the grace
-    /// after which the hub forgets the user's topics; never read back by hosts).
-    case streamClosed(userID: String)
+    /// A stream went live on the host that wrote it, held by its worker `shard`. The hub counts it (and ends the
+    /// user's oldest past `--max-streams-per-user`, wherever it is: `replaced`).
+    case streamOpened(UserStream, shard: Int)
+    /// A stream closed on the host that wrote it (`.every`: every stream of the user there).
+    case streamClosed(UserStream)
+    /// Every stream that the host's worker `shard` held is gone (it died): the hub stops counting them.
+    case streamsLost(shard: Int)
+    /// The hub ended this stream: the user opened newer ones past the limit. The log entry's host is the one that
+    /// holds it (written by the database, never by a host).
+    case replaced(UserStream)
     /// The grace of a user with no stream anywhere ran out (written by the database's sweep).
     case forgotten(userID: String)
-
-    public var userID: String {
-        switch self {
-        case .subscribed(let change), .unsubscribed(let change): change.userID
-        case .streamOpened(let userID), .streamClosed(let userID), .forgotten(let userID): userID
-        }
-    }
 }
 
 /// What the log's follower reads, in the log's order: events, and the user changes made between them.

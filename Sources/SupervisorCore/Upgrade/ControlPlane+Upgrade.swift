@@ -125,6 +125,6 @@ extension ControlPlane {
             sharedLog: sharedLog == nil
                 ? nil
                 : UpgradeState.SharedLogPosition(
-                    eventCursor: logCursor.event, changeCursor: logCursor.change, streamsOpenedHereUnlogged: streamsOpenedHereUnlogged))
+                    eventCursor: logCursor.event, changeCursor: logCursor.change))
     }
 }

@@ -120,7 +120,9 @@ public struct UpgradeState: Codable, Sendable, Equatable {
     public struct SharedLogPosition: Codable, Sendable, Equatable {
         public var eventCursor: UInt64
         public var changeCursor: UInt64
-        public var streamsOpenedHereUnlogged: [String: Int]
+        /// No longer used (the database counts streams since schema version 2); still written, empty, so that a
+        /// release before it can take over from this one and read the state.
+        public var streamsOpenedHereUnlogged: [String: Int] = [:]
     }
 
     /// Every descriptor the new program keeps.

@@ -56,8 +56,8 @@ enum WorkerControl {
                 hub.value.restoreTopics(restored)
             case .dropTopics(let dropped):
                 hub.value.dropTopics(dropped)
-            case .endStream(let userID):
-                hub.value.endStream(userID: userID)
+            case .endStream(let stream):
+                hub.value.endStream(stream)
             case .changesLogged(let token, let committed):
                 hub.value.changesLogged(token, committed: committed)
             case .presenceQuery(let query):

@@ -112,16 +112,18 @@ struct LiveStreams {
         }
     }
 
-    /// Makes `channel` one of the user's live streams; returns its ordinal and the streams it replaces (the oldest,
-    /// past `maximumPerUser`; their expiries forgotten), for the caller to end.
-    mutating func makeLive(_ userID: String, channel: any Channel, descriptor: CInt) -> (ordinal: UInt64, replaced: [Stream]) {
-        let stream = Stream(channel: channel, descriptor: descriptor, ordinal: nextOrdinal, openedAt: WallClock.milliseconds())
+    /// Makes `channel` one of the user's live streams (that went live at `openedAt`, now when nil); returns it and the
+    /// streams it replaces (the oldest, past `maximumPerUser`; their expiries forgotten), for the caller to end.
+    mutating func makeLive(
+        _ userID: String, channel: any Channel, descriptor: CInt, openedAt: Int64? = nil
+    ) -> (stream: Stream, replaced: [Stream]) {
+        let stream = Stream(channel: channel, descriptor: descriptor, ordinal: nextOrdinal, openedAt: openedAt ?? WallClock.milliseconds())
         nextOrdinal += 1
         count += 1
         // Every connection of a user without a stream comes here: no array for it.
         guard let existing = byUser[userID] else {
             byUser[userID] = .one(stream)
-            return (stream.ordinal, [])
+            return (stream, [])
         }
         var streams = existing.oldestFirst
         streams.append(stream)
@@ -130,20 +132,20 @@ struct LiveStreams {
         byUser[userID] = UserStreams(streams)
         count -= replaced.count
         for old in replaced { cancelExpiry(of: old, userID: userID) }
-        return (stream.ordinal, replaced)
+        return (stream, replaced)
     }
 
-    /// Removes the user's stream `channel` if it is still one of theirs (not replaced since); returns whether it was,
+    /// Removes the user's stream `channel` if it is still one of theirs (not replaced since); returns it if it was,
     /// and whether the user has no stream left.
-    mutating func remove(_ userID: String, channel: any Channel) -> (removed: Bool, userLeft: Bool) {
+    mutating func remove(_ userID: String, channel: any Channel) -> (removed: Stream?, userLeft: Bool) {
         guard var streams = byUser[userID]?.oldestFirst, let index = streams.firstIndex(where: { $0.channel === channel }) else {
-            return (false, false)
+            return (nil, false)
         }
         let stream = streams.remove(at: index)
         byUser[userID] = UserStreams(streams)
         count -= 1
         cancelExpiry(of: stream, userID: userID)
-        return (true, streams.isEmpty)
+        return (stream, streams.isEmpty)
     }
 
     private mutating func cancelExpiry(of stream: Stream, userID: String) {

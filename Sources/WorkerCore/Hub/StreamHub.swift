@@ -27,8 +27,9 @@ final class StreamHub {
         var maximumPendingBytes: Int = 1_048_576
         /// `--max-streams-per-user`: a user's streams on this worker (all of a user's are on one worker).
         var maximumStreamsPerUser = 1
-        /// A hub across hosts: every stream that opens (`streamOpened`, so other hosts end the user's) and every user
-        /// left without one (`streamClosed`) is reported, and the hub, not this worker, forgets users past their grace.
+        /// A hub across hosts: every stream that opens (`streamOpened`) and closes (`streamClosed`) is reported, by its
+        /// name (`UserStream`): the hub counts a user's streams across hosts (`--max-streams-per-user`, presence), and
+        /// the hub, not this worker, forgets users past their grace.
         var hubWideUsers = false
         /// Across hosts: how long a stream resuming from an event this host has not delivered yet waits for it
         /// before it is told `reset`.
@@ -131,9 +132,10 @@ final class StreamHub {
             }
             return
         }
-        let (ordinal, wasLive) = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let (stream, wasLive) = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let ordinal = stream.ordinal
         if !wasLive { cameOnline(userID) }
-        if settings.hubWideUsers { toSupervisor?(.streamOpened(userID)) }
+        if settings.hubWideUsers { toSupervisor?(.streamOpened(UserStream(userID: userID, openedAt: stream.openedAt))) }
         history.trim(now: WallClock.milliseconds())
         let opening = preamble.opening(
             head: responseHead, userID: userID, lastEventID: lastEventID, history: history, isRecipient: recipientTest(for: userID))
@@ -174,7 +176,12 @@ final class StreamHub {
         }
         guard channel.isActive else { return }
         let userID = handoff.userID
-        let (ordinal, _) = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let (stream, _) = makeLive(userID: userID, channel: channel, descriptor: descriptor, openedAt: handoff.openedAt)
+        let ordinal = stream.ordinal
+        // A stream from a worker of a release that did not name its streams: the hub has never counted it.
+        if settings.hubWideUsers, handoff.openedAt == nil {
+            toSupervisor?(.streamOpened(UserStream(userID: userID, openedAt: stream.openedAt)))
+        }
         if let missed = preamble.continuation(
             after: handoff.resumeAfter ?? history.latestSequence, history: history, isRecipient: recipientTest(for: userID))
         {
@@ -197,18 +204,28 @@ final class StreamHub {
     }
 
     /// Makes `channel` one of the user's live streams, ending (cleanly, after `replaced`) the oldest past the limit;
-    /// returns its ordinal, and whether the user had a stream here before.
-    private func makeLive(userID: String, channel: any Channel, descriptor: CInt) -> (ordinal: UInt64, wasLive: Bool) {
+    /// returns it, and whether the user had a stream here before.
+    private func makeLive(
+        userID: String, channel: any Channel, descriptor: CInt, openedAt: Int64? = nil
+    ) -> (stream: LiveStreams.Stream, wasLive: Bool) {
         let wasLive = streams.isLive(userID)
-        let (ordinal, replaced) = streams.makeLive(userID, channel: channel, descriptor: descriptor)
+        let (stream, replaced) = streams.makeLive(userID, channel: channel, descriptor: descriptor, openedAt: openedAt)
         if !wasLive { subscriptions.userWentLive(userID) }
         // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
         // which must find the new stream in place.
         for old in replaced {
             logger.info("a new stream replaces the user's oldest one", metadata: ["user": "\(userID)", "event": "stream-replaced"])
+            reportClosed(userID, old)
             Self.replace(old.channel)
         }
-        return (ordinal, wasLive)
+        return (stream, wasLive)
+    }
+
+    /// Across hosts, the hub counts the user's streams: this one is gone. Not while retiring: the streams live on in
+    /// the successor (those that cannot be passed on are reported by `StreamMigration`'s `lost`).
+    private func reportClosed(_ userID: String, _ stream: LiveStreams.Stream) {
+        guard settings.hubWideUsers, !retiring else { return }
+        toSupervisor?(.streamClosed(UserStream(userID: userID, openedAt: stream.openedAt)))
     }
 
     private static let replacedChunk = SSEWireFormat.chunk(SSEWireFormat.event("replaced", data: #"{"reason":"replaced"}"#))
@@ -262,20 +279,23 @@ final class StreamHub {
     func detach(userID: String, channel: any Channel) {
         eventLoop.preconditionInEventLoop()
         let (removed, userLeft) = streams.remove(userID, channel: channel)
-        guard removed else { return }
+        guard let removed else { return }
+        reportClosed(userID, removed)
         if userLeft {
             subscriptions.userWentDark(userID, graceUntil: .now() + settings.topicGrace)
-            if settings.hubWideUsers { toSupervisor?(.streamClosed(userID)) }
             wentOffline(userID)
         }
         statsChanged()
     }
 
-    /// The user opened a stream on another host of the hub: end theirs here, as a newer stream would on one host.
-    func endStream(userID: String) {
+    /// The hub ended this stream: newer ones of the user opened on other hosts, past `--max-streams-per-user`. It ends
+    /// here as a newer stream on this host would end it (`.every`: every stream of the user here).
+    func endStream(_ named: UserStream) {
         eventLoop.preconditionInEventLoop()
-        streams.forEachStream(of: userID) { stream in
-            logger.info("the user's stream moved to another host; ending it here", metadata: ["user": "\(userID)", "event": "stream-replaced"])
+        streams.forEachStream(of: named.userID) { stream in
+            guard named.isEvery || stream.openedAt == named.openedAt else { return }
+            logger.info(
+                "newer streams of the user opened on other hosts; ending this one", metadata: ["user": "\(named.userID)", "event": "stream-replaced"])
             Self.replace(stream.channel)
         }
     }
@@ -287,7 +307,12 @@ final class StreamHub {
         retiring = true
         StreamMigration.passOn(
             streams, lastWritten: history.latestSequence, eventLoop: eventLoop, logger: logger, patience: patience,
-            send: send, done: done)
+            send: send,
+            lost: { [unowned self] userID, stream in
+                // Its client reconnects; until then the hub must not count it.
+                if settings.hubWideUsers { toSupervisor?(.streamClosed(UserStream(userID: userID, openedAt: stream.openedAt))) }
+            },
+            done: done)
     }
 
     /// Closes every stream cleanly (on shutdown).

@@ -7,11 +7,13 @@ enum StreamMigration {
     /// For each stream, once its queued frames are written, a duplicate of its descriptor goes to `send` with the
     /// user, the token expiry and `lastWritten` (the last event sequence written: the new worker continues after it),
     /// and this worker's copy is closed without ending the HTTP body, so the connection lives on. A stream whose
-    /// frames are still stuck after `patience` is closed (its client reconnects and resumes). Then `done` runs.
+    /// frames are still stuck after `patience` is closed (its client reconnects and resumes); a stream that could not be
+    /// passed on goes to `lost`. Then `done` runs.
     /// Topics need no passing on: the supervisor keeps every user's and gave them to the new worker when it started.
     static func passOn(
         _ streams: LiveStreams, lastWritten: UInt64, eventLoop: any EventLoop, logger: Logger,
-        patience: TimeAmount, send: @escaping (CInt, Handoff) -> Bool, done: @escaping () -> Void
+        patience: TimeAmount, send: @escaping (CInt, Handoff) -> Bool, lost: @escaping (String, LiveStreams.Stream) -> Void,
+        done: @escaping () -> Void
     ) {
         eventLoop.preconditionInEventLoop()
         var remaining = streams.count
@@ -23,9 +25,12 @@ enum StreamMigration {
         streams.forEachStream { userID, stream in
             passing.append(stream)
             let channel = stream.channel
-            let handoff = Handoff(route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten)
+            let handoff = Handoff(
+                route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten, openedAt: stream.openedAt)
             channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { result in
-                if case .success = result { passOn(stream.descriptor, handoff, logger: logger, send: send) }
+                var passed = false
+                if case .success = result { passed = passOn(stream.descriptor, handoff, logger: logger, send: send) }
+                if !passed { lost(userID, stream) }
                 channel.close(promise: nil)
                 remaining -= 1
                 if remaining == 0 { done() }
@@ -36,17 +41,18 @@ enum StreamMigration {
         }
     }
 
-    /// Sends a duplicate of `descriptor`: the original is closed with its channel.
-    private static func passOn(_ descriptor: CInt, _ handoff: Handoff, logger: Logger, send: (CInt, Handoff) -> Bool) {
+    /// Sends a duplicate of `descriptor` (the original is closed with its channel); returns whether it went.
+    private static func passOn(_ descriptor: CInt, _ handoff: Handoff, logger: Logger, send: (CInt, Handoff) -> Bool) -> Bool {
         let copy: CInt
         do {
             copy = try Syscall.duplicate(descriptor)
         } catch {
             logger.warning("a stream's descriptor could not be duplicated; it reconnects", metadata: ["user": "\(handoff.userID)", "error": "\(error)"])
-            return
+            return false
         }
         let passed = send(copy, handoff)
         Syscall.close(copy)
         if !passed { logger.warning("a stream could not be passed on; it reconnects", metadata: ["user": "\(handoff.userID)"]) }
+        return passed
     }
 }

@@ -41,7 +41,8 @@ public struct WorkerRuntime: Sendable {
             historySize: stream.historySize, historyTTL: Int64(stream.historyTtl) * 1000, historyBytes: stream.historyBytes,
             maximumTopicsPerUser: stream.maxTopicsPerUser, retryMilliseconds: stream.retryMs,
             maximumPendingBytes: stream.maxPendingBytes, maximumStreamsPerUser: stream.maxStreamsPerUser, hubWideUsers: hubWideUsers,
-            presenceGrace: stream.presenceEvents ? .seconds(Int64(stream.presenceGrace)) : nil)
+            // Across hosts the hub's log decides who came online or went offline, not one worker.
+            presenceGrace: stream.presenceEvents && !hubWideUsers ? .seconds(Int64(stream.presenceGrace)) : nil)
     }
 
     public func run() async throws {
