@@ -219,6 +219,7 @@ let package = Package(
             dependencies: [
                 "TestSupport",
                 "Shared",
+                "PostgresLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -29,15 +29,16 @@ enum LogSchema {
         }
     }
 
-    /// Creates or upgrades the schema on `connection`; returns the version it had before (0: none).
+    /// Creates or upgrades the schema on `connection` (to `target`: the tests build an older release's database);
+    /// returns the version it had before (0: none).
     @discardableResult
-    static func prepare(on connection: PostgresConnection, logger: Logger) async throws -> Int {
+    static func prepare(on connection: PostgresConnection, logger: Logger, upTo target: Int = currentVersion) async throws -> Int {
         try await connection.query("BEGIN", logger: logger)
         do {
             try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
             let found = try await installedVersion(on: connection, logger: logger)
             guard found <= currentVersion else { throw NewerSchema(found: found, known: currentVersion) }
-            for version in (found + 1)..<(currentVersion + 1) {
+            for version in (found + 1)..<(max(found, target) + 1) {
                 for statement in migrations[version - 1] {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }

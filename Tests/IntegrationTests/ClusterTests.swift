@@ -1,7 +1,10 @@
 import Foundation
+import Logging
 import PostgresNIO
 import Shared
 import Testing
+
+@testable import PostgresLog
 
 /// Several hosts, one hub: real supervisors on their own ports sharing an event log in a real PostgreSQL server
 /// (started for each test, `PostgresServer`).
@@ -246,10 +249,49 @@ struct ClusterTests {
             ["--listen", "127.0.0.1:0", "--workers", "1", "--postgres-url", cluster.postgres.url, "--user", "nobody"],
             environment: ["SSE_JWT_SECRET": HubProcess.secret], timeout: .seconds(30))
         #expect(outcome.status == 78)
-        #expect((outcome.output + outcome.errors).contains("schema version 999, newer than this release understands (1)"))
+        #expect((outcome.output + outcome.errors).contains("schema version 999, newer than this release understands (2)"))
         // The running host was not touched, and the version was left as it was.
         #expect(try await cluster.postgres.query("SELECT schema_version::text FROM sse_hub.meta") == ["999"])
         await cluster.stop()
+    }
+
+    /// A database of the previous release (schema version 1) is upgraded when a host of this one joins, and a host of
+    /// the previous release, still running, keeps writing through the old function: its streams count (one per
+    /// user), and its user's stream ends this release's.
+    @Test func aDatabaseOfThePreviousReleaseIsUpgradedAndItsHostsStillCount() async throws {
+        let postgres = try await PostgresServer.start()
+        try await postgres.withConnection { connection in
+            try await LogSchema.prepare(on: connection, logger: Logger(label: "test"), upTo: 1)
+        }
+        try await postgres.query("SELECT sse_hub.append_user_changes('old-host', ARRAY['subscribed'], ARRAY['zoe'], ARRAY['room'])::text")
+        let a = try await postgres.startHost(named: "host-a")
+        #expect(try await postgres.query("SELECT schema_version::text FROM sse_hub.meta") == ["2"])
+        #expect(!a.logged("event=log-schema-upgraded").isEmpty)
+        try await postgres.query(
+            "INSERT INTO sse_hub.hosts VALUES ('old-host', now(), now() + interval '1 hour', 0, 0, '{}')")
+        func zoe() async throws -> UserPresenceBody {
+            try PresenceTests.decode(UserPresenceBody.self, try await PresenceTests.presence(a, "userId=zoe"))
+        }
+        let before = try await zoe()
+        #expect(before.topics == ["room"] && !before.online)
+        try await postgres.query("SELECT sse_hub.append_user_changes('old-host', ARRAY['stream'], ARRAY['zoe'], ARRAY[''])::text")
+        #expect(try await zoe().streams == 1)
+        // Her stream moves to this release's host: the old host's leaves the count (that host ends it on reading A's
+        // `stream`, by its own rule), and A's counts.
+        let here = try await a.openStream("zoe")
+        try await waitUntil("A's stream counted and the old host's ended") {
+            try await postgres.query("SELECT kind || ':' || host_id FROM sse_hub.user_changes WHERE kind = 'replaced'") == ["replaced:old-host"]
+        }
+        #expect(try await zoe().streams == 1)
+        // And back: the old host's new stream ends A's, which is told `replaced`.
+        try await postgres.query("SELECT sse_hub.append_user_changes('old-host', ARRAY['stream'], ARRAY['zoe'], ARRAY[''])::text")
+        try await here.waitForClose()
+        #expect(here.events.last?.event == "replaced")
+        try await postgres.query("SELECT sse_hub.append_user_changes('old-host', ARRAY['closed'], ARRAY['zoe'], ARRAY[''])::text")
+        #expect(try await zoe().streams == 0)
+        _ = try? await a.stop()
+        try? await postgres.stopServer()
+        postgres.removeDirectory()
     }
 
     // MARK: One user across hosts
