@@ -90,11 +90,14 @@ import Testing
         defer { Task { await watcher.close() } }
         let mover = try await hub.openStream("mover")
         try await watcher.waitForEvent("presence", count: 2)  // the watcher's own, then the mover's
+        let before = try Self.decode(UserPresenceBody.self, try await Self.presence(hub, "userId=mover"))
         let reload = try await ChildProcess.run(
             HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"), ["ctl", "reload", "--workers-only", "--socket", socket])
         #expect(reload.status == 0, "\(reload.output) \(reload.errors)")
         #expect(try await hub.publish(#"{"topic":"room","event":"after-reload","data":1}"#).status == 200)
         try await mover.waitForEvent("after-reload")
+        let after = try Self.decode(UserPresenceBody.self, try await Self.presence(hub, "userId=mover"))
+        #expect(after.online && after.since == before.since, "the moved stream keeps its opening time: \(before) \(after)")
         await mover.close()
         let seen = try await watcher.waitForEvent("presence", count: 3, timeout: .seconds(15))
         #expect(
