@@ -81,7 +81,8 @@ struct HostHeartbeat: Sendable {
                     hostID: id, heartbeatAgeMilliseconds: max(0, age), cursor: UInt64(max(0, cursor)),
                     clients: Int(clients), topics: topics))
         }
-        await link.heartbeat(hosts: hosts)
+        let head = try await client.query("SELECT last_id FROM sse_hub.head", logger: logger).single(Int64.self)
+        await link.heartbeat(hosts: hosts, head: head.map { UInt64(max(0, $0)) })
     }
 
     /// Removes this host's row and its streams (graceful shutdown): the hub's stats and presence drop them at once.

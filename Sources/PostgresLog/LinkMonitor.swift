@@ -58,8 +58,9 @@ actor LinkMonitor {
         await push()
     }
 
-    func heartbeat(hosts: [SharedLogStatus.Host]) async {
+    func heartbeat(hosts: [SharedLogStatus.Host], head: UInt64?) async {
         status.hosts = hosts
+        status.head = head
         _ = becameReachable()
         await push()
     }

@@ -28,6 +28,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Unix socket for the operator's API (`sse-supervisor ctl`) when systemd passes none; mode 0660.")
     var controlSocket: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "HOST:PORT for /metrics (Prometheus), /status and /status/events, apart from the public port, when systemd passes no socket named metrics; off by default. Bind it to a private address: it asks for no token.",
+            valueName: "host:port"))
+    var metricsListen: String?
+
     @Option(help: "Worker processes (default: the number of cores).")
     var workers: Int = System.coreCount
 
@@ -141,6 +147,7 @@ struct Serve: AsyncParsableCommand {
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
         configuration.tokenCacheSize = tokenCacheSize
+        configuration.metricsListenAddress = metricsListen
         configuration.keySources = keySources
         configuration.workerHangTimeout = .seconds(workerHangTimeout)
         configuration.sharedLog = sharedLog

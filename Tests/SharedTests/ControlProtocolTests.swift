@@ -36,6 +36,7 @@ import Testing
         .presenceAnswer(PresenceAnswer(id: 2, names: ["lobby"], counts: [0], streams: 3, since: 1_800_000_000_123, more: false)),
         .presenceChanged("frank", online: true),
         .presenceChanged("frank", online: false),
+        .counters(WorkerCounters(eventsDelivered: 1, bytesWritten: .max, slowConsumersDropped: 3, resumes: 4, resets: 5)),
     ]
 
     @Test func everyMessageRoundTrips() throws {

@@ -27,7 +27,7 @@ struct HandoffDispatcherTests {
             let box = Box()
             self.box = box
             dispatcher = HandoffDispatcher(
-                epoll: epoll, tables: tables, connectionWait: wait, logger: Logger(label: "test"),
+                epoll: epoll, tables: tables, connectionWait: wait, metrics: .unexported(shardCount: 4), logger: Logger(label: "test"),
                 onUnavailable: { fd, handoff in box.refused.append((fd, handoff.userID)) })
         }
 
@@ -94,7 +94,7 @@ struct HandoffDispatcherTests {
         let pipe = try Syscall.pipe()
         Syscall.close(pipe.write)
         let handoff = Handoff(route: route, userID: userID, tokenExpiry: nil)
-        return HandoffDispatcher.Job(fd: pipe.read, payload: try handoff.encoded(), shard: shard, handoff: handoff)
+        return HandoffDispatcher.Job(fd: pipe.read, payload: try handoff.encoded(), shard: shard, handoff: handoff, acceptedAt: .now)
     }
 
     /// Sends copies of `descriptor` until the link's queue is full; returns how many fit.

@@ -21,7 +21,7 @@ public enum ControlFrame {
     /// workers that speak it, and only a supervisor that speaks it starts workers with `--presence-events`.
     public static let presenceVersion: UInt8 = 5
     /// The first version whose `streamOpened`, `streamClosed` and `endStream` name one stream (`UserStream.openedAt`)
-    /// and whose workers report every stream's close, not only a user's last.
+    /// and whose workers report every stream's close, not only a user's last; and the first with `counters`.
     public static let streamNameVersion: UInt8 = 6
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
@@ -31,11 +31,18 @@ public enum ControlFrame {
 
     enum Kind: UInt8 {
         case hello = 1, stats = 2, pong = 3, subscribed = 4, migrationDone = 5, unsubscribed = 6, forgotten = 7
-        case streamOpened = 8, streamClosed = 9, awaitChangesLogged = 10, presenceAnswer = 11, presenceChanged = 12
+        case streamOpened = 8, streamClosed = 9, awaitChangesLogged = 10, presenceAnswer = 11, presenceChanged = 12, counters = 13
         case publish = 16, ping = 17, shutdown = 18, historyEntry = 19, historyEnd = 20, migrate = 21, restoreTopics = 22
         case dropTopics = 23, endStream = 24, changesLogged = 25, presenceQuery = 26
 
-        var isPresence: Bool { [.presenceAnswer, .presenceChanged, .presenceQuery].contains(self) }
+        /// The first version that has this kind.
+        var since: UInt8 {
+            switch self {
+            case .presenceAnswer, .presenceChanged, .presenceQuery: ControlFrame.presenceVersion
+            case .counters: ControlFrame.streamNameVersion
+            default: ControlFrame.oldestVersion
+            }
+        }
     }
     enum TargetKind: UInt8 {
         case everyone = 0, topic = 1, user = 2
@@ -136,6 +143,12 @@ public enum ControlFrame {
             buffer.writeInteger(Kind.presenceChanged.rawValue)
             writeString(userID, into: &buffer)
             buffer.writeInteger(UInt8(online ? 1 : 0))
+        case .counters(let counters):
+            precondition(version >= Kind.counters.since, "counters to a peer of version \(version)")
+            buffer.writeInteger(Kind.counters.rawValue)
+            for value in [counters.eventsDelivered, counters.bytesWritten, counters.slowConsumersDropped, counters.resumes, counters.resets] {
+                buffer.writeInteger(value)
+            }
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
     }
@@ -196,7 +209,7 @@ public enum ControlFrame {
             throw ControlProtocolError(.unsupportedVersion, "version \(frameVersion), expected \(oldestVersion) to \(version)")
         }
         let rawKind: UInt8 = frame.readInteger()!
-        guard let kind = Kind(rawValue: rawKind), frameVersion >= presenceVersion || !kind.isPresence else {
+        guard let kind = Kind(rawValue: rawKind), frameVersion >= kind.since else {
             throw ControlProtocolError(.unknownKind, "kind \(rawKind) in a frame of version \(frameVersion)")
         }
         let message = try decodeBody(kind, version: frameVersion, from: &frame)
@@ -281,6 +294,12 @@ public enum ControlFrame {
             case 1: return .presenceChanged(userID, online: true)
             case let flag: throw ControlProtocolError(.malformed, "online flag \(flag)")
             }
+        case .counters:
+            return .counters(
+                WorkerCounters(
+                    eventsDelivered: try read(UInt64.self, &frame), bytesWritten: try read(UInt64.self, &frame),
+                    slowConsumersDropped: try read(UInt64.self, &frame), resumes: try read(UInt64.self, &frame),
+                    resets: try read(UInt64.self, &frame)))
         case .changesLogged:
             let token = try read(UInt64.self, &frame)
             switch try read(UInt8.self, &frame) {

@@ -159,6 +159,29 @@ public struct UserStream: Sendable, Hashable {
     public var isEvery: Bool { openedAt == 0 }
 }
 
+/// What a worker counted since it started, for the host's metrics: cumulative, so a report lost with a dying worker
+/// loses nothing already reported, and the supervisor adds the difference from the last one (protocol version 6 on).
+public struct WorkerCounters: Sendable, Hashable {
+    /// Event frames written to live streams, and their bytes with every opening and replay.
+    public var eventsDelivered: UInt64 = 0
+    public var bytesWritten: UInt64 = 0
+    /// Streams ended because their client stopped reading (`--max-pending-bytes`).
+    public var slowConsumersDropped: UInt64 = 0
+    /// Streams opened with a `Last-Event-ID`: replayed from the history, or told `reset`.
+    public var resumes: UInt64 = 0
+    public var resets: UInt64 = 0
+
+    public init(
+        eventsDelivered: UInt64 = 0, bytesWritten: UInt64 = 0, slowConsumersDropped: UInt64 = 0, resumes: UInt64 = 0, resets: UInt64 = 0
+    ) {
+        self.eventsDelivered = eventsDelivered
+        self.bytesWritten = bytesWritten
+        self.slowConsumersDropped = slowConsumersDropped
+        self.resumes = resumes
+        self.resets = resets
+    }
+}
+
 /// The messages supervisor and workers exchange over a worker's control socket.
 ///
 /// Subscriptions belong to users, not to worker processes: a worker reports every change (`subscribed`,
@@ -190,6 +213,8 @@ public enum ControlMessage: Sendable, Hashable {
     /// A user came online (their first stream here opened) or went offline (their last closed, and none opened within
     /// `--presence-grace`): with `--presence-events`, the supervisor publishes it to the user's topics.
     case presenceChanged(String, online: Bool)
+    /// The worker's counters (protocol version 6 on), every second while they change.
+    case counters(WorkerCounters)
     // supervisor → worker
     case publish(PublishCommand)
     /// An event from before the worker started, for its replay history only (not delivered live).

@@ -29,6 +29,7 @@ public enum WallClock {
 extension Duration {
     /// Whole milliseconds, rounded toward zero: what history ages and `poll`/`epoll_wait` timeouts count in.
     public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+    public var wholeNanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }
 
 extension ContinuousClock.Instant {

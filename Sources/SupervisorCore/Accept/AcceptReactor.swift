@@ -53,8 +53,10 @@ final class AcceptReactor: Service, Sendable {
         self.logger = logger
     }
 
-    private func onHead(_ fd: CInt, _ head: [UInt8], tokens: CachingTokenVerifier, dispatcher: HandoffDispatcher) {
-        if let job = router.headArrived(fd: fd, head: head, tokens: tokens) { dispatcher.dispatch(job) }
+    private func onHead(
+        _ fd: CInt, _ head: [UInt8], acceptedAt: ContinuousClock.Instant, tokens: CachingTokenVerifier, dispatcher: HandoffDispatcher
+    ) {
+        if let job = router.headArrived(fd: fd, head: head, acceptedAt: acceptedAt, tokens: tokens) { dispatcher.dispatch(job) }
     }
 
     private func onRejected(_ fd: CInt, _ reason: Rejection) {
@@ -130,7 +132,7 @@ final class AcceptReactor: Service, Sendable {
             let router = reactor.router
             tokens = CachingTokenVerifier(verifier: router.verifier, capacity: reactor.limits.tokenCacheSize)
             dispatcher = HandoffDispatcher(
-                epoll: epoll, tables: reactor.tables, connectionWait: router.workerWait, logger: reactor.logger,
+                epoll: epoll, tables: reactor.tables, connectionWait: router.workerWait, metrics: router.metrics, logger: reactor.logger,
                 onUnavailable: { fd, handoff in router.workerUnavailable(fd: fd, handoff: handoff) })
             peekBuffer = .allocate(byteCount: reactor.limits.maximumHeadBytes + 1, alignment: 1)
             try epoll.add(reactor.wake.descriptor, events: .readable, token: Self.wakeToken)
@@ -163,7 +165,7 @@ final class AcceptReactor: Service, Sendable {
                     Syscall.close(waiting.fd)
                     continue
                 }
-                dispatcher.dispatch(.init(fd: waiting.fd, payload: waiting.payload, shard: waiting.shard, handoff: handoff))
+                dispatcher.dispatch(.init(fd: waiting.fd, payload: waiting.payload, shard: waiting.shard, handoff: handoff, acceptedAt: .now))
             }
         }
 
@@ -260,6 +262,7 @@ final class AcceptReactor: Service, Sendable {
                     return
                 }
                 guard let fd else { return }
+                reactor.router.metrics.connectionsAccepted.increment()
                 var client: ClientAddressKey?
                 if clientLimiter != nil {
                     guard case .admitted(let countedAs) = admit(fd, from: peer) else { continue }
@@ -330,7 +333,8 @@ final class AcceptReactor: Service, Sendable {
             guard case .complete(let length) = PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) else {
                 return false
             }
-            reactor.onHead(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), tokens: tokens, dispatcher: dispatcher)
+            reactor.onHead(
+                fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), acceptedAt: .now, tokens: tokens, dispatcher: dispatcher)
             return true
         }
 
@@ -352,7 +356,8 @@ final class AcceptReactor: Service, Sendable {
             switch PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) {
             case .complete(let length):
                 let head = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
-                finish(token, connection) { reactor.onHead($0, head, tokens: tokens, dispatcher: dispatcher) }
+                let acceptedAt = connection.deadline - reactor.limits.headTimeout
+                finish(token, connection) { reactor.onHead($0, head, acceptedAt: acceptedAt, tokens: tokens, dispatcher: dispatcher) }
             case .tooLarge:
                 finish(token, connection) { reactor.onRejected($0, .headTooLarge) }
             case .incomplete:

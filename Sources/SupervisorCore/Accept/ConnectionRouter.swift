@@ -10,6 +10,7 @@ struct ConnectionRouter: Sendable {
     let verifier: TokenVerifier
     let shardCount: Int
     let localServer: LocalHTTPServer
+    let metrics: HostMetrics
     let logger: Logger
     /// How long a connection waits for its worker to come back (restart) or catch up, before it is turned away.
     var workerWait: Duration = .seconds(5)
@@ -28,20 +29,22 @@ struct ConnectionRouter: Sendable {
 
     /// The job that passes the connection to its worker, or nil when it was answered or refused here.
     /// `tokens` is the accept thread's: the same verifier, with the tokens it verified lately.
-    func headArrived(fd: CInt, head: [UInt8], tokens: CachingTokenVerifier) -> HandoffDispatcher.Job? {
+    func headArrived(fd: CInt, head: [UInt8], acceptedAt: ContinuousClock.Instant, tokens: CachingTokenVerifier) -> HandoffDispatcher.Job? {
         switch RoutingDecision(head: head, cookieAuth: cookieAuth) {
         case .refuse(let error, let origin):
+            metrics.refused(.badRequest)
             localServer.reject(fd, error, origin: origin)
         case .serveLocally:
             localServer.serve(fd, disposition: .normal)
         case .handOff(let request):
-            return handOff(fd, request, headLength: head.count, tokens: tokens)
+            return handOff(fd, request, headLength: head.count, acceptedAt: acceptedAt, tokens: tokens)
         }
         return nil
     }
 
     private func handOff(
-        _ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int, tokens: CachingTokenVerifier
+        _ fd: CInt, _ request: RoutingDecision.HandoffRequest, headLength: Int, acceptedAt: ContinuousClock.Instant,
+        tokens: CachingTokenVerifier
     ) -> HandoffDispatcher.Job? {
         // All on the accept thread, without a hop: verify, pick the shard; the dispatcher passes the descriptor.
         let identity: Identity
@@ -49,6 +52,7 @@ struct ConnectionRouter: Sendable {
         case .failure(let failure):
             // Debug only: a flood of bad tokens must not flood the journal; an operator chasing a key rotation turns it on.
             logger.debug("token refused", metadata: AuthLog.metadata(failure))
+            metrics.refused(.badToken)
             localServer.serve(fd, disposition: .reject(APIError(failure)))
             return nil
         case .success(let verified):
@@ -69,13 +73,14 @@ struct ConnectionRouter: Sendable {
             // Only a header a hand-off cannot carry gets here (a long Last-Event-ID or Origin): the request is
             // still unread, so the answer is a plain 431 like any other oversized head.
             let message = "Request header fields too large: \(error.field) is over \(Handoff.maximumHeaderValueBytes) bytes"
+            metrics.refused(.headTooLarge)
             localServer.reject(fd, APIError(status: 431, message), origin: nil)
             return nil
         }
         if request.route == .stream {
             guard consume(headLength, from: fd) else { return nil }
         }
-        return HandoffDispatcher.Job(fd: fd, payload: payload, shard: shard, handoff: handoff)
+        return HandoffDispatcher.Job(fd: fd, payload: payload, shard: shard, handoff: handoff, acceptedAt: acceptedAt)
     }
 
     /// Reads the `count` bytes of the request head (peeked before, so they are there) off the socket.
@@ -96,6 +101,7 @@ struct ConnectionRouter: Sendable {
     /// already) the answer that makes an EventSource come back by itself.
     func workerUnavailable(fd: CInt, handoff: Handoff) {
         let message = "The worker for this user is unavailable; retry shortly"
+        metrics.refused(.workerUnavailable)
         if handoff.route == .stream {
             // Its request is read; a 503 would make a browser's EventSource give up for good.
             localServer.streamUnavailable(fd, message: message, retryMilliseconds: retryMilliseconds, origin: handoff.origin)
@@ -107,10 +113,13 @@ struct ConnectionRouter: Sendable {
     func headRejected(fd: CInt, reason: AcceptReactor.Rejection) {
         switch reason {
         case .headTooLarge:
+            metrics.refused(.headTooLarge)
             localServer.reject(fd, APIError(status: 431, "Request head too large"), origin: nil)
         case .headTimeout:
+            metrics.refused(.headTimeout)
             localServer.reject(fd, APIError(status: 408, "Request head not received in time"), origin: nil)
         case .clientLimited(let refusal):
+            metrics.refused(.clientLimit)
             // A token refills within a second (rates are whole connections a second), and a held head resolves
             // within --head-timeout; a client that retries after a second finds room soon enough either way.
             let message =

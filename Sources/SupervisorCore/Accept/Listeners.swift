@@ -4,12 +4,15 @@ import Shared
 
 /// The listening sockets: those systemd passed, else the `--listen` addresses bound here.
 enum Listeners {
-    /// Descriptors named `control` are the CLI's socket, not HTTP.
+    /// Descriptors named `control` are the CLI's socket, not HTTP; `metrics` is the metrics listener's.
     static let controlSocketName = "control"
+    static let metricsSocketName = "metrics"
 
-    /// The HTTP listeners, and the control socket (systemd's socket named `control`, else `controlPath` bound
-    /// here, else none).
-    static func open(addresses: [String], controlPath: String?, logger: Logger) throws -> (http: [CInt], control: CInt?) {
+    /// The HTTP listeners, the control socket (systemd's socket named `control`, else `controlPath` bound here, else
+    /// none), and the metrics listener (systemd's socket named `metrics`, else `metricsAddress` bound here, else none).
+    static func open(
+        addresses: [String], controlPath: String?, metricsAddress: String?, logger: Logger
+    ) throws -> (http: [CInt], control: CInt?, metrics: CInt?) {
         let sockets = SystemdSockets.take()
         var control = sockets.first { $0.name == controlSocketName }?.descriptor
         if control == nil, let controlPath {
@@ -18,7 +21,15 @@ enum Listeners {
         }
         // The accept thread drains it until EAGAIN, like the HTTP listeners.
         if let control { try Syscall.setNonBlocking(control, true) }
-        return (try openHTTP(sockets.filter { $0.name != controlSocketName }, addresses: addresses, logger: logger), control)
+        var metrics = sockets.first { $0.name == metricsSocketName }?.descriptor
+        if metrics == nil, let metricsAddress {
+            let fd = try ListeningSocket.bind(try parse(metricsAddress, option: "--metrics-listen"))
+            let bound = try ListeningSocket.localAddress(of: fd)
+            logger.notice("metrics and status at http://\(formatted(bound))/metrics", metadata: ["event": "metrics-listening", "address": "\(bound)"])
+            metrics = fd
+        }
+        let http = sockets.filter { $0.name != controlSocketName && $0.name != metricsSocketName }
+        return (try openHTTP(http, addresses: addresses, logger: logger), control, metrics)
     }
 
     private static func openHTTP(_ passed: [SystemdSockets.Passed], addresses: [String], logger: Logger) throws -> [CInt] {
@@ -47,16 +58,16 @@ enum Listeners {
     }
 
     /// `HOST:PORT` or `[IPv6]:PORT`.
-    static func parse(_ text: String) throws -> SocketAddress {
+    static func parse(_ text: String, option: String = "--listen") throws -> SocketAddress {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
-        else { throw BadAddress(description: "--listen \(text): expected HOST:PORT") }
+        else { throw BadAddress(description: "\(option) \(text): expected HOST:PORT") }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if host == "localhost" { host = "127.0.0.1" }
         do {
             return try SocketAddress(ipAddress: host, port: port)
         } catch {
-            throw BadAddress(description: "--listen \(text): \(host) is not an IP address")
+            throw BadAddress(description: "\(option) \(text): \(host) is not an IP address")
         }
     }
 

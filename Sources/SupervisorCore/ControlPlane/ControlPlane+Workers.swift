@@ -77,6 +77,7 @@ extension ControlPlane {
     func workerExited(_ worker: WorkerHandle, status: ExitStatus) {
         let metadata: Logger.Metadata = ["status": "\(status)"]
         streamsLostWith(worker)
+        countRestart(of: worker, status: status)
         apply(
             shards[worker.shard].exited(generation: worker.generation, ranFor: worker.uptime, now: .now), shard: worker.shard,
             metadata: metadata)
@@ -194,6 +195,7 @@ extension ControlPlane {
                         "worker": "\(shard)", "pid": "\(worker.pid)", "silent": "\(silent)", "busy": "\(progressing)",
                         "event": "worker-hung",
                     ])
+                worker.killedAsHung = true
                 signal(worker, SIGKILL)
                 continue
             case .busy where !worker.silence.reportedBusy:

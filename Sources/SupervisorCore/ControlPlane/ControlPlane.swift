@@ -29,6 +29,8 @@ final class ControlPlane {
         /// worker is lagging: it gets no more until it has drained, then catches up from the history.
         var workerBacklogBytes = 8 * 1024 * 1024
         var liveness = WorkerLiveness.Policy()
+        /// The host's metrics (exported with `--metrics-listen`); nil: counted for nobody.
+        var metrics: HostMetrics?
         /// How long a retiring worker has to pass its streams on, and then to exit, before it is stopped or killed.
         var migrationPatience: Duration = .seconds(30)
         var retiringExitPatience: Duration = .seconds(10)
@@ -57,6 +59,9 @@ final class ControlPlane {
     /// there), and the link's state and the other hosts as the log last reported them.
     let sharedLog: (any SharedEventLog)?
     private(set) var logStatus: SharedLogStatus?
+    let metrics: HostMetrics
+    /// Status pages following the host (`/status/events` on the metrics listener).
+    var statusStreams: [ObjectIdentifier: any Channel] = [:]
     /// Presence questions put to the workers and not answered yet (`ControlPlane+Presence`).
     var presenceGatherings: [UInt64: PresenceGathering] = [:]
     var presenceQueriesAsked: UInt64 = 0
@@ -79,6 +84,8 @@ final class ControlPlane {
         sharedLog: (log: any SharedEventLog, start: SharedLogStart)? = nil, resuming: UpgradeState? = nil
     ) {
         self.sharedLog = sharedLog?.log
+        metrics = settings.metrics ?? .unexported(shardCount: settings.shardCount)
+        if resuming != nil { metrics.upgrades.increment() }
         self.eventLoop = eventLoop
         self.settings = settings
         self.logger = logger

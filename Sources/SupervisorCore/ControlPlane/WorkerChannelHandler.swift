@@ -40,6 +40,8 @@ final class WorkerChannelHandler: ChannelInboundHandler {
             plane.value.presenceAnswered(answer, by: worker)
         case .presenceChanged(let userID, let online):
             plane.value.presenceChanged(userID, online: online)
+        case .counters(let counters):
+            plane.value.workerCounted(worker, counters)
         case .publish, .historyEntry, .historyEnd, .restoreTopics, .dropTopics, .ping, .shutdown, .migrate, .endStream,
             .changesLogged, .presenceQuery:
             logger.error(

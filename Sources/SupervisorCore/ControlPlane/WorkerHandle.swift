@@ -26,6 +26,10 @@ final class WorkerHandle: ShardWorker {
     var sentThrough: UInt64 = 0
     /// Its control channel holds more than the backlog bound: publishes wait in the history until it drains.
     var lagging = false
+    /// The worker's counters as it last reported them (`ControlPlane.workerCounted`).
+    var counters = WorkerCounters()
+    /// Killed for its silence (`--worker-hang-timeout`): its exit is a hang, not a crash.
+    var killedAsHung = false
     /// Its process has exited and was reaped.
     private(set) var released = false
     /// The hand-off protocol it speaks: this build's for a worker started here, the previous program's for one an

@@ -24,9 +24,17 @@ struct SupervisorAPI: Sendable {
 
     /// Validates a publish body and publishes it (`ControlPlane.submit`). The error says what was wrong.
     func publish(body: ByteBuffer) -> EventLoopFuture<Result<EventID, APIError>> {
+        let metrics = plane.value.metrics
         switch PublishRequest.parse(body) {
-        case .failure(let error): plane.eventLoop.makeSucceededFuture(.failure(error))
-        case .success(let request): plane.value.submit(request)
+        case .failure(let error):
+            metrics.published(.unknown, .refused)
+            return plane.eventLoop.makeSucceededFuture(.failure(error))
+        case .success(let request):
+            let kind = HostMetrics.PublishKind(request.target)
+            return plane.value.submit(request).map { result in
+                metrics.published(kind, (try? result.get()) == nil ? .unavailable : .accepted)
+                return result
+            }
         }
     }
 }

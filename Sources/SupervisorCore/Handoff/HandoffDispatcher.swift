@@ -17,6 +17,8 @@ final class HandoffDispatcher {
         var payload: [UInt8]
         var shard: Int
         var handoff: Handoff
+        /// When the connection was accepted: the hand-off time is measured from it.
+        var acceptedAt: ContinuousClock.Instant
         var deadline = ContinuousClock.Instant.now
     }
 
@@ -30,6 +32,7 @@ final class HandoffDispatcher {
     private let tables: HandoffTablePublisher
     private let logger: Logger
     private let connectionWait: Duration
+    private let metrics: HostMetrics
     private let onUnavailable: (CInt, Handoff) -> Void
     private var table: HandoffTable
     /// What waits for each shard's worker, in arrival order (so in deadline order: every one waits as long).
@@ -40,13 +43,14 @@ final class HandoffDispatcher {
     private var watchedForRoom: [HandoffLink?]
 
     init(
-        epoll: Epoll, tables: HandoffTablePublisher, connectionWait: Duration, logger: Logger,
+        epoll: Epoll, tables: HandoffTablePublisher, connectionWait: Duration, metrics: HostMetrics, logger: Logger,
         onUnavailable: @escaping (CInt, Handoff) -> Void
     ) {
         self.epoll = epoll
         self.tables = tables
         self.logger = logger
         self.connectionWait = connectionWait
+        self.metrics = metrics
         self.onUnavailable = onUnavailable
         table = tables.take()
         waiting = Array(repeating: CircularBuffer(), count: table.links.count)
@@ -75,6 +79,7 @@ final class HandoffDispatcher {
         do {
             try link.send(descriptor: job.fd, payload: job.payload)
             Syscall.close(job.fd)
+            metrics.handoffDuration.recordNanoseconds((ContinuousClock.now - job.acceptedAt).wholeNanoseconds)
             return .sent
         } catch .wouldBlock {
             return .busy

@@ -129,6 +129,8 @@ public struct SharedLogStatus: Sendable, Equatable {
     public var lastError: String?
     /// Every host with a recent heartbeat (this one too), as the database last listed them.
     public var hosts: [Host]
+    /// The log's last position when the database last said (`sse_hub_log_lag_events` is how far behind it this host is).
+    public var head: UInt64?
 
     public init(hostID: String, reachable: Bool, lastError: String? = nil, hosts: [Host] = []) {
         self.hostID = hostID

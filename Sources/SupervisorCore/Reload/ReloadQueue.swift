@@ -114,6 +114,7 @@ final class ReloadQueue {
         guard run.shard < plane.shards.count else {
             SystemdNotifier.notify(.ready)
             plane.logger.notice("reload done", metadata: ["event": "reload-done"])
+            plane.metrics.reloads.increment()
             return finish(.success(()), plane: plane)
         }
         let shard = run.shard

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 import Shared
 
@@ -12,6 +13,8 @@ public struct SupervisorRuntime: Sendable {
     public struct Configuration: Sendable {
         public var listenAddresses: [String]
         public var operatorSocketPath: String?
+        /// `--metrics-listen HOST:PORT` (under systemd, a socket named `metrics` instead).
+        public var metricsListenAddress: String?
         public var workers: Int
         public var workerPath: String
         /// As root: the user the workers become (`PrivilegeDrop`); nil: they run as the supervisor does.
@@ -74,11 +77,19 @@ public struct SupervisorRuntime: Sendable {
         let c = configuration
         let listeners: [CInt]
         let operatorSocket: CInt?
+        let metricsListener: CInt?
         if let resuming = c.resuming {
-            (listeners, operatorSocket) = (resuming.listeners, resuming.operatorSocket)
+            (listeners, operatorSocket, metricsListener) = (resuming.listeners, resuming.operatorSocket, resuming.metricsListener)
         } else {
-            (listeners, operatorSocket) = try Listeners.open(addresses: c.listenAddresses, controlPath: c.operatorSocketPath, logger: logger)
+            (listeners, operatorSocket, metricsListener) = try Listeners.open(
+                addresses: c.listenAddresses, controlPath: c.operatorSocketPath, metricsAddress: c.metricsListenAddress, logger: logger)
         }
+        // Counted always (a few atomic increments); exported, through swift-prometheus, only with a metrics listener.
+        let registry = PrometheusCollectorRegistry()
+        let metrics =
+            metricsListener == nil
+            ? HostMetrics.unexported(shardCount: c.workers)
+            : HostMetrics(shardCount: c.workers, factory: PrometheusMetricsFactory(registry: registry))
 
         // One event loop: the control plane, the workers' control channels, and the connections the supervisor
         // answers itself. The accept thread is apart (`AcceptReactor`).
@@ -97,6 +108,7 @@ public struct SupervisorRuntime: Sendable {
             },
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
+        settings.metrics = metrics
         settings.liveness.hung = c.workerHangTimeout
         settings.liveness.busyHung = max(.seconds(60), c.workerHangTimeout * 4)
         let handOver = try AcceptHandOver()
@@ -107,8 +119,10 @@ public struct SupervisorRuntime: Sendable {
             plane.upgrade = UpgradeResources(
                 executable: c.executable, arguments: c.arguments, listeners: listeners, operatorSocket: operatorSocket,
                 // The sockets systemd passed were inherited too; they are the listeners.
-                inherited: c.resuming?.inherited ?? c.inherited.filter { !listeners.contains($0) && $0 != operatorSocket },
+                inherited: c.resuming?.inherited
+                    ?? c.inherited.filter { !listeners.contains($0) && $0 != operatorSocket && $0 != metricsListener },
                 accept: handOver, localConnections: localConnections)
+            plane.upgrade?.metricsListener = metricsListener
             return NIOLoopBound(plane, eventLoop: eventLoop)
         }.get()
         let api = SupervisorAPI(
@@ -116,8 +130,12 @@ public struct SupervisorRuntime: Sendable {
             logger: logger)
         let localServer = LocalHTTPServer(
             group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)), open: localConnections)
+        if let metricsListener {
+            try await MetricsServer.start(listener: metricsListener, group: group, registry: registry, plane: plane, logger: logger)
+            try await eventLoop.submit { plane.value.startMetricsSampling() }.get()
+        }
         var router = ConnectionRouter(
-            verifier: verifier, shardCount: c.workers, localServer: localServer, logger: logger, workerWait: c.workerWait,
+            verifier: verifier, shardCount: c.workers, localServer: localServer, metrics: metrics, logger: logger, workerWait: c.workerWait,
             retryMilliseconds: c.stream.retryMs)
         router.cookieAuth = c.stream.authCookie.map { CookieAuth(name: $0, cors: c.stream.corsPolicy) }
         let operators = OperatorConnections(plane: plane, api: api, logger: logger)
@@ -159,7 +177,7 @@ public struct SupervisorRuntime: Sendable {
         try await services.run()
         for listener in listeners { Syscall.close(listener) }
         if let operatorSocket { Syscall.close(operatorSocket) }
-        try await group.shutdownGracefully()
+        try await group.shutdownGracefully()  // closes the metrics listener's channel, and with it its socket
         logger.info("sse-hub stopped")
     }
 }

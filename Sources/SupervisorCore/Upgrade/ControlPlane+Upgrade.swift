@@ -23,6 +23,7 @@ struct UpgradeResources: Sendable {
     var arguments: [String]
     var listeners: [CInt]
     var operatorSocket: CInt?
+    var metricsListener: CInt?
     /// What this process's parent gave it (`UpgradeState.inherited`).
     var inherited: [CInt]
     var accept: AcceptHandOver
@@ -125,6 +126,7 @@ extension ControlPlane {
             sharedLog: sharedLog == nil
                 ? nil
                 : UpgradeState.SharedLogPosition(
-                    eventCursor: logCursor.event, changeCursor: logCursor.change))
+                    eventCursor: logCursor.event, changeCursor: logCursor.change),
+            metricsListener: resources.metricsListener)
     }
 }

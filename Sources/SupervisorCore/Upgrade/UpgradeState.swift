@@ -52,6 +52,9 @@ public struct UpgradeState: Codable, Sendable, Equatable {
     public var topics: [UserTopicsRecord]
     public var shards: [Shard]
     public var sharedLog: SharedLogPosition?
+    /// The metrics listener (`--metrics-listen`, or systemd's socket named `metrics`), if there is one; absent in a
+    /// state written by a release before it.
+    public var metricsListener: CInt? = nil
 
     /// A reload asked for while the upgrade ran: the new program runs it once the upgrade's reload is done.
     public struct QueuedReload: Codable, Sendable, Equatable {
@@ -129,6 +132,7 @@ public struct UpgradeState: Codable, Sendable, Equatable {
     public var descriptors: [CInt] {
         var all = listeners + inherited + connections + waitingHandoffs.map(\.fd) + operatorReplies + queuedReloads.compactMap(\.operatorReply)
         if let operatorSocket { all.append(operatorSocket) }
+        if let metricsListener { all.append(metricsListener) }
         for worker in shards.compactMap(\.worker) { all += [worker.control, worker.handoffSocket, worker.handoffDoorbell] }
         return all
     }

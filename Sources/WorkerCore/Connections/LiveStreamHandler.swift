@@ -44,6 +44,7 @@ final class LiveStreamHandler: ChannelInboundHandler {
             hub.value.logger.warning(
                 "slow consumer disconnected: too many bytes pending",
                 metadata: ["user": "\(userID)", "event": "slow-consumer-disconnected"])
+            hub.value.slowConsumerDropped()
             context.close(promise: nil)
         }
         context.fireChannelWritabilityChanged()

@@ -62,7 +62,7 @@ enum WorkerControl {
                 hub.value.changesLogged(token, committed: committed)
             case .presenceQuery(let query):
                 context.writeAndFlush(Self.wrapOutboundOut(.presenceAnswer(hub.value.presence(query))), promise: nil)
-            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone, .streamOpened, .streamClosed,
+            case .hello, .stats, .pong, .subscribed, .unsubscribed, .forgotten, .migrationDone, .streamOpened, .streamClosed, .counters,
                 .awaitChangesLogged, .presenceAnswer, .presenceChanged:
                 logger.error("supervisor sent a worker-only message; ignored")
             }

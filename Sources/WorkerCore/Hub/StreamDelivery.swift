@@ -15,6 +15,9 @@ struct StreamDelivery {
     private var held: [Held] = []
     /// Bytes held since the last flush: the most any one stream has waiting.
     private var heldBytes = 0
+    /// Frames and bytes written to streams, for the host's metrics.
+    private(set) var framesWritten: UInt64 = 0
+    private(set) var bytesWritten: UInt64 = 0
 
     private struct Held {
         var frame: ByteBuffer
@@ -66,11 +69,17 @@ struct StreamDelivery {
             let only = held[0]
             switch only.recipients {
             case .everyone(let before):
+                var written: UInt64 = 0
                 streams.forEachStream { _, stream in
-                    if stream.ordinal < before { stream.channel.writeAndFlush(only.frame, promise: nil) }
+                    if stream.ordinal < before {
+                        stream.channel.writeAndFlush(only.frame, promise: nil)
+                        written += 1
+                    }
                 }
+                wrote(written, of: only.frame)
             case .some(let channels):
                 for channel in channels { channel.writeAndFlush(only.frame, promise: nil) }
+                wrote(UInt64(channels.count), of: only.frame)
             }
         default:
             flushBatches(streams: streams)
@@ -78,14 +87,22 @@ struct StreamDelivery {
     }
 
     /// Several frames: each stream gets its own, in publish order, then one flush.
-    private func flushBatches(streams: LiveStreams) {
+    private mutating func flushBatches(streams: LiveStreams) {
         if held.allSatisfy({ if case .everyone = $0.recipients { true } else { false } }) {
+            var (frames, bytes): (UInt64, UInt64) = (0, 0)
+            let held = held
             streams.forEachStream { _, stream in
                 for entry in held {
-                    if case .everyone(let before) = entry.recipients, stream.ordinal < before { stream.channel.write(entry.frame, promise: nil) }
+                    if case .everyone(let before) = entry.recipients, stream.ordinal < before {
+                        stream.channel.write(entry.frame, promise: nil)
+                        frames &+= 1
+                        bytes &+= UInt64(entry.frame.readableBytes)
+                    }
                 }
                 stream.channel.flush()
             }
+            framesWritten &+= frames
+            bytesWritten &+= bytes
             return
         }
         var batches: [ObjectIdentifier: (channel: any Channel, frames: [ByteBuffer])] = [:]
@@ -100,8 +117,16 @@ struct StreamDelivery {
             }
         }
         for batch in batches.values {
-            for frame in batch.frames { batch.channel.write(frame, promise: nil) }
+            for frame in batch.frames {
+                batch.channel.write(frame, promise: nil)
+                wrote(1, of: frame)
+            }
             batch.channel.flush()
         }
+    }
+
+    private mutating func wrote(_ copies: UInt64, of frame: ByteBuffer) {
+        framesWritten &+= copies
+        bytesWritten &+= copies &* UInt64(frame.readableBytes)
     }
 }

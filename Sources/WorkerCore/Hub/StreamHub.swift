@@ -64,6 +64,9 @@ final class StreamHub {
     private var toSupervisor: ((ControlMessage) -> Void)?
     private var acknowledgements = ChangeAcknowledgements()
     private var stats: StatsReporter?
+    /// What this worker counted (with `delivery`'s frames and bytes), and what the supervisor last heard.
+    private var counters = WorkerCounters()
+    private var countersReported = WorkerCounters()
     private let trimmer = HeapTrimmer()
     /// Users whose last stream closed, in their `--presence-grace`: a stream that opens in it cancels the offline.
     private var goingOffline: [String: Scheduled<Void>] = [:]
@@ -99,6 +102,9 @@ final class StreamHub {
             loopBound.value.expireDueStreams(now: WallClock.seconds())
         }
         trimmer.start(on: eventLoop)
+        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            loopBound.value.reportCounters()
+        }
         stats = StatsReporter(eventLoop: eventLoop, delay: settings.statsDelay) { [weak self] in self?.reportStats() }
         statsChanged()
     }
@@ -140,6 +146,10 @@ final class StreamHub {
         let opening = preamble.opening(
             head: responseHead, userID: userID, lastEventID: lastEventID, history: history, isRecipient: recipientTest(for: userID))
         if opening.isReset { logger.info("stream resumes from an id outside the history: reset", metadata: ["user": "\(userID)"]) }
+        if lastEventID != nil {
+            if opening.isReset { counters.resets += 1 } else { counters.resumes += 1 }
+        }
+        counters.bytesWritten &+= UInt64(opening.bytes.readableBytes)
         channel.writeAndFlush(opening.bytes, promise: nil)
         if let tokenExpiry { endStream(userID: userID, ordinal: ordinal, at: tokenExpiry) }
         statsChanged()
@@ -466,6 +476,20 @@ final class StreamHub {
     }
 
     // MARK: Stats
+
+    func slowConsumerDropped() {
+        counters.slowConsumersDropped += 1
+    }
+
+    /// The counters, when they changed since the last report (a supervisor older than them is not sent any).
+    private func reportCounters() {
+        var now = counters
+        now.eventsDelivered = delivery.framesWritten
+        now.bytesWritten = counters.bytesWritten &+ delivery.bytesWritten
+        guard now != countersReported else { return }
+        countersReported = now
+        toSupervisor?(.counters(now))
+    }
 
     private func statsChanged() {
         trimmer.noteChange()
