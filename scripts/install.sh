@@ -29,7 +29,7 @@ fi
 # The units name /usr/local/bin; keep these paths in step with systemd/sse-hub.service.
 install -D -m 0755 "$binaries/sse-supervisor" "$destdir/usr/local/bin/sse-supervisor"
 install -D -m 0755 "$binaries/sse-worker" "$destdir/usr/local/bin/sse-worker"
-for unit in sse-hub.service sse-hub.socket sse-hub-control.socket; do
+for unit in sse-hub.service sse-hub.socket sse-hub-control.socket sse-hub-metrics.socket; do
   install -D -m 0644 "systemd/$unit" "$destdir/etc/systemd/system/$unit"
 done
 install -D -m 0644 systemd/sysusers.d/sse-hub.conf "$destdir/etc/sysusers.d/sse-hub.conf"

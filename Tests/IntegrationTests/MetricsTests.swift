@@ -122,4 +122,59 @@ import Testing
         await prometheus.stop()
         _ = try await hub.stop()
     }
+
+    /// The status page, in a real headless Chromium: it loads from the binary, goes live on the hub's own event stream,
+    /// and its numbers follow streams opening and events published. Its screenshot is kept as a test artifact
+    /// (`.build/test-artifacts/status-page.png`).
+    @Test func theStatusPageFollowsTheHostLiveInChromium() async throws {
+        let metricsPort = try HubProcess.freePort()
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--metrics-listen", "127.0.0.1:\(metricsPort)"])
+        let first = try await hub.openStream("viewer-0")
+        let artifacts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/test-artifacts")
+        try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
+        let screenshot = artifacts.appendingPathComponent("status-page.png")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Clients/status_page_check.py")
+        let browser = try LineProcess(
+            ["python3", script.path, "--url", "http://127.0.0.1:\(metricsPort)/status", "--screenshot", screenshot.path, "--timeout", "60"],
+            takesInput: true)
+
+        /// Loads the page until it shows what `expected` wants (each load is a fresh browser that stays a few seconds).
+        func pageShows(_ what: String, _ expected: @escaping ([String: JSONValue]) -> Bool) async throws -> [String: JSONValue] {
+            var last: [String: JSONValue] = [:]
+            try await waitUntil(what, timeout: .seconds(90), poll: .milliseconds(100)) {
+                let before = browser.output.count
+                try browser.send("dom")
+                try await waitUntil("the page's DOM", timeout: .seconds(75)) { browser.output.count > before || !browser.process.isRunning }
+                guard let line = browser.output.dropFirst(before).first,
+                    let dom = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)), dom["step"] == "dom"
+                else { throw TimedOut(description: "the harness said \(browser.output.suffix(3)) \(browser.errorText.suffix(2000))") }
+                last = dom
+                return expected(dom)
+            }
+            return last
+        }
+
+        let live = try await pageShows("the page live with one stream and two workers") {
+            $0["state"] == .string("live") && $0["streams"] == .integer(1) && $0["workers"] == .integer(2)
+        }
+        guard case .integer(let snapshots)? = live["snapshots"] else { throw TimedOut(description: "no snapshot count: \(live)") }
+        #expect(snapshots >= 2, "the page kept receiving snapshots while it stayed open: \(live)")
+
+        let others = [try await hub.openStream("viewer-1"), try await hub.openStream("viewer-2")]
+        for n in 1...3 { #expect(try await hub.publish(#"{"event":"tick","data":\#(n)}"#).status == 200) }
+        for stream in [first] + others { try await stream.waitForEvent("tick", count: 3) }
+        _ = try await pageShows("the page showing three streams and nine events delivered") {
+            $0["streams"] == .integer(3) && $0["eventsDelivered"] == .integer(9)
+        }
+
+        try browser.send("shot")
+        let shot = try await browser.waitForJSON("the screenshot", timeout: .seconds(75)) { $0["step"] == "shot" || $0["step"] == "error" }
+        guard case .integer(let bytes)? = shot["bytes"] else { throw TimedOut(description: "no screenshot: \(shot)") }
+        #expect(bytes > 10_000 && FileManager.default.fileExists(atPath: screenshot.path))
+        try browser.send("quit")
+        try await browser.stop()
+        for stream in [first] + others { await stream.close() }
+        _ = try await hub.stop()
+    }
 }

@@ -46,11 +46,12 @@ struct SystemdTests {
         #expect(try sandbox.run(["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/sse-hub.conf"]).status == 0)
         let verify = try sandbox.run([
             "systemd-analyze", "verify", "/etc/systemd/system/sse-hub.service", "/etc/systemd/system/sse-hub.socket",
+            "/etc/systemd/system/sse-hub-metrics.socket",
         ])
         #expect(verify.status == 0 && verify.text.isEmpty, "systemd-analyze verify: \(verify.text)")
 
         // Socket activation: nothing runs until the first connection.
-        #expect(try sandbox.run(["systemctl", "start", "sse-hub.socket"]).status == 0)
+        #expect(try sandbox.run(["systemctl", "start", "sse-hub.socket", "sse-hub-metrics.socket"]).status == 0)
         #expect(try sandbox.run(["systemctl", "is-active", "sse-hub.service"]).text.hasPrefix("inactive"))
         let control = try shell("stat -c '%U %G %a' /run/sse-hub/control").text
         #expect(control.hasPrefix("root root 660"), "control socket: \(control)")
@@ -71,6 +72,12 @@ struct SystemdTests {
             try sandbox.run(["systemctl", "status", "--no-pager", "sse-hub.service"]).text
                 .contains(#"Status: "2/2 workers up, 1 clients, 0 topics""#)
         }
+
+        // The metrics on their own socket (named `metrics`), apart from the public port.
+        try await waitUntil("the stream counted on the metrics socket", timeout: .seconds(10)) {
+            try shell("curl -s http://127.0.0.1:9464/metrics").text.contains("sse_hub_streams_open 1.0")
+        }
+        #expect(try shell("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/metrics").text == "404")
 
         // The operator's API on the control socket systemd passed.
         let ctlStatus = try sandbox.run(["/usr/local/bin/sse-supervisor", "ctl", "status"])

@@ -43,7 +43,7 @@ th, td { text-align: right; padding: .35rem .7rem; border-bottom: 1px solid var(
 th { color: var(--muted); font-weight: 600; font-size: .8rem; }
 th:nth-child(3), td:nth-child(3) { text-align: left; }
 td .dot { display: inline-block; width: .55rem; height: .55rem; border-radius: 50%; margin-right: .4rem; background: var(--warn); }
-td .dot.serving { background: var(--ok); }
+td .dot.up, td .dot.replacing { background: var(--ok); }
 #no-workers { color: var(--muted); margin: .5rem 0 0; }
 .legend { display: flex; gap: 1.2rem; color: var(--muted); font-size: .85rem; margin-bottom: .4rem; }
 .legend i { display: inline-block; width: 1rem; height: 3px; vertical-align: middle; margin-right: .35rem; }
@@ -119,7 +119,7 @@ td .dot.serving { background: var(--ok); }
       const tr = document.createElement('tr');
       cell(tr, int(w.worker)); cell(tr, int(w.pid));
       const state = cell(tr, ''), dot = document.createElement('span');
-      dot.className = 'dot' + (w.state === 'serving' ? ' serving' : '');
+      dot.className = 'dot' + (w.state === 'up' || w.state === 'replacing' ? ' ' + w.state : '');
       state.append(dot, String(w.state));
       cell(tr, int(w.streams)); cell(tr, w.residentBytes == null ? '\u2013' : (w.residentBytes / 1048576).toFixed(1));  // unknown: left out
       cell(tr, duration(w.uptimeSeconds)); cell(tr, int(w.restarts));

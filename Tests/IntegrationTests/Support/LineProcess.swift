@@ -7,6 +7,8 @@ import Synchronization
 final class LineProcess: Sendable {
     let process: Process
     private let collected = Collected()
+    /// Its standard input, when the test talks to it (`send`); otherwise it reads nothing.
+    private let input: FileHandle?
 
     private final class Collected: Sendable {
         let lines = Mutex<[String]>([])
@@ -14,7 +16,7 @@ final class LineProcess: Sendable {
         let errors = Mutex(Data())
     }
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], takesInput: Bool = false) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -22,7 +24,14 @@ final class LineProcess: Sendable {
         let errorPipe = Pipe()
         process.standardOutput = output
         process.standardError = errorPipe
-        process.standardInput = FileHandle.nullDevice
+        if takesInput {
+            let pipe = Pipe()
+            process.standardInput = pipe
+            input = pipe.fileHandleForWriting
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            input = nil
+        }
         output.fileHandleForReading.readabilityHandler = { [collected] handle in
             let data = handle.availableData
             let complete: [String] = collected.partial.withLock { buffer in
@@ -44,6 +53,11 @@ final class LineProcess: Sendable {
     }
 
     var output: [String] { collected.lines.withLock { $0 } }
+
+    /// Writes one line to its standard input.
+    func send(_ line: String) throws {
+        try input?.write(contentsOf: Data((line + "\n").utf8))
+    }
     var errorText: String { collected.errors.withLock { String(decoding: $0, as: UTF8.self) } }
 
     /// The first line (a JSON object) whose members match `match`, once it has been printed.
