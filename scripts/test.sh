@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian/Ubuntu machine: installs what the build and the tests need
 # (libsystemd-dev for the build; python3 for the descriptor-passing tests' independent peer; sseclient-py;
-# postgresql for the cluster tests, which start their own servers),
+# postgresql for the cluster tests, which start their own servers; chromium and prometheus for the browser and
+# metrics tests),
 # then a short fuzzing run and `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # The browser tests drive a real headless Chromium (Tests/IntegrationTests/Support/browser_check.py).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The metrics tests start a real Prometheus server (and lint the exposition with its promtool).
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
