@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -31,6 +32,10 @@ BIN = os.path.join(SCRATCH, "release")
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 HUB_PORT = 18990
 HUB_CONTROL = os.path.join(SCRATCH, "sse-hub-control.sock")
+HUB_METRICS = "127.0.0.1:18991"
+# sse-hub with its metrics listener, scraped every second while it is measured (issue 15: a scrape must not move
+# the figures; compared with the same scenario unscraped in the same run).
+SCRAPED = ("--metrics-listen", HUB_METRICS)
 
 Scenario = collections.namedtuple(
     "Scenario", "name streams events rate workers full_only extra ramp peers max_connecting common hub_args",
@@ -70,6 +75,8 @@ SCENARIOS = [
     Scenario("connect-storm-20k-es256", 20000, 1, 1, 2, False, ramp=50000, max_connecting=512, peers=(),
              extra=("--token-key", "ES256:" + os.path.join(SCRATCH, "bench-ec.pem")),
              hub_args=("--jwt-public-key-file", os.path.join(SCRATCH, "bench-ec.pub.pem"))),
+    Scenario("connect-storm-20k-scraped", 20000, 1, 1, 2, False, ramp=50000, max_connecting=512, peers=(), hub_args=SCRAPED),
+    Scenario("broadcast-20k-50/s-scraped", 20000, 250, 50, 2, False, peers=(), hub_args=SCRAPED),
 ]
 
 
@@ -122,6 +129,9 @@ class Hub:
             args += ["--user", "nobody"]
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         preexec_fn=raise_nofile)
+        self.scraper = None
+        if "--metrics-listen" in self.args:
+            self.scraper = Scraper(f"http://{self.args[self.args.index('--metrics-listen') + 1]}/metrics")
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
@@ -137,8 +147,33 @@ class Hub:
         return ["--target", "sse-hub", "--port", str(HUB_PORT)]
 
     def stop(self):
+        if self.scraper:
+            self.scraper.stop()
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+
+
+class Scraper:
+    """Fetches a metrics URL every second, as Prometheus would, until stopped; counts the scrapes that failed."""
+
+    def __init__(self, url):
+        self.url, self.done, self.scrapes, self.failures = url, threading.Event(), 0, 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(1.0):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                self.scrapes += 1
+            except Exception:
+                self.failures += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+        print(f"    scraped {self.url} {self.scrapes} times, {self.failures} failed", flush=True)
 
 
 class Peer:
