@@ -26,6 +26,9 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The metrics tests start a real Prometheus server (and lint the exposition with its promtool).
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# scripts/build-deb.sh: dpkg-shlibdeps (dpkg-dev) for the package's Depends, fakeroot for its file owners.
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v fakeroot >/dev/null 2>&1 || need+=(fakeroot)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -44,6 +47,13 @@ fi
 # "Fuzzing"; about 8 minutes cold, 2 once built); a focused run (`--filter ...`) skips it, and so does SSE_SKIP_FUZZ=1.
 if [ $# -eq 0 ] && [ "${SSE_SKIP_FUZZ:-}" != 1 ]; then
   scripts/fuzz.sh short
+fi
+
+# The Debian package, for the test that installs it under a real systemd (DebianPackageTests): a release build with
+# the standard library linked statically (.build-deb; about 10 minutes cold). A focused run, or SSE_SKIP_DEB=1, skips it.
+if [ $# -eq 0 ] && [ "${SSE_SKIP_DEB:-}" != 1 ]; then
+  SSE_HUB_DEB=$(scripts/build-deb.sh --out .build-deb/dist | tail -1)
+  export SSE_HUB_DEB
 fi
 
 exec swift test "$@"
