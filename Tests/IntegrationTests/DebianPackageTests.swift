@@ -9,16 +9,11 @@ import Testing
 @Suite(
     "The Debian package under a real systemd", .serialized,
     .enabled(
-        if: SystemdSandbox.isAvailable && DebianPackageTests.package != nil,
+        if: SystemdSandbox.isAvailable && BuiltPackage.path != nil,
         "skipped: needs a systemd sandbox and SSE_HUB_DEB (scripts/test.sh builds the package and sets it)"))
 struct DebianPackageTests {
-    static var package: URL? {
-        guard let path = ProcessInfo.processInfo.environment["SSE_HUB_DEB"], FileManager.default.fileExists(atPath: path) else { return nil }
-        return URL(fileURLWithPath: path)
-    }
-
     @Test func installEnableStreamReloadRemovePurge() async throws {
-        let deb = try #require(Self.package)
+        let deb = try #require(BuiltPackage.path)
         let stage = FileManager.default.temporaryDirectory.appendingPathComponent("sse-hub-deb-stage-\(UUID().uuidString)")
         let staged = stage.appendingPathComponent("root/sse-hub.deb")
         try FileManager.default.createDirectory(at: staged.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -54,7 +49,7 @@ struct DebianPackageTests {
             ).status == 0)
         #expect(try sandbox.run(["systemctl", "enable", "--now", "sse-hub.socket"]).status == 0)
 
-        let signer = TokenSigner(secret: secret)
+        let signer = try await TokenSigner(secret: secret)
         let stream = try sandbox.launch([
             "curl", "-sSN", "--max-time", "120", "http://127.0.0.1:8080/api/sse/stream?token=\(try await signer.sign(userID: "dana"))",
         ])
@@ -87,5 +82,13 @@ struct DebianPackageTests {
         let purge = try shell("DEBIAN_FRONTEND=noninteractive apt-get purge -y sse-hub 2>&1", timeout: 120)
         #expect(purge.status == 0, "apt-get purge: \(purge.text)")
         #expect(try shell("test -e /etc/sse-hub").status != 0, "purge removed the secret")
+    }
+}
+
+/// The package `scripts/test.sh` built for this run, if it did.
+enum BuiltPackage {
+    static var path: URL? {
+        guard let path = ProcessInfo.processInfo.environment["SSE_HUB_DEB"], FileManager.default.fileExists(atPath: path) else { return nil }
+        return URL(fileURLWithPath: path)
     }
 }
