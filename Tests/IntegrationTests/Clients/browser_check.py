@@ -11,7 +11,9 @@ navigates the same tab to the other origin, whose page opens the same credential
 Exit status: 0 done, 1 done but a page reported an error (or Chromium died), 2 harness problem, 3 timeout.
 Python 3.11 standard library only; no CDP: the pages report over plain HTTP.
 """
-import argparse, contextlib, ctypes, http.server, json, os, queue, select, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, contextlib, http.server, json, os, queue, select, shutil, signal, subprocess, sys, tempfile, threading, time
+
+from chromium_processes import become_subreaper, kill_all, log_tail
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>sse-hub browser check</title><script>
 const cfg = %s;
@@ -170,44 +172,8 @@ def wait_for_go(timeout):
     return 'no go within the timeout'
 
 
-def log_tail(path, lines=15):
-    # Chromium complains about the missing D-Bus on every start here, and Debian's wrapper about findmnt's
-    # output (/etc/chromium.d/dev-shm); that noise would hide the real error.
-    with open(path, 'rb') as f:
-        f.seek(max(0, os.path.getsize(path) - 16384))
-        text = f.read().decode(errors='replace').splitlines()
-    return [l for l in text if 'dbus' not in l.lower() and 'unexpected operator' not in l][-lines:]
-
-
-def descendants():
-    """Our descendants, by /proc: Chromium's crash handler double-forks into a session of its own, out of the
-    browser's process group, so killing the group alone is not enough."""
-    parent = {}
-    for name in os.listdir('/proc'):
-        try:
-            with open(f'/proc/{name}/stat') as f:
-                parent[int(name)] = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (ValueError, OSError):
-            pass
-    found, frontier = set(), {os.getpid()}
-    while frontier:
-        frontier = {pid for pid, ppid in parent.items() if ppid in frontier and pid not in found}
-        found |= frontier
-    return found
-
-
 def stop_chromium():
-    """SIGKILLs every descendant and reaps it (as subreaper, orphans are ours), until none is left."""
-    deadline = time.monotonic() + 10
-    while (left := descendants()) and time.monotonic() < deadline:
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        time.sleep(0.02)
-    return not left
+    return kill_all()
 
 
 def main():
@@ -215,7 +181,7 @@ def main():
     args.hub = args.hub.rstrip('/')
     # Chromium's helpers outlive the browser process for a moment; as a subreaper we inherit and reap them,
     # so no zombie lingers after we exit.
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    become_subreaper()
     # SIGTERM from the test (its own timeout) must still run the cleanup below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reports, pages = queue.Queue(), {}

@@ -20,8 +20,10 @@ the end of the page's own response for --wait-ms: the document is whole, its scr
 dumped is the live page's, --wait-ms later.
 Python 3.11 standard library only.
 """
-import argparse, contextlib, ctypes, html.parser, http.client, http.server, json, os, shutil, signal, subprocess
+import argparse, contextlib, html.parser, http.client, http.server, json, os, shutil, signal, subprocess
 import sys, tempfile, threading, time, urllib.parse
+
+from chromium_processes import become_subreaper, descendants, kill_all, log_tail
 
 VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr'}
 HOP_BY_HOP = {'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'te', 'trailer', 'upgrade',
@@ -170,42 +172,11 @@ class StatusDOM(html.parser.HTMLParser):
                 'state': state.strip() if state is not None else None, 'snapshots': integer(self.snapshots)}
 
 
-def log_tail(path, lines=12):
-    # Debian's wrapper complains about findmnt (/etc/chromium.d/dev-shm), Chromium about the missing D-Bus.
-    with contextlib.suppress(OSError), open(path, 'rb') as f:
-        text = f.read()[-16384:].decode(errors='replace').splitlines()
-        return [l for l in text if 'dbus' not in l.lower() and 'unexpected operator' not in l][-lines:]
-    return []
-
-
-def descendants():
-    """Our descendants, by /proc: Chromium's crash handler double-forks out of the browser's process group."""
-    parent = {}
-    for name in os.listdir('/proc'):
-        with contextlib.suppress(ValueError, OSError), open(f'/proc/{name}/stat') as f:
-            parent[int(name)] = int(f.read().rsplit(')', 1)[1].split()[1])
-    found, frontier = set(), {os.getpid()}
-    while frontier:
-        frontier = {pid for pid, ppid in parent.items() if ppid in frontier and pid not in found}
-        found |= frontier
-    return found
-
-
 def stop_chromium(proc):
-    """SIGKILLs Chromium's process group and every other descendant, and reaps them (we are their subreaper)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while (left := descendants()) and time.monotonic() < deadline:
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        time.sleep(0.02)
+    """Chromium's process group and every other descendant, killed and reaped."""
+    left = not kill_all(proc.pid)
     if left:
-        raise HarnessError(f'chromium processes survived SIGKILL: {sorted(left)}')
+        raise HarnessError(f'chromium processes survived SIGKILL: {sorted(descendants())}')
 
 
 def run_chromium(args, proxy, tmp, step, extra):
@@ -267,7 +238,7 @@ def shot_step(args, proxy, tmp, path):
 def main():
     args = parse_args()
     # Chromium's helpers outlive the browser process for a moment; as subreaper we inherit and reap them.
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    become_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the test's own timeout still runs the cleanup
     tmp = tempfile.mkdtemp(prefix='sse-status-page-check-')
     try:
