@@ -70,6 +70,19 @@ import Testing
         let metricsPort = try HubProcess.freePort()
         let hub = try await HubProcess.start(workers: 2, arguments: ["--metrics-listen", "127.0.0.1:\(metricsPort)"])
         let prometheus = try PrometheusServer(scraping: "127.0.0.1:\(metricsPort)")
+        // Stopped whatever happens: a Prometheus left behind would scrape (and load) the tests after this one.
+        do {
+            try await measure(hub, metricsPort: metricsPort, prometheus)
+        } catch {
+            await prometheus.stop()
+            _ = try? await hub.stop()
+            throw error
+        }
+        await prometheus.stop()
+        _ = try await hub.stop()
+    }
+
+    private func measure(_ hub: HubProcess, metricsPort: Int, _ prometheus: PrometheusServer) async throws {
         try await prometheus.waitFor("up{job=\"sse-hub\"}", toBe: 1)
         try await prometheus.waitFor("sse_hub_workers_up", toBe: 2)
 
@@ -119,8 +132,6 @@ import Testing
 
         await resumed.close()
         await streams[0].close()
-        await prometheus.stop()
-        _ = try await hub.stop()
     }
 
     /// The status page, in a real headless Chromium: it loads from the binary, goes live on the hub's own event stream,
@@ -138,6 +149,18 @@ import Testing
         let browser = try LineProcess(
             ["python3", script.path, "--url", "http://127.0.0.1:\(metricsPort)/status", "--screenshot", screenshot.path, "--timeout", "60"],
             takesInput: true)
+        do {
+            try await follow(hub, first, browser, screenshot: screenshot)
+        } catch {
+            try? await browser.stop()
+            _ = try? await hub.stop()
+            throw error
+        }
+        try await browser.stop()
+        _ = try await hub.stop()
+    }
+
+    private func follow(_ hub: HubProcess, _ first: SSETestStream, _ browser: LineProcess, screenshot: URL) async throws {
 
         /// Loads the page until it shows what `expected` wants (each load is a fresh browser that stays a few seconds).
         func pageShows(_ what: String, _ expected: @escaping ([String: JSONValue]) -> Bool) async throws -> [String: JSONValue] {
@@ -173,8 +196,6 @@ import Testing
         guard case .integer(let bytes)? = shot["bytes"] else { throw TimedOut(description: "no screenshot: \(shot)") }
         #expect(bytes > 10_000 && FileManager.default.fileExists(atPath: screenshot.path))
         try browser.send("quit")
-        try await browser.stop()
         for stream in [first] + others { await stream.close() }
-        _ = try await hub.stop()
     }
 }
