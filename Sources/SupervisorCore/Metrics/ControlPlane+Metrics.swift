@@ -48,7 +48,7 @@ extension ControlPlane {
         metrics.historyEvents.record(history.count)
         for shard in shards.indices { metrics.workerStreams(shard, stats.clientsByShard[shard]) }
         for worker in snapshot.workers where worker.state != "retiring" {
-            if let bytes = worker.residentBytes { metrics.workerMemory(worker.worker, bytes: bytes) }
+            if let kilobytes = worker.memoryKiB { metrics.workerMemory(worker.shard, bytes: kilobytes * 1024) }
         }
         if let logStatus, let head = logStatus.head { metrics.logLag.record(head > logCursor.event ? Int(head - logCursor.event) : 0) }
         guard !statusStreams.isEmpty else { return }
@@ -57,11 +57,6 @@ extension ControlPlane {
     }
 
     func statusSnapshot() -> StatusSnapshot {
-        let workers = workerRows.map {
-            StatusSnapshot.Worker(
-                worker: $0.shard, pid: $0.pid, state: $0.state, streams: $0.streams, residentBytes: $0.memoryKiB.map { $0 * 1024 },
-                uptimeSeconds: $0.uptimeSeconds, restarts: $0.restarts)
-        }
         let totals = StatusSnapshot.Totals(
             connectionsAccepted: metrics.connectionsAccepted.total, connectionsRefused: metrics.refusedTotal,
             eventsDelivered: metrics.eventsDelivered.total, bytesWritten: metrics.bytesWritten.total,
@@ -71,7 +66,7 @@ extension ControlPlane {
         let now = WallClock.milliseconds()
         return StatusSnapshot(
             time: now, host: logStatus?.hostID ?? ProcessInfo.processInfo.hostName, uptimeSeconds: (now - life.startedAtMilliseconds) / 1000,
-            streams: stats.totalClients, workers: workers, totals: totals, historyEvents: history.count)
+            streams: stats.totalClients, workers: workerRows, totals: totals, historyEvents: history.count)
     }
 
     /// One `snapshot` event of the status stream.

@@ -115,13 +115,13 @@ td .dot.up, td .dot.replacing { background: var(--ok); }
 
   function cell(tr, value) { const td = document.createElement('td'); td.textContent = value; tr.appendChild(td); return td; }
   function renderWorkers(workers) {
-    const rows = workers.slice().sort((a, b) => a.worker - b.worker).map(w => {
+    const rows = workers.slice().sort((a, b) => a.shard - b.shard).map(w => {
       const tr = document.createElement('tr');
-      cell(tr, int(w.worker)); cell(tr, int(w.pid));
+      cell(tr, int(w.shard)); cell(tr, int(w.pid));
       const state = cell(tr, ''), dot = document.createElement('span');
       dot.className = 'dot' + (w.state === 'up' || w.state === 'replacing' ? ' ' + w.state : '');
       state.append(dot, String(w.state));
-      cell(tr, int(w.streams)); cell(tr, w.residentBytes == null ? '\u2013' : (w.residentBytes / 1048576).toFixed(1));  // unknown: left out
+      cell(tr, int(w.streams)); cell(tr, w.memoryKiB == null ? '\u2013' : (w.memoryKiB / 1024).toFixed(1));  // unknown: left out
       cell(tr, duration(w.uptimeSeconds)); cell(tr, int(w.restarts));
       return tr;
     });

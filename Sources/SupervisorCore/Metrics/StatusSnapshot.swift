@@ -1,16 +1,8 @@
+import Shared
+
 /// What the status page shows, sent every second on `/status/events` (the page computes rates from consecutive
 /// snapshots' totals).
 struct StatusSnapshot: Encodable, Sendable {
-    struct Worker: Encodable, Sendable {
-        var worker: Int
-        var pid: Int32
-        var state: String
-        var streams: Int
-        var residentBytes: Int?
-        var uptimeSeconds: Double
-        var restarts: Int
-    }
-
     /// Counters since this supervisor started.
     struct Totals: Encodable, Sendable {
         var connectionsAccepted: Int
@@ -31,7 +23,8 @@ struct StatusSnapshot: Encodable, Sendable {
     var host: String
     var uptimeSeconds: Int64
     var streams: Int
-    var workers: [Worker]
+    /// Every worker process, as `ctl workers` lists them.
+    var workers: [WorkerRow]
     var totals: Totals
     var historyEvents: Int
 }
