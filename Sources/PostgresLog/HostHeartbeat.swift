@@ -70,18 +70,21 @@ struct HostHeartbeat: Sendable {
         let timeout = Double(hostTimeout.components.seconds)
         let rows = try await client.query(
             """
-            SELECT host_id, (extract(epoch FROM now() - heartbeat_at) * 1000)::int8, log_cursor, clients, topics::text
+            SELECT host_id, (extract(epoch FROM now() - heartbeat_at) * 1000)::int8, log_cursor, clients, topics::text,
+                (SELECT last_id FROM sse_hub.head)
             FROM sse_hub.hosts WHERE heartbeat_at > now() - make_interval(secs => \(timeout)) ORDER BY host_id
             """, logger: logger)
         var hosts: [SharedLogStatus.Host] = []
-        for try await (id, age, cursor, clients, topicsJSON) in rows.decode((String, Int64, Int64, Int32, String).self) {
+        // The log's head rides along on every row (this host's own row, just written, is always one of them).
+        var head: Int64?
+        for try await (id, age, cursor, clients, topicsJSON, last) in rows.decode((String, Int64, Int64, Int32, String, Int64).self) {
+            head = last
             let topics = (try? JSONDecoder().decode([String: Int].self, from: Data(topicsJSON.utf8))) ?? [:]
             hosts.append(
                 SharedLogStatus.Host(
                     hostID: id, heartbeatAgeMilliseconds: max(0, age), cursor: UInt64(max(0, cursor)),
                     clients: Int(clients), topics: topics))
         }
-        let head = try await client.query("SELECT last_id FROM sse_hub.head", logger: logger).single(Int64.self)
         await link.heartbeat(hosts: hosts, head: head.map { UInt64(max(0, $0)) })
     }
 
