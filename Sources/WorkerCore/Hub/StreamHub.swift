@@ -231,10 +231,10 @@ final class StreamHub {
         return (stream, wasLive)
     }
 
-    /// Across hosts, the hub counts the user's streams: this one is gone. Not while retiring: the streams live on in
-    /// the successor (those that cannot be passed on are reported by `StreamMigration`'s `lost`).
-    private func reportClosed(_ userID: String, _ stream: LiveStreams.Stream) {
-        guard settings.hubWideUsers, !retiring else { return }
+    /// Across hosts, the hub counts the user's streams: this one is gone. Not while retiring, when a stream that closes
+    /// here lives on in the successor, unless it could not be passed on (`lost`).
+    private func reportClosed(_ userID: String, _ stream: LiveStreams.Stream, lost: Bool = false) {
+        guard settings.hubWideUsers, !retiring || lost else { return }
         toSupervisor?(.streamClosed(UserStream(userID: userID, openedAt: stream.openedAt)))
     }
 
@@ -320,7 +320,7 @@ final class StreamHub {
             send: send,
             lost: { [unowned self] userID, stream in
                 // Its client reconnects; until then the hub must not count it.
-                if settings.hubWideUsers { toSupervisor?(.streamClosed(UserStream(userID: userID, openedAt: stream.openedAt))) }
+                reportClosed(userID, stream, lost: true)
             },
             done: done)
     }
