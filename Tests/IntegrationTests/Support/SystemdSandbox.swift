@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// A real systemd booted as PID 1 in fresh namespaces (`scripts/systemd-sandbox.sh`), driven with
 /// `systemctl` and `journalctl` through `nsenter`. Every command is bounded by `timeout`.
@@ -44,6 +45,13 @@ struct SystemdSandbox: Sendable {
 
     /// Output goes to a file, not a pipe: a process that another test spawns at the same moment can inherit
     /// the pipe's write end and hold it open for as long as it lives, so reading a pipe to its end can hang.
+    ///
+    /// Spawned and reaped here (`ProcessSpawn`, `waitpid`), not with Foundation's `Process`: Foundation learns that a
+    /// child ended when a socket the child inherited closes, and then waits for it with a blocking `waitpid` on its
+    /// one process thread. A child that closes its descriptors while it lives (`systemd-socket-activate`, in the
+    /// start-up test, does) parks that thread until it exits, and every `waitUntilExit` in the test process with it:
+    /// a fresh-clone run hung for an hour with both of the two pool threads parked in this function that way, and
+    /// the socket-activated hub waiting for a connection no free thread could make.
     static func run(_ arguments: [String]) throws -> Output {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sse-sandbox-\(UUID().uuidString).out")
         guard FileManager.default.createFile(atPath: file.path, contents: nil) else {
@@ -52,15 +60,21 @@ struct SystemdSandbox: Sendable {
         defer { try? FileManager.default.removeItem(at: file) }
         let output = try FileHandle(forWritingTo: file)
         defer { try? output.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return Output(status: process.terminationStatus, text: try String(contentsOf: file, encoding: .utf8))
+        let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/null"))
+        defer { try? input.close() }
+        let pid = try ProcessSpawn.spawn(
+            path: "/usr/bin/env", arguments: arguments,
+            descriptors: [(input.fileDescriptor, 0), (output.fileDescriptor, 1), (output.fileDescriptor, 2)],
+            environment: ProcessSpawn.currentEnvironment)
+        // Every command is bounded (the script's own waits, `timeout` inside the sandbox): this ends.
+        var status: CInt?
+        while status == nil {
+            status = try Syscall.reapIfExited(pid)
+            if status == nil { usleep(10_000) }
+        }
+        let raw = status!
+        let exit = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        return Output(status: exit, text: try String(contentsOf: file, encoding: .utf8))
     }
 }
 
