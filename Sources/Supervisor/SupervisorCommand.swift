@@ -57,6 +57,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Milliseconds a connection waits for its worker (restarting, or its queue full) before it is turned away.")
     var workerWaitMs: Int = 5000
 
+    @Option(help: "Milliseconds before a worker that died is started again, doubling with each death in a row up to 10 s (a worker that ran 30 s starts the count over).")
+    var workerRestartDelayMs: Int = 100
+
     @Option(help: "Bytes of publishes that may wait for one worker to read them; past it the worker catches up from the history once it has drained.")
     var workerBacklogBytes: Int = 8 * 1024 * 1024
 
@@ -78,6 +81,7 @@ struct Serve: AsyncParsableCommand {
         guard (0...10_000_000).contains(tokenCacheSize) else { throw ValidationError("--token-cache-size must be 0 to 10000000") }
         guard (3...600).contains(workerHangTimeout) else { throw ValidationError("--worker-hang-timeout must be 3 to 600 seconds") }
         guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
+        guard (10...10_000).contains(workerRestartDelayMs) else { throw ValidationError("--worker-restart-delay-ms must be 10 to 10000") }
         guard (512...1_048_576).contains(maxHeadBytes) else { throw ValidationError("--max-head-bytes must be 512 to 1048576") }
         guard (65_536...(1 << 30)).contains(workerBacklogBytes) else { throw ValidationError("--worker-backlog-bytes must be 64 KiB to 1 GiB") }
     }
@@ -150,6 +154,7 @@ struct Serve: AsyncParsableCommand {
         configuration.metricsListenAddress = metricsListen
         configuration.keySources = keySources
         configuration.workerHangTimeout = .seconds(workerHangTimeout)
+        configuration.restartBackoff.first = .milliseconds(workerRestartDelayMs)
         configuration.sharedLog = sharedLog
         if let resuming, let identity = sharedLog?.start.identity, identity != resuming.epoch {
             logger.critical(

@@ -122,9 +122,14 @@ struct ErrorTests {
     /// turned away once `--worker-wait-ms` has passed: a subscribe with a 503; a stream (whose request the
     /// supervisor has already read) with the answer EventSource retries by itself: `retry:`, `event: unavailable`,
     /// end of stream (to a 503 a browser would give up for good). Then the restarted worker serves again.
+    /// The restart waits 4 s (`--worker-restart-delay-ms`), so a loaded machine still asks inside the window.
     @Test func aConnectionWhoseWorkerIsDownIsTurnedAway() async throws {
         let hub = try await HubProcess.start(
-            workers: 1, arguments: ["--worker-wait-ms", "10", "--cors-origin", "https://app.example", "--retry-ms", "2500"])
+            workers: 1,
+            arguments: [
+                "--worker-wait-ms", "10", "--worker-restart-delay-ms", "4000", "--cors-origin", "https://app.example",
+                "--retry-ms", "2500",
+            ])
         defer { Task { try await hub.stop() } }
         let pid = try #require(try await hub.health().workers.first?.pid)
         kill(pid, SIGKILL)

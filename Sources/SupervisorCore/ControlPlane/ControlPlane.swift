@@ -29,6 +29,7 @@ final class ControlPlane {
         /// worker is lagging: it gets no more until it has drained, then catches up from the history.
         var workerBacklogBytes = 8 * 1024 * 1024
         var liveness = WorkerLiveness.Policy()
+        var restartBackoff = RestartBackoff()
         /// The host's metrics (exported with `--metrics-listen`); nil: counted for nobody.
         var metrics: HostMetrics?
         /// How long a retiring worker has to pass its streams on, and then to exit, before it is stopped or killed.
@@ -91,7 +92,7 @@ final class ControlPlane {
         self.logger = logger
         self.tables = tables
         children = ChildProcesses(eventLoop: eventLoop, logger: logger)
-        shards = (0..<settings.shardCount).map { ShardMachine(shard: $0) }
+        shards = (0..<settings.shardCount).map { ShardMachine(shard: $0, backoff: settings.restartBackoff) }
         restarts = Array(repeating: 0, count: settings.shardCount)
         generations = Array(repeating: 0, count: settings.shardCount)
         history = EventHistory(

@@ -29,6 +29,8 @@ public struct SupervisorRuntime: Sendable {
         public var tokenCacheSize = 65_536
         /// A worker silent this long is killed and restarted (`--worker-hang-timeout`).
         public var workerHangTimeout: Duration = .seconds(15)
+        /// How long a dead worker's shard waits before it starts another (`--worker-restart-delay-ms`).
+        public var restartBackoff = RestartBackoff()
         public var workerWait: Duration
         public var workerBacklogBytes: Int
         public var clientLimits: ClientAddressLimiter.Policy
@@ -109,6 +111,7 @@ public struct SupervisorRuntime: Sendable {
             historySize: c.stream.historySize, historyTTL: .seconds(c.stream.historyTtl), historyBytes: c.stream.historyBytes,
             epoch: epoch, workerBacklogBytes: c.workerBacklogBytes)
         settings.metrics = metrics
+        settings.restartBackoff = c.restartBackoff
         settings.liveness.hung = c.workerHangTimeout
         settings.liveness.busyHung = max(.seconds(60), c.workerHangTimeout * 4)
         let handOver = try AcceptHandOver()
