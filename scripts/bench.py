@@ -4,6 +4,7 @@
     python3 scripts/bench.py            # the standard scenarios, 3 runs each (medians reported)
     python3 scripts/bench.py --full     # also 50k-subscriber fan-out and 100k idle streams
     python3 scripts/bench.py --runs 1 --only idle-20k
+    python3 scripts/bench.py --bin DIR --baseline OLD --only connect-storm-20k   # an A/B of two builds, one run
 
 Builds release binaries (scratch folder .build-release), starts each server fresh for every run
 (sse-hub from the release build; nchan through ../shared/peers/start-all.sh), drives it with sse-bench
@@ -29,6 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "peers"))
 SCRATCH = os.path.join(ROOT, ".build-release")
 BIN = os.path.join(SCRATCH, "release")
+# With --baseline: sse-hub from another build, measured in every run beside this one (its own column and ratio).
+BASELINE = "sse-hub-baseline"
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 HUB_PORT = 18990
 HUB_CONTROL = os.path.join(SCRATCH, "sse-hub-control.sock")
@@ -113,15 +116,15 @@ def wait_http(url, seconds=20):
 
 
 class Hub:
-    name = "sse-hub"
-
-    def __init__(self, workers, args=()):
+    def __init__(self, workers, args=(), name="sse-hub", bin_dir=None):
         self.workers = workers
         self.args = list(args)
+        self.name = name
+        self.bin = bin_dir or BIN
 
     def start(self):
         env = dict(os.environ, SSE_JWT_SECRET=SECRET)
-        args = [os.path.join(BIN, "sse-supervisor"), "--listen", f"127.0.0.1:{HUB_PORT}", "--workers", str(self.workers),
+        args = [os.path.join(self.bin, "sse-supervisor"), "--listen", f"127.0.0.1:{HUB_PORT}", "--workers", str(self.workers),
                 "--log-level", "warning", "--control-socket", HUB_CONTROL] + self.args
         if os.path.exists(HUB_CONTROL):
             os.unlink(HUB_CONTROL)
@@ -240,7 +243,7 @@ def bench_command(scenario, target):
             "--ramp", str(scenario.ramp)]
     if scenario.max_connecting:
         args += ["--max-connecting", str(scenario.max_connecting)]
-    return args + list(scenario.common) + (list(scenario.extra) if target == "sse-hub" else [])
+    return args + list(scenario.common) + (list(scenario.extra) if target in ("sse-hub", BASELINE) else [])
 
 
 def run_once(server, scenario):
@@ -451,6 +454,9 @@ def main():
     parser.add_argument("--only", action="append")
     parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--bin", help="take sse-supervisor, sse-worker and sse-bench from this folder (no build)")
+    parser.add_argument("--baseline", help="also run the sse-supervisor and sse-worker of this folder in every run, as "
+                        f"'{BASELINE}': an A/B of two builds measured side by side with the peers")
     parser.add_argument("--from-json", help="render the raw reports of an earlier run (a JSON file) without measuring")
     parser.add_argument("--merge-json", help="with --from-json: add the scenarios of another run's raw reports")
     options = parser.parse_args()
@@ -467,19 +473,26 @@ def main():
             return
         render(raw, runs, "idle-100k" in raw, options.out)
         return
-    if not options.no_build:
+    global BIN
+    if options.bin:
+        BIN = os.path.abspath(options.bin)
+    elif not options.no_build:
         build()
+    os.makedirs(SCRATCH, exist_ok=True)  # the control socket's folder
     ensure_token_keys()
     scenarios = [s for s in SCENARIOS if (options.full or not s.full_only) and (not options.only or s.name in options.only)]
     raw = {}
     runs_by_scenario = {}
     for scenario in scenarios:
-        reports = {"sse-hub": [], **{peer: [] for peer in scenario.peers}}
+        reports = {"sse-hub": [], **({BASELINE: []} if options.baseline else {}), **{peer: [] for peer in scenario.peers}}
         runs = options.full_runs if (scenario.full_only and options.full_runs) else options.runs
         runs_by_scenario[scenario.name] = runs
         for run in range(runs):
             # Alternate the order, so no server always runs on a warmer or cooler machine.
-            servers = [Hub(scenario.workers, scenario.hub_args)] + [SERVERS[peer](scenario.workers) for peer in scenario.peers]
+            servers = [Hub(scenario.workers, scenario.hub_args)]
+            if options.baseline:
+                servers.append(Hub(scenario.workers, scenario.hub_args, name=BASELINE, bin_dir=os.path.abspath(options.baseline)))
+            servers += [SERVERS[peer](scenario.workers) for peer in scenario.peers]
             if run % 2 == 1:
                 servers.reverse()
             for server in servers:

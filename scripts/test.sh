@@ -56,4 +56,8 @@ if [ $# -eq 0 ] && [ "${SSE_SKIP_DEB:-}" != 1 ]; then
   export SSE_HUB_DEB
 fi
 
+# Swift Testing runs up to twice as many tests at once as there are cores. Each of these tests starts real servers
+# (a hub and its workers, PostgreSQL, Prometheus, Chromium, systemd), so on a 2-core machine four at once starved
+# each other past their deadlines (a hub not healthy in 10 s, a watchdog ping late). Two at once; override to taste.
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-2}"
 exec swift test "$@"

@@ -193,6 +193,7 @@ final class AcceptReactor: Service, Sendable {
                 for event in ready {
                     switch event.token {
                     case Self.wakeToken:
+                        dispatcher.ringDoorbells()  // a pause or a stop must leave nothing unannounced
                         if reactor.handOver.servePause(holding: { held }) { continue }
                         reactor.logger.debug("accept loop stopping")
                         return
@@ -213,6 +214,7 @@ final class AcceptReactor: Service, Sendable {
                 dispatcher.expire(now: now)
                 resumeListenersIfDue()
                 clientLimitLog.flushIfDue()
+                dispatcher.ringDoorbells()
             }
         }
 

@@ -41,6 +41,8 @@ final class HandoffDispatcher {
     /// Links whose socket is watched for room, by shard: only while jobs wait for it (each worker's read would
     /// otherwise wake this thread).
     private var watchedForRoom: [HandoffLink?]
+    /// Links sent to since their worker was last rung (`ringDoorbells`), by shard; at most a few.
+    private var unrung: [HandoffLink] = []
 
     init(
         epoll: Epoll, tables: HandoffTablePublisher, connectionWait: Duration, metrics: HostMetrics, logger: Logger,
@@ -77,7 +79,8 @@ final class HandoffDispatcher {
     private func send(_ job: Job) -> SendResult {
         guard let link = table.links[job.shard] else { return .unavailable }
         do {
-            try link.send(descriptor: job.fd, payload: job.payload)
+            try link.sendWithoutRinging(descriptor: job.fd, payload: job.payload)
+            if !unrung.contains(where: { $0 === link }) { unrung.append(link) }
             Syscall.close(job.fd)
             metrics.handoffDuration.recordNanoseconds((ContinuousClock.now - job.acceptedAt).wholeNanoseconds)
             return .sent
@@ -122,6 +125,14 @@ final class HandoffDispatcher {
         guard let link = watchedForRoom[shard] else { return }
         epoll.remove(link.socket)
         watchedForRoom[shard] = nil
+    }
+
+    /// Wakes every worker sent a connection since the last call. The accept loop calls it before each wait, so no
+    /// connection sits unannounced while the thread sleeps, and a burst accepted in one turn rings each worker once.
+    func ringDoorbells() {
+        guard !unrung.isEmpty else { return }
+        for link in unrung { link.ring() }
+        unrung.removeAll(keepingCapacity: true)
     }
 
     // MARK: Events

@@ -62,10 +62,21 @@ final class HandoffLink: Sendable {
     }
 
     /// Sends `descriptor` with `payload`, then rings. Throws `Errno.wouldBlock` when the worker's queue is full.
-    /// A full doorbell is no loss: the worker has a ring to read still, and drains everything queued when it does.
     func send(descriptor: CInt, payload: [UInt8]) throws(Errno) {
+        try sendWithoutRinging(descriptor: descriptor, payload: payload)
+        ring()
+    }
+
+    /// Sends `descriptor` with `payload` and leaves the worker asleep: the sender owes it a `ring()` before it
+    /// waits for anything (the accept thread rings once per batch, so a burst of connects costs one wake-up).
+    func sendWithoutRinging(descriptor: CInt, payload: [UInt8]) throws(Errno) {
         try DescriptorPassing.send(descriptor: descriptor, payload: payload, over: socket)
-        // Full (a ring is pending) is no loss; EPIPE means the worker is gone, which its exit tells the control plane.
+    }
+
+    /// Wakes the worker to drain everything queued. A full doorbell is no loss: the worker has a ring to read
+    /// still, and drains everything queued when it does; EPIPE means the worker is gone, which its exit tells the
+    /// control plane.
+    func ring() {
         _ = try? Syscall.writeByte(doorbell)
     }
 }

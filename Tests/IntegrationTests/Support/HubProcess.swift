@@ -101,8 +101,9 @@ final class HubProcess: Sendable {
         return try JSONDecoder().decode(HealthSnapshot.self, from: Data(response.body))
     }
 
+    /// Up to 30 s: a hub starting beside other tests' servers on a loaded machine may take longer than most waits.
     func waitForHealthy(workers: Int) async throws {
-        try await waitUntil("every worker up") {
+        try await waitUntil("every worker up", timeout: .seconds(30)) {
             let health = try? await self.health()
             return health?.status == "healthy" && health?.workers.count == workers
         }
