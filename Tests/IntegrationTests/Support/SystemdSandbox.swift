@@ -72,8 +72,12 @@ struct SystemdSandbox: Sendable {
             status = try Syscall.reapIfExited(pid)
             if status == nil { usleep(10_000) }
         }
-        let raw = status!
-        let exit = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        let exit: CInt
+        switch ExitStatus(waitStatus: status!) {
+        case .exited(let code): exit = code
+        case .killed(let signal): exit = 128 + signal  // as a shell reports it
+        case .unknown: exit = -1  // not made by the initializer
+        }
         return Output(status: exit, text: try String(contentsOf: file, encoding: .utf8))
     }
 }
