@@ -5,12 +5,13 @@ import Shared
 import TestSupport
 @testable import WorkerCore
 
-/// A real `StreamHub` on an `EmbeddedEventLoop`, with streams opened the way `HandoffReceiver` opens them: an
-/// `EmbeddedChannel` carrying a `LiveStreamHandler`, started with a hand-off.
+/// A real `StreamHub` on an `EmbeddedEventLoop`, with streams opened the way `HandoffReceiver` opens them: a real
+/// socket adopted by a `StreamSockets`, started with a hand-off.
 final class HubFixture {
     static let epoch: UInt64 = 1_700_000_000_000
     let loop = EmbeddedEventLoop()
     let hub: StreamHub
+    let sockets: StreamSockets
     /// What the hub sent the supervisor, once started.
     private(set) var sent: [ControlMessage] = []
     private var sequence: UInt64 = 0
@@ -22,7 +23,9 @@ final class HubFixture {
                 heartbeat: .seconds(30), topicGrace: .seconds(300), epoch: Self.epoch, historySize: historySize,
                 historyTTL: 600_000, historyBytes: 1 << 20, maximumTopicsPerUser: 256, retryMilliseconds: 3000),
             logger: Logger(label: "test"))
+        sockets = try! embeddedSockets(on: loop)
         self.cors = cors
+        sockets.onClosed = { [hub] socket in hub.detach(socket: socket) }
     }
 
     let cors: CORSPolicy
@@ -55,26 +58,18 @@ final class HubFixture {
         if flush { hub.flushPublished() }
     }
 
-    func openStream(_ userID: String, lastEventID: String? = nil, origin: String? = nil, tokenExpiry: Int64? = nil) throws -> EmbeddedChannel {
-        let (channel, handler) = try connectedStream(userID)
-        handler.start(
-            channel: channel, descriptor: -1,
-            handoff: Handoff(route: .stream, userID: userID, tokenExpiry: tokenExpiry, lastEventID: lastEventID, origin: origin), cors: cors)
-        return channel
+    func openStream(_ userID: String, lastEventID: String? = nil, origin: String? = nil, tokenExpiry: Int64? = nil) throws -> StreamClient {
+        let (socket, client) = try StreamClient.connected(to: sockets, as: userID)
+        hub.attach(
+            userID: userID, socket: socket, lastEventID: lastEventID, tokenExpiry: tokenExpiry,
+            responseHead: StreamPreamble.responseHead(cors: cors, origin: origin))
+        return client
     }
 
-    func migrateIn(_ userID: String, resumeAfter: UInt64?, tokenExpiry: Int64? = nil) throws -> EmbeddedChannel {
-        let (channel, handler) = try connectedStream(userID)
-        handler.resume(
-            channel: channel, descriptor: -1, handoff: Handoff(route: .migrated, userID: userID, tokenExpiry: tokenExpiry, resumeAfter: resumeAfter))
-        return channel
-    }
-
-    private func connectedStream(_ userID: String) throws -> (EmbeddedChannel, LiveStreamHandler) {
-        let handler = LiveStreamHandler(userID: userID, hub: NIOLoopBound(hub, eventLoop: loop))
-        let channel = EmbeddedChannel(handler: handler, loop: loop)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
-        return (channel, handler)
+    func migrateIn(_ userID: String, resumeAfter: UInt64?, tokenExpiry: Int64? = nil) throws -> StreamClient {
+        let (socket, client) = try StreamClient.connected(to: sockets, as: userID)
+        hub.attachMigrated(socket: socket, handoff: Handoff(route: .migrated, userID: userID, tokenExpiry: tokenExpiry, resumeAfter: resumeAfter))
+        return client
     }
 }
 
@@ -89,10 +84,9 @@ struct Received {
     var ids: [String] { events.filter { $0.event == "e" }.compactMap(\.id) }
     var names: [String] { events.map(\.event) }
 
-    /// Drains what `channel` has written (and was flushed).
-    init(_ channel: EmbeddedChannel) throws {
-        var bytes = ByteBuffer()
-        while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
+    /// Reads what the stream's server sent since the last read.
+    init(_ client: StreamClient) throws {
+        let bytes = try client.read().bytes
         var text = String(buffer: bytes)
         if text.hasPrefix("HTTP/1.1"), let end = text.range(of: "\r\n\r\n") {
             head = String(text[..<end.upperBound])

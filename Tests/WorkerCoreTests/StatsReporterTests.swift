@@ -39,7 +39,8 @@ import Testing
         let streams = try ["alice", "bob", "carol"].map { try fixture.openStream($0) }
         fixture.loop.advanceTime(by: .milliseconds(100))
         #expect(fixture.takeSent() == [.stats(StatsReport(clients: 3, topicCounts: ["news": 1]))])
-        try streams[0].close().wait()
+        streams[0].leave()
+        fixture.sockets.processReadiness()
         fixture.loop.advanceTime(by: .milliseconds(100))
         #expect(fixture.takeSent() == [.stats(StatsReport(clients: 2, topicCounts: ["news": 0]))])
     }

@@ -6,40 +6,42 @@ import Testing
 
 @Suite struct StreamDeliveryTests {
     let loop = EmbeddedEventLoop()
-    var channels: [String: EmbeddedChannel] = [:]
+    let sockets: StreamSockets
+    var clients: [String: StreamClient] = [:]
     var streams = LiveStreams(now: 0, maximumPerUser: 2)
 
     init() throws {
+        sockets = try embeddedSockets(on: loop)
         for user in ["alice", "bob", "carol"] { try goLive(user) }
     }
 
-    /// A connected channel that goes live as `user`'s stream (named `name` among the test's channels).
+    /// A connected socket that goes live as `user`'s stream (its client named `name` among the test's).
     mutating func goLive(_ user: String, as name: String? = nil) throws {
-        let channel = EmbeddedChannel(loop: loop)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
-        channels[name ?? user] = channel
-        _ = streams.makeLive(user, channel: channel, descriptor: -1)
+        let (socket, client) = try StreamClient.connected(to: sockets, as: user)
+        clients[name ?? user] = client
+        _ = streams.makeLive(user, socket: socket)
     }
 
+    /// The frames `user`'s client received since the last call: a socket has no message boundaries, so every frame
+    /// in these tests ends with a full stop, which splits them again.
     func received(_ user: String) throws -> [String] {
-        var frames: [String] = []
-        while let part = try channels[user]?.readOutbound(as: ByteBuffer.self) { frames.append(String(buffer: part)) }
-        return frames
+        guard let client = clients[user] else { return [] }
+        return String(buffer: try client.read().bytes).split(separator: ".").map(String.init)
     }
 
     @Test func eachTargetReachesItsStreamsAndOnlyThemOnFlush() throws {
         var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
         let subscribers: [String: Set<String>] = ["news": ["alice", "dave"]]  // dave has no stream here
-        delivery.queue(ByteBuffer(string: "topic"), for: .topic("news"), streams: streams, subscribers: subscribers)
-        delivery.queue(ByteBuffer(string: "direct"), for: .user("bob"), streams: streams, subscribers: subscribers)
-        delivery.queue(ByteBuffer(string: "direct-dave"), for: .user("dave"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "topic."), for: .topic("news"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "direct."), for: .user("bob"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "direct-dave."), for: .user("dave"), streams: streams, subscribers: subscribers)
         #expect(try received("alice").isEmpty, "nothing leaves before the flush")
         delivery.flush(streams: streams)
         #expect(try received("alice") == ["topic"])
         #expect(try received("bob") == ["direct"])
         #expect(try received("carol").isEmpty)
 
-        delivery.queue(ByteBuffer(string: "all"), for: .everyone, streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "all."), for: .everyone, streams: streams, subscribers: subscribers)
         delivery.flush(streams: streams)
         for user in ["alice", "bob", "carol"] { #expect(try received(user) == ["all"]) }
     }
@@ -47,9 +49,9 @@ import Testing
     /// Queued bytes count toward a stream's `--max-pending-bytes`: a batch is flushed before it grows past a quarter of it.
     @Test func aLargeBatchIsFlushedBeforeItCouldLookLikeASlowConsumer() throws {
         var delivery = StreamDelivery(maximumPendingBytes: 40)
-        delivery.queue(ByteBuffer(string: "123456"), for: .user("alice"), streams: streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "123456."), for: .user("alice"), streams: streams, subscribers: [:])
         #expect(try received("alice").isEmpty)
-        delivery.queue(ByteBuffer(string: "abcdef"), for: .user("alice"), streams: streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "abcdef."), for: .user("alice"), streams: streams, subscribers: [:])
         #expect(try received("alice") == ["123456"], "the first was flushed to make room for the second")
         delivery.flush(streams: streams)
         #expect(try received("alice") == ["abcdef"])
@@ -59,10 +61,10 @@ import Testing
     @Test func aReadsFramesReachEachStreamInPublishOrder() throws {
         var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
         let subscribers: [String: Set<String>] = ["news": ["alice"]]
-        delivery.queue(ByteBuffer(string: "A"), for: .everyone, streams: streams, subscribers: subscribers)
-        delivery.queue(ByteBuffer(string: "B"), for: .topic("news"), streams: streams, subscribers: subscribers)
-        delivery.queue(ByteBuffer(string: "C"), for: .everyone, streams: streams, subscribers: subscribers)
-        delivery.queue(ByteBuffer(string: "D"), for: .user("bob"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "A."), for: .everyone, streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "B."), for: .topic("news"), streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "C."), for: .everyone, streams: streams, subscribers: subscribers)
+        delivery.queue(ByteBuffer(string: "D."), for: .user("bob"), streams: streams, subscribers: subscribers)
         #expect(try received("alice").isEmpty)
         delivery.flush(streams: streams)
         #expect(try received("alice") == ["A", "B", "C"])
@@ -74,14 +76,14 @@ import Testing
     @Test func aStreamLiveOnlyAfterABroadcastIsNotSentItByTheFlush() throws {
         var test = self
         var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
-        delivery.queue(ByteBuffer(string: "first"), for: .everyone, streams: test.streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "first."), for: .everyone, streams: test.streams, subscribers: [:])
         try test.goLive("dave")
         delivery.flush(streams: test.streams)
         #expect(try test.received("alice") == ["first"])
         #expect(try test.received("dave").isEmpty)
-        delivery.queue(ByteBuffer(string: "second"), for: .everyone, streams: test.streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "second."), for: .everyone, streams: test.streams, subscribers: [:])
         try test.goLive("erin")
-        delivery.queue(ByteBuffer(string: "third"), for: .everyone, streams: test.streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "third."), for: .everyone, streams: test.streams, subscribers: [:])
         delivery.flush(streams: test.streams)
         #expect(try test.received("dave") == ["second", "third"])
         #expect(try test.received("erin") == ["third"])
@@ -92,9 +94,9 @@ import Testing
         var test = self
         try test.goLive("alice", as: "alice-2")
         var delivery = StreamDelivery(maximumPendingBytes: 1 << 20)
-        delivery.queue(ByteBuffer(string: "topic"), for: .topic("news"), streams: test.streams, subscribers: ["news": ["alice"]])
-        delivery.queue(ByteBuffer(string: "direct"), for: .user("alice"), streams: test.streams, subscribers: [:])
-        delivery.queue(ByteBuffer(string: "all"), for: .everyone, streams: test.streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "topic."), for: .topic("news"), streams: test.streams, subscribers: ["news": ["alice"]])
+        delivery.queue(ByteBuffer(string: "direct."), for: .user("alice"), streams: test.streams, subscribers: [:])
+        delivery.queue(ByteBuffer(string: "all."), for: .everyone, streams: test.streams, subscribers: [:])
         delivery.flush(streams: test.streams)
         #expect(try test.received("alice") == ["topic", "direct", "all"])
         #expect(try test.received("alice-2") == ["topic", "direct", "all"])

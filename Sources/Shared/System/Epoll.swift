@@ -38,6 +38,14 @@ public final class Epoll {
         _ = try Syscall.retryingEINTR("epoll_ctl") { epoll_ctl(descriptor, EPOLL_CTL_ADD, fd, &event) }
     }
 
+    /// `epoll_ctl(EPOLL_CTL_MOD)`: what a registered descriptor is watched for from now on.
+    public func modify(_ fd: CInt, events: Events, token: UInt64) throws(Errno) {
+        var event = epoll_event()
+        event.events = events.rawValue
+        event.data.u64 = token
+        _ = try Syscall.retryingEINTR("epoll_ctl") { epoll_ctl(descriptor, EPOLL_CTL_MOD, fd, &event) }
+    }
+
     /// `epoll_ctl(EPOLL_CTL_DEL)`. A descriptor that is no longer registered is not an error.
     public func remove(_ fd: CInt) {
         var event = epoll_event()

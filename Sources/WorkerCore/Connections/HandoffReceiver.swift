@@ -3,10 +3,11 @@ import NIOCore
 import NIOPosix
 import Shared
 
-/// Takes connections off the hand-off socket (`SCM_RIGHTS`) and adopts each into SwiftNIO.
+/// Takes connections off the hand-off socket (`SCM_RIGHTS`): a stream becomes a `StreamSocket`, a topic request a
+/// SwiftNIO channel (it has a request to read and answer).
 ///
 /// SwiftNIO can neither receive descriptors nor watch a socket it does not read, so the supervisor rings a
-/// doorbell (a pipe, which a `PipeChannel` reads) after every connection it sends: the event loop wakes, drains
+/// doorbell (a pipe, which a `PipeChannel` reads) after the connections it sent in a turn of its accept loop: the event loop wakes, drains
 /// the socket with non-blocking `recvmsg`, and adopts each connection in the same turn, with no thread between.
 /// The doorbell's end (the supervisor closed it, or died) ends the worker.
 struct HandoffReceiver: Sendable {
@@ -14,10 +15,9 @@ struct HandoffReceiver: Sendable {
     let doorbell: CInt
     let eventLoop: any EventLoop
     let hub: NIOLoopBound<StreamHub>
+    let sockets: NIOLoopBound<StreamSockets>
     let responses: HTTPResponses
     let logger: Logger
-    /// Bytes a stream may have waiting to be sent before it counts as a slow consumer.
-    let maximumPendingBytes: Int
     /// How long a subscribe or unsubscribe request has to arrive whole (`--request-timeout`).
     let requestTimeout: TimeAmount
     /// Connections held per client address, when `--max-worker-conns-per-ip` bounds them (`maximumHeld`):
@@ -120,28 +120,41 @@ struct HandoffReceiver: Sendable {
     }
 
     private func adopt(_ fd: CInt, handoff: Handoff, address: ClientAddressKey?) {
+        switch handoff.route {
+        case .stream, .migrated: adoptStream(fd, handoff: handoff, address: address)
+        case .subscribe, .unsubscribe: adoptTopicRequest(fd, handoff: handoff, address: address)
+        }
+    }
+
+    /// Starts a stream (its request was read by the supervisor) or continues one migrated from a retiring worker.
+    private func adoptStream(_ fd: CInt, handoff: Handoff, address: ClientAddressKey?) {
+        let socket: StreamSocket
+        do {
+            socket = try sockets.value.adopt(fd, userID: handoff.userID, address: address)
+        } catch {
+            if let address { addressLimiter?.value.release(address) }
+            return logger.warning("cannot adopt a handed-over stream", metadata: ["error": "\(error)"])
+        }
+        if handoff.route == .migrated {
+            hub.value.attachMigrated(socket: socket, handoff: handoff)
+        } else {
+            hub.value.attach(
+                userID: handoff.userID, socket: socket, lastEventID: handoff.lastEventID, tokenExpiry: handoff.tokenExpiry,
+                responseHead: StreamPreamble.responseHead(cors: responses.cors, origin: handoff.origin))
+        }
+    }
+
+    private func adoptTopicRequest(_ fd: CInt, handoff: Handoff, address: ClientAddressKey?) {
         let hub = self.hub
         let addressLimiter = self.addressLimiter
         let responses = self.responses
         let logger = self.logger
         let requestTimeout = self.requestTimeout
-        let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: maximumPendingBytes / 2, high: maximumPendingBytes)
-        let isStream = handoff.route == .stream || handoff.route == .migrated
         ClientBootstrap(group: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Set synchronously: a bootstrap's `channelOption`s are applied through futures, which
-                    // showed in a worker's profile under a burst of connects.
-                    let options = channel.syncOptions
-                    try options?.setOption(ChannelOptions.writeBufferWaterMark, value: waterMark)
-                    // A stream mostly writes; a small fixed receive buffer keeps idle streams cheap.
-                    try options?.setOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
-                    if isStream {
-                        try channel.pipeline.syncOperations.addHandler(LiveStreamHandler(userID: handoff.userID, hub: hub))
-                    } else {
-                        try channel.pipeline.syncOperations.addHandlers(
-                            TopicRequestHandler.handlers(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout))
-                    }
+                    try channel.pipeline.syncOperations.addHandlers(
+                        TopicRequestHandler.handlers(handoff: handoff, hub: hub, responses: responses, requestTimeout: requestTimeout))
                 }
             }
             .withConnectedSocket(fd)
@@ -152,24 +165,7 @@ struct HandoffReceiver: Sendable {
                     case .failure: addressLimiter.value.release(address)
                     }
                 }
-                switch result {
-                case .success(let channel):
-                    guard isStream else { return }
-                    // On the channel's event loop (the loop of the future): the stream starts in this turn.
-                    let live: LiveStreamHandler
-                    do {
-                        live = try channel.pipeline.syncOperations.handler(type: LiveStreamHandler.self)
-                    } catch {
-                        // The client left and its pipeline is gone already: nothing to start.
-                        logger.debug("a handed-over stream closed before it started", metadata: ["error": "\(error)"])
-                        return
-                    }
-                    if handoff.route == .migrated {
-                        live.resume(channel: channel, descriptor: fd, handoff: handoff)
-                    } else {
-                        live.start(channel: channel, descriptor: fd, handoff: handoff, cors: responses.cors)
-                    }
-                case .failure(let error):
+                if case .failure(let error) = result {
                     logger.warning("cannot adopt a handed-over connection", metadata: ["error": "\(error)"])
                 }
             }

@@ -1,15 +1,13 @@
-import NIOCore
 import Shared
 
 /// Each user's live streams on this worker (one, unless `--max-streams-per-user` allows several tabs), and when each
 /// must end: its token's expiry, kept on an `ExpiryWheel` (one timer for every stream) and cancelled when the stream
 /// closes or is replaced, so a churn of short streams with long tokens leaves nothing behind.
 struct LiveStreams {
-    /// A live stream: its channel, its socket descriptor (so a reload can pass the connection on), and when its token
-    /// expires. Everything an idle stream costs the hub is this one entry.
+    /// A live stream: its socket, and when its token expires. Everything an idle stream costs the hub is this one
+    /// entry and its socket.
     struct Stream {
-        // In this order, the entry packs into 72 bytes with the opening time.
-        var channel: any Channel
+        var socket: StreamSocket
         /// The order streams went live in on this worker: a frame held for "everyone" goes to the streams live when
         /// it was published (`StreamDelivery`). Also the stream's name within its user's.
         var ordinal: UInt64 = 0
@@ -17,11 +15,9 @@ struct LiveStreams {
         var openedAt: Int64 = 0
         /// Seconds since 1970; nil without a token expiry, or once the stream was told it expired.
         var expiresAt: Int64?
-        var descriptor: CInt
 
-        init(channel: any Channel, descriptor: CInt, ordinal: UInt64 = 0, openedAt: Int64 = 0) {
-            self.channel = channel
-            self.descriptor = descriptor
+        init(socket: StreamSocket, ordinal: UInt64 = 0, openedAt: Int64 = 0) {
+            self.socket = socket
             self.ordinal = ordinal
             self.openedAt = openedAt
         }
@@ -112,12 +108,12 @@ struct LiveStreams {
         }
     }
 
-    /// Makes `channel` one of the user's live streams (that went live at `openedAt`, now when nil); returns it and the
+    /// Makes `socket` one of the user's live streams (that went live at `openedAt`, now when nil); returns it and the
     /// streams it replaces (the oldest, past `maximumPerUser`; their expiries forgotten), for the caller to end.
     mutating func makeLive(
-        _ userID: String, channel: any Channel, descriptor: CInt, openedAt: Int64? = nil
+        _ userID: String, socket: StreamSocket, openedAt: Int64? = nil
     ) -> (stream: Stream, replaced: [Stream]) {
-        let stream = Stream(channel: channel, descriptor: descriptor, ordinal: nextOrdinal, openedAt: openedAt ?? WallClock.milliseconds())
+        let stream = Stream(socket: socket, ordinal: nextOrdinal, openedAt: openedAt ?? WallClock.milliseconds())
         nextOrdinal += 1
         count += 1
         // Every connection of a user without a stream comes here: no array for it.
@@ -135,10 +131,10 @@ struct LiveStreams {
         return (stream, replaced)
     }
 
-    /// Removes the user's stream `channel` if it is still one of theirs (not replaced since); returns it if it was,
+    /// Removes the user's stream `socket` if it is still one of theirs (not replaced since); returns it if it was,
     /// and whether the user has no stream left.
-    mutating func remove(_ userID: String, channel: any Channel) -> (removed: Stream?, userLeft: Bool) {
-        guard var streams = byUser[userID]?.oldestFirst, let index = streams.firstIndex(where: { $0.channel === channel }) else {
+    mutating func remove(_ userID: String, socket: StreamSocket) -> (removed: Stream?, userLeft: Bool) {
+        guard var streams = byUser[userID]?.oldestFirst, let index = streams.firstIndex(where: { $0.socket === socket }) else {
             return (nil, false)
         }
         let stream = streams.remove(at: index)
@@ -188,18 +184,18 @@ struct LiveStreams {
         return .scheduled
     }
 
-    /// The channel of the user's stream `ordinal`, marked as told of its expiry (so it is told once).
-    mutating func expireNow(_ userID: String, ordinal: UInt64) -> (any Channel)? {
-        update(userID, ordinal: ordinal) { $0.expiresAt = nil }?.channel
+    /// The socket of the user's stream `ordinal`, marked as told of its expiry (so it is told once).
+    mutating func expireNow(_ userID: String, ordinal: UInt64) -> StreamSocket? {
+        update(userID, ordinal: ordinal) { $0.expiresAt = nil }?.socket
     }
 
     /// The streams whose token expired by `now` (seconds since 1970), each marked as told.
-    mutating func takeExpired(now: Int64) -> [(userID: String, channel: any Channel)] {
-        var expired: [(userID: String, channel: any Channel)] = []
+    mutating func takeExpired(now: Int64) -> [(userID: String, socket: StreamSocket)] {
+        var expired: [(userID: String, socket: StreamSocket)] = []
         for (key, second) in expiries.takeDue(now: now) {
             var current = false
             forEachStream(of: key.userID) { if $0.ordinal == key.ordinal, $0.expiresAt == second { current = true } }
-            if current, let channel = expireNow(key.userID, ordinal: key.ordinal) { expired.append((key.userID, channel)) }
+            if current, let socket = expireNow(key.userID, ordinal: key.ordinal) { expired.append((key.userID, socket)) }
         }
         return expired
     }

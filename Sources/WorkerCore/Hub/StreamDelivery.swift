@@ -28,7 +28,7 @@ struct StreamDelivery {
         /// Every stream that was live when the frame was published: the ones with an ordinal below this. A stream that
         /// goes live later in the same read replays the event from the history and must not get it twice.
         case everyone(before: UInt64)
-        case some([any Channel])
+        case some([StreamSocket])
     }
 
     init(maximumPendingBytes: Int) {
@@ -44,13 +44,13 @@ struct StreamDelivery {
         case .everyone:
             recipients = .everyone(before: streams.nextOrdinal)
         case .topic(let topic):
-            var channels: [any Channel] = []
-            for userID in subscribers[topic] ?? [] { streams.forEachStream(of: userID) { channels.append($0.channel) } }
-            recipients = .some(channels)
+            var sockets: [StreamSocket] = []
+            for userID in subscribers[topic] ?? [] { streams.forEachStream(of: userID) { sockets.append($0.socket) } }
+            recipients = .some(sockets)
         case .user(let userID):
-            var channels: [any Channel] = []
-            streams.forEachStream(of: userID) { channels.append($0.channel) }
-            recipients = .some(channels)
+            var sockets: [StreamSocket] = []
+            streams.forEachStream(of: userID) { sockets.append($0.socket) }
+            recipients = .some(sockets)
         }
         held.append(Held(frame: frame, recipients: recipients))
         heldBytes += frame.readableBytes
@@ -72,14 +72,14 @@ struct StreamDelivery {
                 var written: UInt64 = 0
                 streams.forEachStream { _, stream in
                     if stream.ordinal < before {
-                        stream.channel.writeAndFlush(only.frame, promise: nil)
+                        stream.socket.writeAndFlush(only.frame)
                         written += 1
                     }
                 }
                 wrote(written, of: only.frame)
-            case .some(let channels):
-                for channel in channels { channel.writeAndFlush(only.frame, promise: nil) }
-                wrote(UInt64(channels.count), of: only.frame)
+            case .some(let sockets):
+                for socket in sockets { socket.writeAndFlush(only.frame) }
+                wrote(UInt64(sockets.count), of: only.frame)
             }
         default:
             flushBatches(streams: streams)
@@ -94,34 +94,34 @@ struct StreamDelivery {
             streams.forEachStream { _, stream in
                 for entry in held {
                     if case .everyone(let before) = entry.recipients, stream.ordinal < before {
-                        stream.channel.write(entry.frame, promise: nil)
+                        stream.socket.write(entry.frame)
                         frames &+= 1
                         bytes &+= UInt64(entry.frame.readableBytes)
                     }
                 }
-                stream.channel.flush()
+                stream.socket.flush()
             }
             framesWritten &+= frames
             bytesWritten &+= bytes
             return
         }
-        var batches: [ObjectIdentifier: (channel: any Channel, frames: [ByteBuffer])] = [:]
+        var batches: [ObjectIdentifier: (socket: StreamSocket, frames: [ByteBuffer])] = [:]
         for entry in held {
             switch entry.recipients {
             case .everyone(let before):
                 streams.forEachStream { _, stream in
-                    if stream.ordinal < before { batches[ObjectIdentifier(stream.channel), default: (stream.channel, [])].frames.append(entry.frame) }
+                    if stream.ordinal < before { batches[ObjectIdentifier(stream.socket), default: (stream.socket, [])].frames.append(entry.frame) }
                 }
-            case .some(let channels):
-                for channel in channels { batches[ObjectIdentifier(channel), default: (channel, [])].frames.append(entry.frame) }
+            case .some(let sockets):
+                for socket in sockets { batches[ObjectIdentifier(socket), default: (socket, [])].frames.append(entry.frame) }
             }
         }
         for batch in batches.values {
             for frame in batch.frames {
-                batch.channel.write(frame, promise: nil)
+                batch.socket.write(frame)
                 wrote(1, of: frame)
             }
-            batch.channel.flush()
+            batch.socket.flush()
         }
     }
 

@@ -46,7 +46,7 @@ final class StreamHub {
     /// without topics has no entry there, which keeps an idle stream cheap.
     private var subscriptions: SubscriptionRegistry
     /// The live stream of each user that has one: what a publish walks, kept apart from the topics so a broadcast
-    /// touches only channels.
+    /// touches only sockets.
     private var streams: LiveStreams
     private var delivery: StreamDelivery
     private let preamble: StreamPreamble
@@ -111,34 +111,33 @@ final class StreamHub {
 
     // MARK: Streams
 
-    /// Makes `channel` one of the user's live streams, ending the oldest past the limit, sends the response head, `connected`
+    /// Makes `socket` one of the user's live streams, ending the oldest past the limit, sends the response head, `connected`
     /// (with `retry:`), then what the user missed since `lastEventID` (or `reset` when that is unknowable), then
     /// live events. All in one turn of the event loop, so nothing published meanwhile is missed or sent twice.
     func attach(
-        userID: String, channel: any Channel, descriptor: CInt, lastEventID: String?, tokenExpiry: Int64?, responseHead: ByteBuffer,
+        userID: String, socket: StreamSocket, lastEventID: String?, tokenExpiry: Int64?, responseHead: ByteBuffer,
         waited: Bool = false
     ) {
         eventLoop.preconditionInEventLoop()
         guard hasHistory else {
             waitingStreams.append { [unowned self] in
                 attach(
-                    userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry,
-                    responseHead: responseHead)
+                    userID: userID, socket: socket, lastEventID: lastEventID, tokenExpiry: tokenExpiry, responseHead: responseHead)
             }
             return
         }
-        guard channel.isActive else { return }
+        guard socket.isOpen else { return }
         if settings.hubWideUsers, !waited, let id = lastEventID.flatMap(EventID.init), id.epoch == settings.epoch,
             id.sequence > history.latestSequence
         {
             holdUntilReached(id.sequence) { [unowned self] in
                 attach(
-                    userID: userID, channel: channel, descriptor: descriptor, lastEventID: lastEventID, tokenExpiry: tokenExpiry,
-                    responseHead: responseHead, waited: true)
+                    userID: userID, socket: socket, lastEventID: lastEventID, tokenExpiry: tokenExpiry, responseHead: responseHead,
+                    waited: true)
             }
             return
         }
-        let (stream, wasLive) = makeLive(userID: userID, channel: channel, descriptor: descriptor)
+        let (stream, wasLive) = makeLive(userID: userID, socket: socket)
         let ordinal = stream.ordinal
         if !wasLive { cameOnline(userID) }
         if settings.hubWideUsers { toSupervisor?(.streamOpened(UserStream(userID: userID, openedAt: stream.openedAt))) }
@@ -150,7 +149,7 @@ final class StreamHub {
             if opening.isReset { counters.resets += 1 } else { counters.resumes += 1 }
         }
         counters.bytesWritten &+= UInt64(opening.bytes.readableBytes)
-        channel.writeAndFlush(opening.bytes, promise: nil)
+        socket.writeAndFlush(opening.bytes)
         if let tokenExpiry { endStream(userID: userID, ordinal: ordinal, at: tokenExpiry) }
         statsChanged()
     }
@@ -178,15 +177,15 @@ final class StreamHub {
 
     /// Continues a stream a retiring worker passed on (reload): no greeting, only the events after the last one
     /// its old worker wrote, then live ones; the client sees one unbroken stream.
-    func attachMigrated(channel: any Channel, descriptor: CInt, handoff: Handoff) {
+    func attachMigrated(socket: StreamSocket, handoff: Handoff) {
         eventLoop.preconditionInEventLoop()
         guard hasHistory else {
-            waitingStreams.append { [unowned self] in attachMigrated(channel: channel, descriptor: descriptor, handoff: handoff) }
+            waitingStreams.append { [unowned self] in attachMigrated(socket: socket, handoff: handoff) }
             return
         }
-        guard channel.isActive else { return }
+        guard socket.isOpen else { return }
         let userID = handoff.userID
-        let (stream, _) = makeLive(userID: userID, channel: channel, descriptor: descriptor, openedAt: handoff.openedAt)
+        let (stream, _) = makeLive(userID: userID, socket: socket, openedAt: handoff.openedAt)
         let ordinal = stream.ordinal
         // A stream from a worker of a release that did not name its streams: the hub has never counted it.
         if settings.hubWideUsers, handoff.openedAt == nil {
@@ -195,7 +194,7 @@ final class StreamHub {
         if let missed = preamble.continuation(
             after: handoff.resumeAfter ?? history.latestSequence, history: history, isRecipient: recipientTest(for: userID))
         {
-            channel.writeAndFlush(missed, promise: nil)
+            socket.writeAndFlush(missed)
         }
         if let expiry = handoff.tokenExpiry { endStream(userID: userID, ordinal: ordinal, at: expiry) }
         statsChanged()
@@ -213,20 +212,18 @@ final class StreamHub {
         }
     }
 
-    /// Makes `channel` one of the user's live streams, ending (cleanly, after `replaced`) the oldest past the limit;
+    /// Makes `socket` one of the user's live streams, ending (cleanly, after `replaced`) the oldest past the limit;
     /// returns it, and whether the user had a stream here before.
     private func makeLive(
-        userID: String, channel: any Channel, descriptor: CInt, openedAt: Int64? = nil
+        userID: String, socket: StreamSocket, openedAt: Int64? = nil
     ) -> (stream: LiveStreams.Stream, wasLive: Bool) {
         let wasLive = streams.isLive(userID)
-        let (stream, replaced) = streams.makeLive(userID, channel: channel, descriptor: descriptor, openedAt: openedAt)
+        let (stream, replaced) = streams.makeLive(userID, socket: socket, openedAt: openedAt)
         if !wasLive { subscriptions.userWentLive(userID) }
-        // Only now: closing the old channel can run its close handlers (and `detach`) synchronously,
-        // which must find the new stream in place.
         for old in replaced {
             logger.info("a new stream replaces the user's oldest one", metadata: ["user": "\(userID)", "event": "stream-replaced"])
             reportClosed(userID, old)
-            Self.replace(old.channel)
+            Self.replace(old.socket)
         }
         return (stream, wasLive)
     }
@@ -242,9 +239,9 @@ final class StreamHub {
 
     /// A newer stream of the user took this one's place: say so (an app can stop this tab's reconnecting instead of
     /// two tabs taking the stream from each other), and end it.
-    private static func replace(_ channel: any Channel) {
-        channel.write(replacedChunk, promise: nil)
-        end(channel)
+    private static func replace(_ socket: StreamSocket) {
+        socket.write(replacedChunk)
+        socket.end()
     }
 
     /// The supervisor's history from before this worker started.
@@ -267,28 +264,29 @@ final class StreamHub {
 
     /// Ends the user's stream `ordinal` at `expiresAt` (seconds since 1970), at once when that is past.
     func endStream(userID: String, ordinal: UInt64, at expiresAt: Int64) {
-        if streams.expire(userID, ordinal: ordinal, at: expiresAt) == .due, let channel = streams.expireNow(userID, ordinal: ordinal) {
-            expire(userID: userID, channel: channel)
+        if streams.expire(userID, ordinal: ordinal, at: expiresAt) == .due, let socket = streams.expireNow(userID, ordinal: ordinal) {
+            expire(userID: userID, socket: socket)
         }
     }
 
     func expireDueStreams(now: Int64) {
-        for (userID, channel) in streams.takeExpired(now: now) { expire(userID: userID, channel: channel) }
+        for (userID, socket) in streams.takeExpired(now: now) { expire(userID: userID, socket: socket) }
     }
 
     private static let tokenExpiredChunk = SSEWireFormat.chunk(SSEWireFormat.event("token-expired", data: #"{"reason":"token-expired"}"#))
 
     /// The stream's token expired: say so, and end it; the client reconnects with a fresh token.
-    private func expire(userID: String, channel: any Channel) {
+    private func expire(userID: String, socket: StreamSocket) {
         logger.info("stream's token expired", metadata: ["user": "\(userID)"])
-        channel.writeAndFlush(Self.tokenExpiredChunk, promise: nil)
-        Self.end(channel)
+        socket.write(Self.tokenExpiredChunk)
+        socket.end()
     }
 
-    /// The stream `channel` closed; if it was still the user's live stream, the user has none now.
-    func detach(userID: String, channel: any Channel) {
+    /// The stream `socket` closed; if it was still one of the user's live streams, it is not now.
+    func detach(socket: StreamSocket) {
         eventLoop.preconditionInEventLoop()
-        let (removed, userLeft) = streams.remove(userID, channel: channel)
+        let userID = socket.userID
+        let (removed, userLeft) = streams.remove(userID, socket: socket)
         guard let removed else { return }
         reportClosed(userID, removed)
         if userLeft {
@@ -306,7 +304,7 @@ final class StreamHub {
             guard named.isEvery || stream.openedAt == named.openedAt else { return }
             logger.info(
                 "newer streams of the user opened on other hosts; ending this one", metadata: ["user": "\(named.userID)", "event": "stream-replaced"])
-            Self.replace(stream.channel)
+            Self.replace(stream.socket)
         }
     }
 
@@ -327,14 +325,7 @@ final class StreamHub {
 
     /// Closes every stream cleanly (on shutdown).
     func endAllStreams() {
-        streams.forEachStream { _, stream in Self.end(stream.channel) }
-    }
-
-    /// Ends a stream's chunked body and closes the connection.
-    private static func end(_ channel: any Channel) {
-        channel.writeAndFlush(SSEWireFormat.lastChunk).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        streams.forEachStream { _, stream in stream.socket.end() }
     }
 
     // MARK: Topics
@@ -428,7 +419,7 @@ final class StreamHub {
     private static let heartbeatChunk = SSEWireFormat.chunk(SSEWireFormat.heartbeat)
 
     private func sendHeartbeats() {
-        streams.forEachStream { _, stream in stream.channel.writeAndFlush(Self.heartbeatChunk, promise: nil) }
+        streams.forEachStream { _, stream in stream.socket.writeAndFlush(Self.heartbeatChunk) }
     }
 
     // MARK: Presence
@@ -477,7 +468,11 @@ final class StreamHub {
 
     // MARK: Stats
 
-    func slowConsumerDropped() {
+    /// More than `--max-pending-bytes` waited to be sent: the client stopped reading. It is dropped rather than grow
+    /// this worker's memory; it reconnects and resumes from its last id.
+    func slowConsumerDropped(_ socket: StreamSocket) {
+        logger.warning(
+            "slow consumer disconnected: too many bytes pending", metadata: ["user": "\(socket.userID)", "event": "slow-consumer-disconnected"])
         counters.slowConsumersDropped += 1
     }
 

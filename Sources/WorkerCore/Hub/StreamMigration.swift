@@ -4,9 +4,9 @@ import Shared
 
 /// Passes a retiring worker's live streams on to the worker replacing it (reload).
 enum StreamMigration {
-    /// For each stream, once its queued frames are written, a duplicate of its descriptor goes to `send` with the
+    /// For each stream, once its unsent frames have left, a duplicate of its descriptor goes to `send` with the
     /// user, the token expiry and `lastWritten` (the last event sequence written: the new worker continues after it),
-    /// and this worker's copy is closed without ending the HTTP body, so the connection lives on. A stream whose
+    /// and this worker's copy is closed without ending the HTTP body (`StreamSocket.close`), so the connection lives on. A stream whose
     /// frames are still stuck after `patience` is closed (its client reconnects and resumes); a stream that could not be
     /// passed on goes to `lost`. Then `done` runs.
     /// Topics need no passing on: the supervisor keeps every user's and gave them to the new worker when it started.
@@ -18,30 +18,30 @@ enum StreamMigration {
         eventLoop.preconditionInEventLoop()
         var remaining = streams.count
         guard remaining > 0 else { return done() }
-        var passing: [LiveStreams.Stream] = []
+        var passing: [StreamSocket] = []
         passing.reserveCapacity(remaining)
         // Each user's oldest first (as their writes complete: at once for idle streams), so the new worker makes them
         // live in that order and replaces the same one next.
         streams.forEachStream { userID, stream in
-            passing.append(stream)
-            let channel = stream.channel
+            let socket = stream.socket
+            passing.append(socket)
             let handoff = Handoff(
                 route: .migrated, userID: userID, tokenExpiry: stream.expiresAt, resumeAfter: lastWritten, openedAt: stream.openedAt)
-            channel.writeAndFlush(ByteBuffer()).hop(to: eventLoop).assumeIsolated().whenComplete { result in
+            socket.whenSent { sent in
                 var passed = false
-                if case .success = result { passed = passOn(stream.descriptor, handoff, logger: logger, send: send) }
+                if sent { passed = passOn(socket.descriptor, handoff, logger: logger, send: send) }
                 if !passed { lost(userID, stream) }
-                channel.close(promise: nil)
+                socket.close()
                 remaining -= 1
                 if remaining == 0 { done() }
             }
         }
-        eventLoop.scheduleTask(in: patience) { [passing] in
-            for stream in passing where stream.channel.isActive { stream.channel.close(promise: nil) }
+        eventLoop.assumeIsolated().scheduleTask(in: patience) { [passing] in
+            for socket in passing where socket.state != .closed { socket.close() }
         }
     }
 
-    /// Sends a duplicate of `descriptor` (the original is closed with its channel); returns whether it went.
+    /// Sends a duplicate of `descriptor` (the original is closed with its socket); returns whether it went.
     private static func passOn(_ descriptor: CInt, _ handoff: Handoff, logger: Logger, send: (CInt, Handoff) -> Bool) -> Bool {
         let copy: CInt
         do {

@@ -49,8 +49,23 @@ public struct WorkerRuntime: Sendable {
         let (logger, stream, settings) = (logger, stream, hubSettings)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let eventLoop = group.next()
-        let hub = try await eventLoop.submit {
-            NIOLoopBound(StreamHub(eventLoop: eventLoop, settings: settings, logger: logger), eventLoop: eventLoop)
+        let (hub, sockets) = try await eventLoop.submit {
+            let hub = StreamHub(eventLoop: eventLoop, settings: settings, logger: logger)
+            let sockets = try StreamSockets(eventLoop: eventLoop, maximumPendingBytes: stream.maxPendingBytes, logger: logger)
+            return (NIOLoopBound(hub, eventLoop: eventLoop), NIOLoopBound(sockets, eventLoop: eventLoop))
+        }.get()
+        let addressLimiter =
+            stream.maxWorkerConnsPerIp > 0
+            ? NIOLoopBoundBox.makeBoxSendingValue(
+                ClientAddressLimiter(policy: .init(maximumHeld: stream.maxWorkerConnsPerIp)), eventLoop: eventLoop)
+            : nil
+        let watcher = try await eventLoop.submit {
+            sockets.value.onClosed = { socket in
+                hub.value.detach(socket: socket)
+                if let address = socket.address { addressLimiter?.value.release(address) }
+            }
+            sockets.value.onSlowConsumer = { socket in hub.value.slowConsumerDropped(socket) }
+            return try StreamReadinessWatcher.start(sockets, epoll: sockets.value.epoll.descriptor, eventLoop: eventLoop, logger: logger)
         }.get()
 
         let stopped = eventLoop.makePromise(of: Void.self)
@@ -58,12 +73,8 @@ public struct WorkerRuntime: Sendable {
             fd: controlFD, handoffSocket: handoffFD, group: group, hub: hub, logger: logger, stopped: stopped)
         let responses = HTTPResponses(cors: stream.corsPolicy)
         try await HandoffReceiver(
-            socket: handoffFD, doorbell: doorbellFD, eventLoop: eventLoop, hub: hub, responses: responses, logger: logger,
-            maximumPendingBytes: stream.maxPendingBytes, requestTimeout: .seconds(Int64(stream.requestTimeout)),
-            addressLimiter: stream.maxWorkerConnsPerIp > 0
-                ? NIOLoopBoundBox.makeBoxSendingValue(
-                    ClientAddressLimiter(policy: .init(maximumHeld: stream.maxWorkerConnsPerIp)), eventLoop: eventLoop)
-                : nil
+            socket: handoffFD, doorbell: doorbellFD, eventLoop: eventLoop, hub: hub, sockets: sockets, responses: responses,
+            logger: logger, requestTimeout: .seconds(Int64(stream.requestTimeout)), addressLimiter: addressLimiter
         )
         .start { stopped.succeed() }.get()
 
@@ -76,6 +87,7 @@ public struct WorkerRuntime: Sendable {
         // `stopped` never fails: it succeeds when the supervisor asks, or when its end of a channel closes.
         try? await stopped.futureResult.get()
         try await eventLoop.submit { hub.value.endAllStreams() }.get()
+        watcher.stop()
         do {
             try await control.close()
         } catch {
