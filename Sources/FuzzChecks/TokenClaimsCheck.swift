@@ -1,10 +1,12 @@
 import Crypto
+import Foundation
 import ExtrasBase64
 import Shared
 
 /// Verifies a token made of the input. First byte 0: the rest is the token as a client sends it (header, signature
 /// and all). Any other first byte: the rest is the claims segment (JSON) of a token signed with the verifier's
-/// secret, so that the claims are decoded (a random signature never matches). A crash is the finding.
+/// secret, so that the claims are decoded (a random signature never matches). A crash is a finding, and so is
+/// `FlatClaimsReader` reading claims other than `JSONDecoder` reads from the same JSON.
 enum TokenClaimsCheck {
     static let secret = "fuzz-secret-fuzz-secret-fuzz-secret-0123"
     static let verifier = TokenVerifier(secret: secret)
@@ -16,7 +18,15 @@ enum TokenClaimsCheck {
         let rest = input.dropFirst()
         let token = mode == 0 ? String(decoding: rest, as: UTF8.self) : signedToken(claims: rest)
         _ = verifier.verify(token)
-        return nil
+        return mode == 0 ? nil : flatReaderAgrees(json: Array(rest))
+    }
+
+    /// Where `FlatClaimsReader` reads claims, `JSONDecoder` must read the same ones (the reader replaces it then).
+    static func flatReaderAgrees(json: [UInt8]) -> Finding? {
+        guard let flat = FlatClaimsReader.read(json) else { return nil }
+        let decoded = try? TokenVerifier.claimsDecoder(publisherClaim: .role).decode(HubClaims.self, from: Data(json))
+        guard decoded != flat else { return nil }
+        return Finding("FlatClaimsReader read \(flat), JSONDecoder \(decoded.map { "\($0)" } ?? "an error")")
     }
 
     static func signedToken(claims: some Collection<UInt8>) -> String {

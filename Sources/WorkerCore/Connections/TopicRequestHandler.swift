@@ -5,7 +5,7 @@ import Shared
 /// Serves the one request of a subscribe or unsubscribe connection the supervisor handed over, after which
 /// the connection closes (a later request may be another user's). The request is still in the socket: the
 /// supervisor only peeked at it, and SwiftNIO's parser reads it here, body and all. (Streams take another
-/// path: see `LiveStreamHandler`.)
+/// path: see `StreamSocket`.)
 final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart

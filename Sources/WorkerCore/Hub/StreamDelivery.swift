@@ -4,7 +4,7 @@ import Shared
 /// Delivers each published frame to its recipients' streams, a control-channel read's worth at a time.
 ///
 /// The frames a read carries are held, with their recipients resolved at once, until the read ends (`flush`); then
-/// each stream gets all of its frames in one pass: written together and flushed (one `writev` when publishes came
+/// each stream gets all of its frames in one pass: written together and flushed (one gathered `sendmsg` when publishes came
 /// faster than they are delivered), before the next stream is served. So the first stream's bytes leave as soon as
 /// the read is decoded, rather than after the frames were queued on every stream first (with 2,500 streams a worker,
 /// that queueing pass delayed every delivery by milliseconds and put the median latency above nchan's).
