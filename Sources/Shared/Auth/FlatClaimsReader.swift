@@ -4,7 +4,7 @@ import JWTKit
 /// Reads the claims of the usual token (one flat JSON object of ASCII strings and integers, perhaps a `user` object
 /// of the same) without Foundation's `JSONDecoder`, which was a fifth of the supervisor's CPU in a storm of first
 /// connections. It gives up (nil) on anything it cannot read with certainty (an escape, a byte outside printable
-/// ASCII, a fraction or exponent, an array, a nested object, a repeated key, an `exp` that is not an integer...), and
+/// ASCII, an id with a fraction, an array, a nested object, a repeated key, an `exp` that is not a number...), and
 /// the caller then decodes with `JSONDecoder` as before. Where it does read, it reads what `JSONDecoder` reads:
 /// the fuzz target `token-claims` checks exactly that on every input.
 public enum FlatClaimsReader {
@@ -17,25 +17,33 @@ public enum FlatClaimsReader {
             var claims = HubClaims()
             for (key, value) in members {
                 switch key {
-                case "sub": claims.sub = value.id
-                case "id": claims.id = value.id
+                case "sub", "id":
+                    // Whether the decoder reads an integer out of `1.0` is its own business: not guessed at here.
+                    if case .fraction = value { return nil }
+                    if key == "sub" { claims.sub = value.id } else { claims.id = value.id }
                 case "user":
                     switch value {
                     case .user(let id): claims.user = HubClaims.UserClaim(id: id)
-                    case .null, .string, .integer, .literal: claims.user = nil  // not an object: absent, as decoded
+                    case .null, .string, .integer, .fraction, .literal: claims.user = nil  // not an object: absent, as decoded
                     }
-                case "role": claims.role = value.string
-                case "iss": claims.iss = value.string
+                case "role", "iss":
+                    if case .fraction = value { return nil }
+                    if key == "role" { claims.role = value.string } else { claims.iss = value.string }
                 case "exp", "nbf":
                     // Decoded with `try`: anything but a number fails the token, which the decoder must say.
-                    guard case .integer(let seconds) = value else { return nil }
-                    let date = Date(timeIntervalSince1970: Double(seconds))
+                    let seconds: Double
+                    switch value {
+                    case .integer(let integer): seconds = Double(integer)
+                    case .fraction(let fraction): seconds = fraction
+                    default: return nil
+                    }
+                    let date = Date(timeIntervalSince1970: seconds)
                     if key == "exp" { claims.exp = ExpirationClaim(value: date) } else { claims.nbf = NotBeforeClaim(value: date) }
                 case "aud":
                     switch value {
                     case .string(let audience): claims.aud = AudienceClaim(value: [audience])
                     case .null: claims.aud = nil
-                    case .integer, .literal, .user: return nil
+                    case .integer, .fraction, .literal, .user: return nil
                     }
                 default: continue
                 }
@@ -48,6 +56,8 @@ public enum FlatClaimsReader {
     enum Value {
         case string(String)
         case integer(Int64)
+        /// A number with a fraction or an exponent (jwt-kit writes `exp` so), as a finite `Double`.
+        case fraction(Double)
         /// `null`.
         case null
         /// `true` or `false`.
@@ -142,7 +152,7 @@ public enum FlatClaimsReader {
             guard let next = peek else { return nil }
             switch next {
             case UInt8(ascii: "\""): return string().map(Value.string)
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return integer().map(Value.integer)
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
             case UInt8(ascii: "t"): return word("true") ? .literal : nil
             case UInt8(ascii: "f"): return word("false") ? .literal : nil
             case UInt8(ascii: "n"): return word("null") ? .null : nil
@@ -150,23 +160,33 @@ public enum FlatClaimsReader {
             }
         }
 
-        /// `-?(0|[1-9][0-9]*)` that fits an `Int64`, not followed by a fraction or an exponent.
-        private mutating func integer() -> Int64? {
-            let negative = take(UInt8(ascii: "-"))
+        /// A JSON number: `-?(0|[1-9][0-9]*)` that fits an `Int64` is an integer; with a fraction `(\.[0-9]+)?` or an
+        /// exponent `([eE][+-]?[0-9]+)?` it is parsed as a `Double` (correctly rounded, as the decoder parses it).
+        private mutating func number() -> Value? {
             let start = index
-            var value: Int64 = 0
-            while let byte = peek, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
-                let digit = Int64(byte - UInt8(ascii: "0"))
-                let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-                let (next, overflow2) = negative ? times10.subtractingReportingOverflow(digit) : times10.addingReportingOverflow(digit)
-                guard !overflow1, !overflow2 else { return nil }
-                value = next
-                index += 1
+            _ = take(UInt8(ascii: "-"))
+            let integerStart = index
+            guard skipDigits() > 0, !(index - integerStart > 1 && bytes[integerStart] == UInt8(ascii: "0")) else { return nil }
+            var isInteger = true
+            if take(UInt8(ascii: ".")) {
+                guard skipDigits() > 0 else { return nil }
+                isInteger = false
             }
-            let digits = index - start
-            guard digits > 0, !(digits > 1 && bytes[start] == UInt8(ascii: "0")) else { return nil }
-            if let byte = peek, byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") { return nil }
-            return value
+            if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
+                if !take(UInt8(ascii: "+")) { _ = take(UInt8(ascii: "-")) }
+                guard skipDigits() > 0 else { return nil }
+                isInteger = false
+            }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            if isInteger { return Int64(text).map(Value.integer) }  // nil past Int64: given up
+            guard let value = Double(text), value.isFinite else { return nil }
+            return .fraction(value)
+        }
+
+        private mutating func skipDigits() -> Int {
+            let start = index
+            while let byte = peek, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") { index += 1 }
+            return index - start
         }
 
         private mutating func word(_ word: StaticString) -> Bool {
