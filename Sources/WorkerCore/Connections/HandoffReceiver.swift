@@ -7,8 +7,9 @@ import Shared
 /// SwiftNIO channel (it has a request to read and answer).
 ///
 /// SwiftNIO can neither receive descriptors nor watch a socket it does not read, so the supervisor rings a
-/// doorbell (a pipe, which a `PipeChannel` reads) after the connections it sent in a turn of its accept loop: the event loop wakes, drains
-/// the socket with non-blocking `recvmsg`, and adopts each connection in the same turn, with no thread between.
+/// doorbell (a pipe, which a `PipeChannel` reads) once per turn of its accept loop that sent connections here: the
+/// event loop wakes, drains the socket with non-blocking `recvmsg`, and adopts each connection in the same turn, with
+/// no thread between.
 /// The doorbell's end (the supervisor closed it, or died) ends the worker.
 struct HandoffReceiver: Sendable {
     let socket: CInt
