@@ -51,6 +51,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Users' tokens the accept thread remembers as verified (by digest, each until its exp), so a reconnect storm skips their verification; 0 turns it off.")
     var tokenCacheSize: Int = 65_536
 
+    @Option(help: "Microseconds the accept thread lets new connections gather after a turn that took some, while they keep arriving, so that each wake-up of the supervisor and of a worker serves several; at most this is added to a connection's set-up; 0 turns it off.")
+    var acceptBatchUs: Int = 1000
+
     @Option(help: "Seconds a worker may leave the supervisor's pings unanswered before it is killed as hung and restarted (an overloaded host delays healthy workers by seconds).")
     var workerHangTimeout: Int = 15
 
@@ -78,6 +81,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
+        guard (0...100_000).contains(acceptBatchUs) else { throw ValidationError("--accept-batch-us must be 0 to 100000") }
         guard (0...10_000_000).contains(tokenCacheSize) else { throw ValidationError("--token-cache-size must be 0 to 10000000") }
         guard (3...600).contains(workerHangTimeout) else { throw ValidationError("--worker-hang-timeout must be 3 to 600 seconds") }
         guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
@@ -151,6 +155,7 @@ struct Serve: AsyncParsableCommand {
             workerWait: .milliseconds(workerWaitMs), workerBacklogBytes: workerBacklogBytes, clientLimits: clientLimits.policy,
             logLevel: logLevel, stream: stream)
         configuration.tokenCacheSize = tokenCacheSize
+        configuration.acceptBatchWindow = .microseconds(acceptBatchUs)
         configuration.metricsListenAddress = metricsListen
         configuration.keySources = keySources
         configuration.workerHangTimeout = .seconds(workerHangTimeout)

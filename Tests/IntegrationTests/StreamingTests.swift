@@ -116,6 +116,35 @@ struct StreamingTests {
         #expect(try await hub.health().status == "healthy")
     }
 
+    /// While connections keep arriving, the accept thread lets more gather (`--accept-batch-us`, here 50 ms) before it
+    /// looks again: whatever arrives meanwhile is served all the same (streams, a head whose end comes later, the
+    /// supervisor's own answers), and an idle hub gathers nothing.
+    @Test func connectionsThatGatherWhileTheAcceptThreadWaitsAreAllServed() async throws {
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--accept-batch-us", "50000"])
+        defer { Task { try await hub.stop() } }
+        let split = try await TestConnection.open(port: hub.port)
+        try await split.send(Array("GET /api/health HTTP/1.1\r\n".utf8))
+        let users = (0..<40).map { "gathered-\($0)" }
+        let streams = try await withThrowingTaskGroup(of: SSETestStream.self) { group in
+            for user in users { group.addTask { try await hub.openStream(user) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        try await split.send(Array("Host: x\r\n\r\n".utf8))
+        #expect(try await split.response().status == 200)
+        try await waitUntil("every stream counted") { try await hub.health().services.sse.totalClients == users.count }
+        #expect(try await hub.publish(#"{"event":"after","data":1}"#).status == 200)
+        for stream in streams { try await stream.waitForEvent("after") }
+        for stream in streams { await stream.close() }
+    }
+
+    @Test func anAcceptBatchWindowOutOfRangeIsRefusedAtStart() async throws {
+        let run = try await ChildProcess.run(
+            HubProcess.buildDirectory.appendingPathComponent("sse-supervisor"), ["--listen", "127.0.0.1:0", "--accept-batch-us", "100001"],
+            environment: ["SSE_JWT_SECRET": HubProcess.secret])
+        #expect(run.status == 64, "\(run.errors)")
+        #expect(run.errors.contains("--accept-batch-us must be 0 to 100000"), "\(run.errors)")
+    }
+
     @Test func topicsBelongToTheUserAndSurviveAReconnect() async throws {
         let hub = try await HubProcess.start(workers: 2)
         defer { Task { try await hub.stop() } }

@@ -129,6 +129,13 @@ public enum Syscall {
         return try retryingEINTR("poll") { Glibc.poll(&entry, 1, timeoutMilliseconds) } > 0
     }
 
+    /// `nanosleep(2)` for `duration`; a signal's interruption sleeps the rest.
+    public static func sleep(for duration: Duration) {
+        var request = timespec(tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) == -1, errno == EINTR { request = remaining }
+    }
+
     /// `fcntl(F_SETFL)`: sets or clears `O_NONBLOCK`.
     public static func setNonBlocking(_ fd: CInt, _ nonBlocking: Bool) throws(Errno) {
         let flags = try retryingEINTR("fcntl") { fcntl(fd, F_GETFL) }

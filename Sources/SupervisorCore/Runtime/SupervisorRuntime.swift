@@ -27,6 +27,8 @@ public struct SupervisorRuntime: Sendable {
         public var maximumHeadBytes: Int
         /// Users' tokens remembered as verified by the accept thread (`CachingTokenVerifier`); 0: none.
         public var tokenCacheSize = 65_536
+        /// How long the accept thread lets connections gather after a busy turn (`--accept-batch-us`); zero: never.
+        public var acceptBatchWindow = Duration.microseconds(1000)
         /// A worker silent this long is killed and restarted (`--worker-hang-timeout`).
         public var workerHangTimeout: Duration = .seconds(15)
         /// How long a dead worker's shard waits before it starts another (`--worker-restart-delay-ms`).
@@ -151,7 +153,8 @@ public struct SupervisorRuntime: Sendable {
         let reactor = AcceptReactor(
             listeners: listeners, operatorListener: operatorSocket,
             limits: .init(
-                headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits, tokenCacheSize: c.tokenCacheSize),
+                headTimeout: c.headTimeout, maximumHeadBytes: c.maximumHeadBytes, perClientAddress: c.clientLimits, tokenCacheSize: c.tokenCacheSize,
+                batchWindow: c.acceptBatchWindow),
             router: router, tables: tables, handOver: handOver, carried: carried ?? AcceptHandOver.Held(), logger: logger)
         var sharedLogService: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let sharedLog = c.sharedLog?.log {
