@@ -49,6 +49,8 @@ Scenario = collections.namedtuple(
 # A reconnect storm: after 30 events every stream drops at once and comes back with its Last-Event-ID, offered as fast as
 # the server takes them (512 in flight), while the publishing goes on.
 STORM = ("--storm-after", "10", "--storm-rate", "50000")
+# The same storm offered 5,000 reconnections a second: each comes back on its own, a wake-up of the server's each.
+STORM_5K = ("--storm-after", "10", "--storm-rate", "5000")
 SCENARIOS = [
     Scenario("idle-20k", 20000, 1, 1, 2, False),
     # Connections as fast as the server takes them, 512 in flight at any time (a flood would measure SYN
@@ -66,6 +68,7 @@ SCENARIOS = [
     Scenario("broadcast-5k-10/s", 5000, 100, 10, 2, False, peers=("nchan", "node", "pushpin"), max_connecting=50),
     # One event a second: both servers keep up, so the storm is what is measured (at 10/s nchan falls behind).
     Scenario("resume-storm-20k", 20000, 30, 1, 2, False, max_connecting=512, common=STORM),
+    Scenario("resume-storm-20k-5000/s", 20000, 30, 1, 2, False, max_connecting=512, common=STORM_5K),
     # The same with the supervisor's cache of verified tokens off: what the cache saves a storm.
     Scenario("resume-storm-20k-uncached", 20000, 30, 1, 2, False, max_connecting=512, common=STORM, peers=(),
              hub_args=("--token-cache-size", "0")),

@@ -167,6 +167,12 @@ import Testing
         #expect(TokenLocation.queryValue("lastEventId", in: "/s?token=a&lastEventId=12-3") == "12-3")
         #expect(TokenLocation.queryValue("flag", in: "/s?flag") == "")
         #expect(TokenLocation.queryValue("q", in: "/s?q=a+b%20c") == "a b c")
+        #expect(TokenLocation.queryValue("q", in: "/s?q=&q=2") == "")
+        #expect(TokenLocation.queryValue("q", in: "/s?&&q=é&") == "é")
+        #expect(TokenLocation.queryValue("q", in: "/s?") == nil)
+        #expect(TokenLocation.queryValue("q", in: "/s?qq=1&=q") == nil)
+        #expect(TokenLocation.queryValue("q", in: "/s?q=%zz") == nil, "bad percent-encoding reads as absent")
+        #expect(TokenLocation.queryValue("ü", in: "/s?a=1&ü=2") == "2")
     }
 
     @Test func secretSources() throws {

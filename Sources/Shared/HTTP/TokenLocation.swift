@@ -34,22 +34,26 @@ public enum TokenLocation {
     /// Read on every connection the supervisor routes, so it scans the UTF-8 bytes rather than build
     /// `URLComponents` or split by `Character` (both a measurable share of the hand-off's CPU).
     public static func queryValue(_ name: String, in target: String) -> String? {
-        let bytes = target.utf8
-        guard let question = bytes.firstIndex(of: UInt8(ascii: "?")) else { return nil }
-        let nameBytes = name.utf8
-        var pairStart = bytes.index(after: question)
-        while pairStart < bytes.endIndex {
-            let pairEnd = bytes[pairStart...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.endIndex
-            let pair = bytes[pairStart..<pairEnd]
-            let equals = pair.firstIndex(of: UInt8(ascii: "="))
-            if pair[..<(equals ?? pairEnd)].elementsEqual(nameBytes) {
-                guard let equals else { return "" }
-                let raw = Substring(pair[bytes.index(after: equals)...])
-                if !raw.utf8.contains(UInt8(ascii: "%")) && !raw.utf8.contains(UInt8(ascii: "+")) { return String(raw) }
-                return raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        var target = target
+        // The contiguous bytes: `String.UTF8View`'s own scans go byte by byte through its generic index.
+        return target.withUTF8 { bytes in
+            guard let question = bytes.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+            var pairStart = question + 1
+            while pairStart < bytes.count {
+                let pairEnd = bytes[pairStart...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
+                let pair = UnsafeBufferPointer(rebasing: bytes[pairStart..<pairEnd])
+                let equals = pair.firstIndex(of: UInt8(ascii: "="))
+                if UnsafeBufferPointer(rebasing: pair[..<(equals ?? pair.count)]).elementsEqual(name.utf8) {
+                    guard let equals else { return "" }
+                    // Cut at ASCII bytes of a valid string, so still valid UTF-8.
+                    let raw = UnsafeBufferPointer(rebasing: pair[(equals + 1)...])
+                    let value = String(decoding: raw, as: UTF8.self)
+                    if !raw.contains(UInt8(ascii: "%")) && !raw.contains(UInt8(ascii: "+")) { return value }
+                    return value.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+                }
+                pairStart = pairEnd + 1
             }
-            pairStart = pairEnd < bytes.endIndex ? bytes.index(after: pairEnd) : pairEnd
+            return nil
         }
-        return nil
     }
 }
