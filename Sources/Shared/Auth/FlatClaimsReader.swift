@@ -108,7 +108,10 @@ public enum FlatClaimsReader {
                 let value: Value
                 if allowingUser, key == "user", peek == UInt8(ascii: "{") {
                     guard let inner = object(allowingUser: false) else { return nil }
-                    value = .user(inner.first(where: { $0.0 == "id" })?.1.id)
+                    let id = inner.first(where: { $0.0 == "id" })?.1
+                    // The decoder reads an integral one (`4e2`) as an integer id: left to it, as at the top level.
+                    if case .fraction = id { return nil }
+                    value = .user(id?.id)
                 } else {
                     guard let scalar = scalar() else { return nil }
                     value = scalar
