@@ -118,7 +118,7 @@ struct StreamingTests {
 
     /// While connections keep arriving, the accept thread lets more gather (`--accept-batch-us`, here 50 ms) before it
     /// looks again: whatever arrives meanwhile is served all the same (streams, a head whose end comes later, the
-    /// supervisor's own answers), and an idle hub gathers nothing.
+    /// supervisor's own answers).
     @Test func connectionsThatGatherWhileTheAcceptThreadWaitsAreAllServed() async throws {
         let hub = try await HubProcess.start(workers: 2, arguments: ["--accept-batch-us", "50000"])
         defer { Task { try await hub.stop() } }
