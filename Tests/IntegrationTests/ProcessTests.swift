@@ -104,6 +104,34 @@ struct ProcessTests {
         _ = try await hub.openStream("after-the-storm")
     }
 
+    /// Connections that reach a worker at its open-files limit together, in one hand-off message: the kernel installs
+    /// the descriptors it has room for, in order, and drops the rest. The worker serves those that arrived, each with
+    /// its own hand-off, and counts every other one as lost: none unaccounted for, none counted twice.
+    @Test func aBatchToAWorkerOutOfDescriptorsServesWhatArrivedAndCountsTheRest() async throws {
+        let hub = try await HubProcess.start(workers: 1, arguments: ["--accept-batch-us", "20000"], openFilesLimit: 100)
+        defer { Task { try await hub.stop() } }
+        var targets: [String] = []
+        for index in 0..<120 { targets.append("/api/sse/stream?token=\(try await hub.token("batch-\(index)"))") }
+        let streams = try await withThrowingTaskGroup(of: SSETestStream.self) { group in
+            for target in targets { group.addTask { try await SSETestStream.open(port: hub.port, target: target) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        try await waitUntil("every stream connected or closed") {
+            streams.allSatisfy { !$0.events(named: "connected").isEmpty || $0.isClosed }
+        }
+        let connected = streams.filter { !$0.isClosed }
+        let lost = streams.count - connected.count
+        #expect(lost > 0 && connected.count > 50, "\(connected.count) of 120 connected under a limit of 100")
+        func logged() -> Int {
+            hub.logged("event=worker-out-of-descriptors").compactMap { $0.value(of: "lost").flatMap { Int($0) } }.reduce(0, +)
+        }
+        try await waitUntil("every loss counted") { logged() >= lost }
+        #expect(logged() == lost, "each lost connection counted once")
+        try await waitUntil("the connected counted") { try await hub.health().services.sse.totalClients == connected.count }
+        #expect(try await hub.publish(#"{"event":"still","data":1}"#).status == 200)
+        for stream in connected { try await stream.waitForEvent("still") }
+    }
+
     @Test func aConnectionServesOneUserRequestOnly() async throws {
         let hub = try await HubProcess.start(workers: 3)
         defer { Task { try await hub.stop() } }

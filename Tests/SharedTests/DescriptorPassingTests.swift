@@ -120,6 +120,88 @@ import Glibc
         #expect(throws: Errno.messageTooLong) { try DescriptorPassing.receive(from: ours) }
         #expect(try process.wait() == 0)
     }
+
+    /// A batch arrives in one message, each descriptor with its hand-off, read by an independent implementation.
+    @Test func aBatchCarriesEachConnectionWithItsDescriptor() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer { Syscall.close(ours) }
+        let users = ["ann", "bob", "cy"]
+        var batch = HandoffBatch()
+        var pipes: [(read: CInt, write: CInt)] = []
+        for user in users {
+            let pipe = try Syscall.pipe()
+            #expect(Glibc.write(pipe.write, user, user.utf8.count) == user.utf8.count)
+            Syscall.close(pipe.write)
+            pipes.append(pipe)
+            #expect(batch.append(descriptor: pipe.read, payload: try Handoff(route: .stream, userID: user, tokenExpiry: nil).encoded()))
+        }
+        try batch.send(over: ours)
+        pipes.forEach { Syscall.close($0.read) }
+        // Python parses the layout on its own and checks each descriptor's pipe holds the user its hand-off names.
+        let process = try runPython(
+            """
+            import socket, struct; s = socket.socket(fileno=3)
+            data, fds, flags, _ = socket.recv_fds(s, 65536, 32)
+            assert data[0] == 0xBA and data[1] == len(fds) == 3, (data[:2], fds)
+            offset = 2
+            for fd in fds:
+                (length,) = struct.unpack('>H', data[offset:offset + 2]); offset += 2
+                handoff = data[offset:offset + length]; offset += length
+                assert handoff.endswith(os.read(fd, 64)), (handoff, fd)
+            assert offset == len(data)
+            """, passing: theirs)
+        Syscall.close(theirs)
+        #expect(try process.wait() == 0)
+    }
+
+    /// What the worker relies on when it is at its open-files limit: the kernel installs the first descriptors it can
+    /// and says the rest are cut (`MSG_CTRUNC`); here the receiver's room for `maximumDescriptors` cuts a message of more.
+    @Test func descriptorsCutShortAreTheFirstOnesSent() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer { Syscall.close(ours) }
+        let sent = DescriptorPassing.maximumDescriptors + 4
+        let process = try runPython(
+            """
+            import socket; s = socket.socket(fileno=3)
+            pipes = [os.pipe() for _ in range(\(sent))]
+            for index, (r, w) in enumerate(pipes): os.write(w, str(index).encode())
+            socket.send_fds(s, [b'several'], [r for r, w in pipes])
+            """, passing: theirs)
+        Syscall.close(theirs)
+        #expect(try process.wait() == 0)
+        let received = try #require(
+            try DescriptorPassing.receive(from: ours, maximumDescriptors: DescriptorPassing.maximumDescriptors))
+        defer { received.descriptors.forEach(Syscall.close) }
+        #expect(received.descriptorsCutShort)
+        #expect(received.payload == Array("several".utf8))
+        var contents: [String] = []
+        for fd in received.descriptors {
+            var bytes = [UInt8](repeating: 0, count: 8)
+            let count = Glibc.read(fd, &bytes, bytes.count)
+            contents.append(String(decoding: bytes[..<max(count, 0)], as: UTF8.self))
+        }
+        #expect(contents == (0..<DescriptorPassing.maximumDescriptors).map(String.init), "the first ones, in order")
+    }
+
+    /// A receiver that takes one descriptor a message (a worker of a release before batches) refuses a batch.
+    @Test func aBatchIsRefusedByAReceiverOfOneDescriptorAMessage() throws {
+        let (ours, theirs) = try Syscall.socketPair(type: .seqpacket)
+        defer {
+            Syscall.close(ours)
+            Syscall.close(theirs)
+        }
+        var batch = HandoffBatch()
+        let pipe = try Syscall.pipe()
+        defer {
+            Syscall.close(pipe.read)
+            Syscall.close(pipe.write)
+        }
+        for user in ["a", "b"] {
+            #expect(batch.append(descriptor: pipe.read, payload: try Handoff(route: .stream, userID: user, tokenExpiry: nil).encoded()))
+        }
+        try batch.send(over: ours)
+        #expect(throws: Errno.messageTooLong) { try DescriptorPassing.receive(from: theirs) }
+    }
 }
 
 import SystemPackage

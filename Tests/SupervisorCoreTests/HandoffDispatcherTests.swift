@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Shared
 import Synchronization
@@ -31,9 +34,10 @@ struct HandoffDispatcherTests {
                 onUnavailable: { fd, handoff in box.refused.append((fd, handoff.userID)) })
         }
 
-        /// Publishes a table and lets the dispatcher take it (as the reactor does on the table's ring).
-        func publish(links: [HandoffLink?]) {
-            tables.publish(HandoffTable(links: links))
+        /// Publishes a table and lets the dispatcher take it (as the reactor does on the table's ring). Workers read
+        /// batches, as this release's do, unless `batchLimit` says otherwise.
+        func publish(links: [HandoffLink?], batchLimit: Int = HandoffBatch.maximumCount) {
+            tables.publish(HandoffTable(links: links, batchLimits: Array(repeating: batchLimit, count: links.count)))
             dispatcher.tableChanged()
         }
 
@@ -51,6 +55,10 @@ struct HandoffDispatcherTests {
     final class Worker {
         let link: HandoffLink
         let ends: HandoffLink.WorkerEnds
+        /// How many connections each message received carried.
+        private(set) var messageSizes: [Int] = []
+        /// Reads messages as a worker of a release before batches does (one descriptor each, or the message is refused).
+        var readsBatches = true
         private var open = true
 
         init() throws {
@@ -68,30 +76,49 @@ struct HandoffDispatcherTests {
 
         deinit { close() }
 
-        /// The hand-offs queued for this worker, in order (non-blocking).
+        /// The hand-offs queued for this worker, in order (non-blocking). Each descriptor must be the one its hand-off
+        /// names: a job's pipe holds its user id (`job`), unless it stands in for several.
         func received() throws -> [Handoff] {
             var result: [Handoff] = []
             try Syscall.setNonBlocking(ends.socket, true)
             while let message = try next() {
-                if let fd = message.descriptor { Syscall.close(fd) }
-                result.append(try Handoff(decoding: message.payload))
+                defer { message.descriptors.forEach(Syscall.close) }
+                let payloads = HandoffBatch.isBatch(message.payload) ? try HandoffBatch.entries(of: message.payload) : [message.payload[...]]
+                try #require(payloads.count == message.descriptors.count, "a descriptor for every hand-off")
+                messageSizes.append(payloads.count)
+                for (fd, payload) in zip(message.descriptors, payloads) {
+                    let handoff = try Handoff(decoding: payload)
+                    if let written = Self.contents(of: fd) { #expect(written == handoff.userID, "the descriptor sent with it") }
+                    result.append(handoff)
+                }
             }
             return result
+        }
+
+        /// What a job's pipe holds (nil for a stand-in that holds nothing).
+        private static func contents(of fd: CInt) -> String? {
+            guard (try? Syscall.setNonBlocking(fd, true)) != nil else { return nil }
+            var bytes = [UInt8](repeating: 0, count: 256)
+            let count = Glibc.read(fd, &bytes, bytes.count)
+            return count > 0 ? String(decoding: bytes[..<count], as: UTF8.self) : nil
         }
 
         /// The next message, or nil when none is queued (or the supervisor's end is closed).
         private func next() throws -> DescriptorPassing.Received? {
             do {
-                return try DescriptorPassing.receive(from: ends.socket, waiting: false)
+                return try DescriptorPassing.receive(
+                    from: ends.socket, waiting: false, maximumDescriptors: readsBatches ? HandoffBatch.maximumCount : 1)
             } catch .wouldBlock {
                 return nil
             }
         }
     }
 
-    /// A job carrying a fresh descriptor (a pipe's end stands in for a client's socket).
+    /// A job carrying a fresh descriptor: a pipe's end stands in for a client's socket, and holds the user id, so
+    /// the worker's side can tell that each hand-off came with its own descriptor.
     static func job(_ userID: String, shard: Int, route: HandoffRoute = .stream) throws -> HandoffDispatcher.Job {
         let pipe = try Syscall.pipe()
+        #expect(Glibc.write(pipe.write, userID, userID.utf8.count) == userID.utf8.count)
         Syscall.close(pipe.write)
         let handoff = Handoff(route: route, userID: userID, tokenExpiry: nil)
         return HandoffDispatcher.Job(fd: pipe.read, payload: try handoff.encoded(), shard: shard, handoff: handoff, acceptedAt: .now)
@@ -113,23 +140,65 @@ struct HandoffDispatcherTests {
         }
     }
 
-    @Test func aConnectionIsPassedAtOnceWhenItsWorkerIsUp() throws {
+    @Test func aConnectionIsPassedWithItsTurnsFlush() throws {
         let fixture = try Fixture(shards: 2)
         let worker = try Worker()
         fixture.publish(links: [nil, worker.link])
         fixture.dispatcher.dispatch(try Self.job("ann", shard: 1))
+        #expect(try worker.received().isEmpty, "queued until the accept loop's turn ends")
+        fixture.dispatcher.flush()
         #expect(try worker.received().map(\.userID) == ["ann"])
+        #expect(worker.messageSizes == [1], "alone, in the layout every release reads")
         #expect(fixture.dispatcher.nextDeadline == nil, "nothing waits")
+    }
+
+    @Test func aTurnsConnectionsGoToEachWorkerInOneMessageInOrder() throws {
+        let fixture = try Fixture(shards: 2)
+        let workers = [try Worker(), try Worker()]
+        fixture.publish(links: workers.map(\.link))
+        let users = (0..<8).map { "user-\($0)" }
+        for (index, user) in users.enumerated() { fixture.dispatcher.dispatch(try Self.job(user, shard: index % 3 == 0 ? 0 : 1)) }
+        fixture.dispatcher.flush()
+        #expect(try workers[0].received().map(\.userID) == ["user-0", "user-3", "user-6"])
+        #expect(try workers[1].received().map(\.userID) == ["user-1", "user-2", "user-4", "user-5", "user-7"])
+        #expect(workers.map(\.messageSizes) == [[3], [5]], "one message to each worker")
+    }
+
+    @Test func aFullBatchGoesAtOnceAndTheRestWithTheFlush() throws {
+        let fixture = try Fixture(shards: 1)
+        let worker = try Worker()
+        fixture.publish(links: [worker.link])
+        let users = (0...HandoffBatch.maximumCount).map { "user-\($0)" }
+        for user in users { fixture.dispatcher.dispatch(try Self.job(user, shard: 0)) }
+        #expect(try worker.received().map(\.userID) == Array(users.dropLast()), "a full message is not held back")
+        fixture.dispatcher.flush()
+        #expect(try worker.received().map(\.userID) == [users.last!])
+        #expect(worker.messageSizes == [HandoffBatch.maximumCount, 1])
+    }
+
+    /// After an in-place upgrade the previous release's workers still serve until a reload: they refuse a message
+    /// with several descriptors (and lose its connections), so they must get one connection a message.
+    @Test func aWorkerOfAReleaseBeforeBatchesGetsOneConnectionAMessage() throws {
+        let fixture = try Fixture(shards: 1)
+        let worker = try Worker()
+        worker.readsBatches = false
+        fixture.publish(links: [worker.link], batchLimit: 1)
+        for user in ["a", "b", "c"] { fixture.dispatcher.dispatch(try Self.job(user, shard: 0)) }
+        fixture.dispatcher.flush()
+        #expect(try worker.received().map(\.userID) == ["a", "b", "c"])
+        #expect(worker.messageSizes == [1, 1, 1])
     }
 
     @Test func connectionsWaitForAWorkerAndArePassedInOrderWhenTheTableListsIt() throws {
         let fixture = try Fixture(shards: 1)
         for user in ["a", "b", "c"] { fixture.dispatcher.dispatch(try Self.job(user, shard: 0)) }
+        fixture.dispatcher.flush()
         #expect(fixture.dispatcher.nextDeadline != nil, "they wait")
         let worker = try Worker()
         fixture.publish(links: [worker.link])
         #expect(try worker.received().map(\.userID) == ["a", "b", "c"])
         fixture.dispatcher.dispatch(try Self.job("d", shard: 0))
+        fixture.dispatcher.flush()
         #expect(try worker.received().map(\.userID) == ["d"])
         #expect(fixture.box.refused.isEmpty)
     }
@@ -164,6 +233,7 @@ struct HandoffDispatcherTests {
         #expect(filled > 0)
         fixture.dispatcher.dispatch(try Self.job("queued-1", shard: 0))
         fixture.dispatcher.dispatch(try Self.job("queued-2", shard: 0))
+        fixture.dispatcher.flush()
         #expect(fixture.dispatcher.nextDeadline != nil, "they wait for room")
         // The worker reads: the socket turns writable, epoll says so, and the waiting ones go, in order.
         let first = try worker.received()

@@ -13,7 +13,7 @@ import NIOCore
 public enum ControlFrame {
     /// The version this build speaks first. The tests' switch `SSE_HUB_TEST_PROTOCOL_BUMP` makes it one higher (an
     /// in-place upgrade test runs a "newer" build without building one; the layout is the same).
-    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 6 : 7
+    public static let version: UInt8 = ProcessInfo.processInfo.environment["SSE_HUB_TEST_PROTOCOL_BUMP"] == nil ? 7 : 8
     /// The oldest version this build still reads and writes: the first release that upgrades in place.
     public static let oldestVersion: UInt8 = 4
     public static var supportedVersions: ClosedRange<UInt8> { oldestVersion...version }
@@ -23,6 +23,9 @@ public enum ControlFrame {
     /// The first version whose `streamOpened`, `streamClosed` and `endStream` name one stream (`UserStream.openedAt`)
     /// and whose workers report every stream's close, not only a user's last; and the first with `counters`.
     public static let streamNameVersion: UInt8 = 6
+    /// The first version whose workers read several connections in one hand-off message (`HandoffBatch`); its frames
+    /// are version 6's. A worker of an earlier release closes a message with more than one descriptor, losing them.
+    public static let batchedHandoffVersion: UInt8 = 7
     /// Large enough for any frame either side writes: a publish is at most 64 KiB of JSON, and lists (a
     /// stats report's topics, a user's topics) go out in frames of at most `maximumListCount` entries.
     public static let maximumLength = 4 * 1024 * 1024

@@ -101,7 +101,7 @@ public struct Handoff: Sendable, Hashable {
         return Array(buffer.readableBytesView)
     }
 
-    public init(decoding bytes: [UInt8]) throws(ControlProtocolError) {
+    public init(decoding bytes: some Collection<UInt8>) throws(ControlProtocolError) {
         var buffer = ByteBuffer(bytes: bytes)
         guard let version = buffer.readInteger(as: UInt8.self), version == Self.version || version == Self.versionWithOpenedAt else {
             throw ControlProtocolError(.unsupportedVersion, "hand-off of version \(bytes.first.map(String.init) ?? "none")")

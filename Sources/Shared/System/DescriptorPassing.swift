@@ -10,6 +10,8 @@ import SystemPackage
 public enum DescriptorPassing {
     /// The largest payload a message may carry; longer ones are refused by both sides.
     public static let maximumPayload = 64 * 1024
+    /// The most descriptors one message may carry (`ReceiveBuffers` has room for this many).
+    public static let maximumDescriptors = 16
 
     /// `CMSG_ALIGN`, `CMSG_SPACE` and `CMSG_LEN`: C macros that do not import into Swift.
     static func controlAlign(_ length: Int) -> Int {
@@ -17,39 +19,59 @@ public enum DescriptorPassing {
         return (length + alignment - 1) & ~(alignment - 1)
     }
     static let controlHeaderSize = controlAlign(MemoryLayout<cmsghdr>.size)
-    static let controlSpace = controlHeaderSize + controlAlign(MemoryLayout<CInt>.size)
-    static let controlLength = controlHeaderSize + MemoryLayout<CInt>.size
 
     /// `sendmsg(2)` with one `SCM_RIGHTS` descriptor. The caller still owns `descriptor` afterwards
     /// (the receiver gets its own copy) and normally closes it at once.
     /// Throws `Errno.wouldBlock` when the socket is non-blocking and its buffer is full, and `Errno.messageTooLong`
     /// for a payload over `maximumPayload` (the receiver would cut it short).
     public static func send(descriptor: CInt, payload: [UInt8], over socket: CInt) throws(Errno) {
-        guard payload.count <= maximumPayload else { throw .messageTooLong }
-        var control = [UInt8](repeating: 0, count: controlSpace)
-        var payload = payload.isEmpty ? [0] : payload  // a zero-length message cannot carry ancillary data
-        let sent = try Syscall.retryingEINTR("sendmsg") {
-            payload.withUnsafeMutableBytes { payloadBytes in
-            control.withUnsafeMutableBytes { controlBytes in
-                let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                header.pointee.cmsg_len = controlLength
-                header.pointee.cmsg_level = SOL_SOCKET
-                header.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                controlBytes.storeBytes(of: descriptor, toByteOffset: controlHeaderSize, as: CInt.self)
-                return withMessageHeader(payload: payloadBytes, control: controlBytes) { message in
-                    sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
+        try withUnsafePointer(to: descriptor) { descriptor in
+            payload.withUnsafeBytes { payload in
+                Result { () throws(Errno) in
+                    try send(descriptors: UnsafeBufferPointer(start: descriptor, count: 1), payload: payload, over: socket)
                 }
             }
-            }
-        }
-        precondition(sent == payload.count, "sendmsg on a SOCK_SEQPACKET socket wrote part of a message")
+        }.get()
     }
 
-    /// One message taken off the socket: the payload and the descriptor that came with it, if any.
-    /// The caller owns `descriptor` and must close or adopt it.
+    /// `sendmsg(2)` with up to `maximumDescriptors` descriptors in one `SCM_RIGHTS` message, all or none: one
+    /// system call, and one wake-up of the receiver, for several connections. The caller still owns the descriptors.
+    public static func send(descriptors: UnsafeBufferPointer<CInt>, payload: UnsafeRawBufferPointer, over socket: CInt) throws(Errno) {
+        precondition(!descriptors.isEmpty && descriptors.count <= maximumDescriptors, "\(descriptors.count) descriptors in one message")
+        guard payload.count <= maximumPayload else { throw .messageTooLong }
+        let descriptorBytes = descriptors.count * MemoryLayout<CInt>.size
+        let sent = try withUnsafeTemporaryAllocation(
+            byteCount: controlHeaderSize + controlAlign(descriptorBytes), alignment: MemoryLayout<cmsghdr>.alignment
+        ) { control throws(Errno) in
+            control.initializeMemory(as: UInt8.self, repeating: 0)
+            let header = control.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+            header.pointee.cmsg_len = controlHeaderSize + descriptorBytes
+            header.pointee.cmsg_level = SOL_SOCKET
+            header.pointee.cmsg_type = Int32(SCM_RIGHTS)
+            (control.baseAddress! + controlHeaderSize).copyMemory(from: descriptors.baseAddress!, byteCount: descriptorBytes)
+            var padding: UInt8 = 0  // a zero-length message cannot carry ancillary data
+            return try withUnsafeMutableBytes(of: &padding) { paddingBytes throws(Errno) in
+                // sendmsg only reads the payload; `iovec` has no const variant.
+                let body = payload.isEmpty ? paddingBytes : UnsafeMutableRawBufferPointer(mutating: payload)
+                return try Syscall.retryingEINTR("sendmsg") {
+                    withMessageHeader(payload: body, control: control) { message in sendmsg(socket, &message, Int32(MSG_NOSIGNAL)) }
+                }
+            }
+        }
+        precondition(sent == max(payload.count, 1), "sendmsg on a SOCK_SEQPACKET socket wrote part of a message")
+    }
+
+    /// One message taken off the socket: the payload and the descriptors that came with it, in the order sent.
+    /// The caller owns the descriptors and must close or adopt them.
     public struct Received: Sendable {
         public var payload: [UInt8]
-        public var descriptor: CInt?
+        public var descriptors: [CInt]
+        /// The kernel could not install every descriptor sent (this process reached its open-files limit): the rest
+        /// are gone, and `descriptors` are the first ones sent.
+        public var descriptorsCutShort = false
+
+        /// The one descriptor of a message that may carry at most one.
+        public var descriptor: CInt? { descriptors.first }
     }
 
     /// Room for `receive`: a payload buffer of `maximumPayload` bytes and a control buffer, allocated once
@@ -57,9 +79,10 @@ public enum DescriptorPassing {
     /// growth and trimming in a worker's profile). Not for sharing between threads.
     public final class ReceiveBuffers {
         let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: maximumPayload, alignment: 16)
-        // Room for several descriptors, so that a misbehaving sender's extras are received (and closed), not leaked.
+        // Room for `maximumDescriptors`, so that a misbehaving sender's extras are received (and closed), not leaked.
         let control = UnsafeMutableRawBufferPointer.allocate(
-            byteCount: controlHeaderSize + controlAlign(16 * MemoryLayout<CInt>.size), alignment: MemoryLayout<cmsghdr>.alignment)
+            byteCount: controlHeaderSize + controlAlign(maximumDescriptors * MemoryLayout<CInt>.size),
+            alignment: MemoryLayout<cmsghdr>.alignment)
 
         public init() {}
 
@@ -70,11 +93,13 @@ public enum DescriptorPassing {
     }
 
     /// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`. Returns nil at end of stream (the peer closed).
-    /// Extra descriptors, or a message cut short, are closed and reported as `Errno.messageTooLong`; a descriptor
-    /// this process had no room for (its open-files limit) as `Errno.tooManyOpenFiles`.
+    /// More than `maximumDescriptors`, or a payload cut short, are closed and reported as `Errno.messageTooLong`.
+    /// Descriptors this process had no room for (its open-files limit): with `maximumDescriptors` 1, reported as
+    /// `Errno.tooManyOpenFiles` (and a descriptor that did arrive is closed); with more, the message is returned with
+    /// `descriptorsCutShort`, so the caller can use those that arrived and count the rest as lost.
     /// With `waiting: false` (`MSG_DONTWAIT`) it throws `Errno.wouldBlock` when no message is queued.
     public static func receive(
-        from socket: CInt, waiting: Bool = true, using buffers: ReceiveBuffers = ReceiveBuffers()
+        from socket: CInt, waiting: Bool = true, using buffers: ReceiveBuffers = ReceiveBuffers(), maximumDescriptors: Int = 1
     ) throws(Errno) -> Received? {
         let control = buffers.control
         var flags: CInt = 0
@@ -88,14 +113,17 @@ public enum DescriptorPassing {
             }
         }
         let descriptors = parseDescriptors(UnsafeRawBufferPointer(rebasing: control[..<min(controlLength, control.count)]))
-        if count == 0 && descriptors.isEmpty { return nil }
-        // The kernel could not install the descriptor (RLIMIT_NOFILE reached): it is gone, and its connection with it.
-        if flags & Int32(MSG_CTRUNC) != 0 && descriptors.isEmpty { throw .tooManyOpenFiles }
-        if flags & Int32(MSG_TRUNC | MSG_CTRUNC) != 0 || descriptors.count > 1 {
+        let cutShort = flags & Int32(MSG_CTRUNC) != 0
+        if count == 0 && descriptors.isEmpty && !cutShort { return nil }
+        if flags & Int32(MSG_TRUNC) != 0 || descriptors.count > maximumDescriptors || (cutShort && maximumDescriptors == 1) {
             descriptors.forEach(Syscall.close)
+            // The kernel could not install the descriptor (RLIMIT_NOFILE reached): it is gone, and its connection with it.
+            if cutShort && descriptors.isEmpty && flags & Int32(MSG_TRUNC) == 0 { throw .tooManyOpenFiles }
             throw .messageTooLong
         }
-        return Received(payload: Array(UnsafeRawBufferPointer(rebasing: buffers.payload[..<count])), descriptor: descriptors.first)
+        return Received(
+            payload: Array(UnsafeRawBufferPointer(rebasing: buffers.payload[..<count])), descriptors: descriptors,
+            descriptorsCutShort: cutShort)
     }
 
     /// A `msghdr` over one payload buffer and a control buffer, for `sendmsg` and `recvmsg`.

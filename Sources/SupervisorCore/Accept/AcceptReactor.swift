@@ -200,7 +200,7 @@ final class AcceptReactor: Service, Sendable {
                 for event in ready {
                     switch event.token {
                     case Self.wakeToken:
-                        dispatcher.ringDoorbells()  // a pause or a stop must leave nothing unannounced
+                        dispatcher.flush()  // a pause or a stop must leave nothing unsent or unannounced
                         if reactor.handOver.servePause(holding: { held }) { continue }
                         reactor.logger.debug("accept loop stopping")
                         return
@@ -221,7 +221,7 @@ final class AcceptReactor: Service, Sendable {
                 dispatcher.expire(now: now)
                 resumeListenersIfDue()
                 clientLimitLog.flushIfDue()
-                dispatcher.ringDoorbells()
+                dispatcher.flush()
                 if acceptedThisTurn { letConnectionsGather(waited: turnEndedAt.duration(to: wokeAt)) }
                 acceptedThisTurn = false
                 turnEndedAt = .now

@@ -58,6 +58,7 @@ extension ControlPlane {
             low: settings.workerBacklogBytes / 2, high: settings.workerBacklogBytes)
         let (bound, logger, loopBoundWorker) = (self.bound, self.logger, NIOLoopBound(worker, eventLoop: eventLoop))
         worker.controlDescriptor = fd
+        worker.speaks(controlVersion: peerVersion)  // an upgrade's record; a new worker's hello says it
         ControlChannel.adopt(fd, group: eventLoop, backlog: backlog, peerVersion: peerVersion, unread: unread, unsent: unsent) {
             WorkerChannelHandler(plane: bound, worker: loopBoundWorker.value, logger: logger)
         }
@@ -90,6 +91,7 @@ extension ControlPlane {
     // MARK: From a worker's control channel
 
     func workerSaidHello(_ worker: WorkerHandle, _ hello: WorkerHello) {
+        worker.speaks(controlVersion: worker.controlFraming?.peerVersion)  // its first frame, so known by now
         apply(shards[worker.shard].helloReceived(generation: worker.generation), shard: worker.shard)
     }
 

@@ -274,9 +274,11 @@ final class ControlPlane {
 
     /// The hand-off table as the shards are now, published when a link came or went.
     private func publishTableIfChanged() {
-        let links = shards.map { $0.state.serving?.link }
-        if let lastTable, lastTable.links.elementsEqual(links, by: ===) { return }
-        let table = HandoffTable(links: links)
+        let serving = shards.map(\.state.serving)
+        let links = serving.map { $0?.link }
+        let batchLimits = serving.map { $0?.handoffBatchLimit ?? 1 }
+        if let lastTable, lastTable.links.elementsEqual(links, by: ===), lastTable.batchLimits == batchLimits { return }
+        let table = HandoffTable(links: links, batchLimits: batchLimits)
         lastTable = table
         tables.publish(table)
     }

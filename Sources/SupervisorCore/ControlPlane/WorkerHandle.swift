@@ -30,6 +30,9 @@ final class WorkerHandle: ShardWorker {
     var counters = WorkerCounters()
     /// Killed for its silence (`--worker-hang-timeout`): its exit is a hang, not a crash.
     var killedAsHung = false
+    /// How many connections one hand-off message to it may carry: `HandoffBatch.maximumCount` once it is known to
+    /// speak `ControlFrame.batchedHandoffVersion` or later (its hello, or an in-place upgrade's record), else 1.
+    private(set) var handoffBatchLimit = 1
     /// Its process has exited and was reaped.
     private(set) var released = false
     /// The hand-off protocol it speaks: this build's for a worker started here, the previous program's for one an
@@ -55,6 +58,12 @@ final class WorkerHandle: ShardWorker {
     /// The framing of its control channel: the version it speaks, the bytes read and not decoded yet.
     var controlFraming: ControlFrameHandler? {
         try? control?.pipeline.syncOperations.handler(type: ControlFrameHandler.self)
+    }
+
+    /// Learns the control protocol version it speaks, and so whether it reads batched hand-offs.
+    func speaks(controlVersion: UInt8?) {
+        guard let controlVersion else { return }
+        handoffBatchLimit = controlVersion >= ControlFrame.batchedHandoffVersion ? HandoffBatch.maximumCount : 1
     }
 
     /// The channel was adopted; it is closed instead when the process has gone meanwhile.

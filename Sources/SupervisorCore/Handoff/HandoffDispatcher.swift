@@ -3,8 +3,12 @@ import NIOCore
 import Shared
 import SystemPackage
 
-/// Passes connections to their shard's worker, on the accept thread, from the current `HandoffTable`; a
-/// connection whose worker is down, starting or has a full queue waits here, in order, until the table lists the
+/// Passes connections to their shard's worker, on the accept thread, from the current `HandoffTable`.
+///
+/// Connections are queued per shard as the accept loop routes them and sent once per turn of the loop (`flush`), as
+/// many to a message as the worker reads (`HandoffBatch`), so a burst costs each worker one `sendmsg`, one `recvmsg`
+/// and one wake-up per batch rather than per connection; a shard with a full batch is sent it at once.
+/// A connection whose worker is down, starting or has a full queue waits here, in order, until the table lists the
 /// shard's worker again or its queue has room (the link's socket turns writable), or until its deadline (then
 /// `onUnavailable` answers it). Waits on events (epoll, the table's ring), never on a timer.
 ///
@@ -17,13 +21,13 @@ final class HandoffDispatcher {
         var payload: [UInt8]
         var shard: Int
         var handoff: Handoff
-        /// When the connection was accepted: the hand-off time is measured from it.
+        /// When the connection was accepted: the hand-off time and the deadline are measured from it.
         var acceptedAt: ContinuousClock.Instant
-        var deadline = ContinuousClock.Instant.now
     }
 
-    private enum SendResult {
-        case sent, busy, unavailable
+    private struct Queued {
+        var job: Job
+        var deadline: ContinuousClock.Instant
     }
 
     static let writableTokens: Range<UInt64> = (1 << 20)..<(1 << 21)
@@ -36,13 +40,18 @@ final class HandoffDispatcher {
     private let onUnavailable: (CInt, Handoff) -> Void
     private var table: HandoffTable
     /// What waits for each shard's worker, in arrival order (so in deadline order: every one waits as long).
-    private var waiting: [CircularBuffer<Job>]
+    private var waiting: [CircularBuffer<Queued>]
     private var waitingCount = 0
+    /// Shards queued to since the last `flush`, each once.
+    private var unsent: [Int] = []
+    private var isUnsent: [Bool]
     /// Links whose socket is watched for room, by shard: only while jobs wait for it (each worker's read would
     /// otherwise wake this thread).
     private var watchedForRoom: [HandoffLink?]
-    /// Links sent to since their worker was last rung (`ringDoorbells`), by shard; at most a few.
+    /// Links sent to since their worker was last rung (`flush`), by shard; at most a few.
     private var unrung: [HandoffLink] = []
+    /// The message being built, reused.
+    private var batch = HandoffBatch()
 
     init(
         epoll: Epoll, tables: HandoffTablePublisher, connectionWait: Duration, metrics: HostMetrics, logger: Logger,
@@ -56,55 +65,53 @@ final class HandoffDispatcher {
         self.onUnavailable = onUnavailable
         table = tables.take()
         waiting = Array(repeating: CircularBuffer(), count: table.links.count)
+        isUnsent = Array(repeating: false, count: table.links.count)
         watchedForRoom = Array(repeating: nil, count: table.links.count)
     }
 
     // MARK: Passing connections
 
-    /// Passes the connection now, or queues it behind those of its shard that wait already.
+    /// Queues the connection behind those of its shard; it goes out with the next `flush`, or now if that fills
+    /// a message to a worker that can take it.
     func dispatch(_ job: Job) {
-        var job = job
-        if waiting[job.shard].isEmpty {
-            switch send(job) {
-            case .sent: return
-            case .busy: watchForRoom(shard: job.shard)
-            case .unavailable: break
-            }
-        }
-        job.deadline = .now + connectionWait
-        waiting[job.shard].append(job)
+        let shard = job.shard
+        waiting[shard].append(Queued(job: job, deadline: job.acceptedAt + connectionWait))
         waitingCount += 1
-    }
-
-    private func send(_ job: Job) -> SendResult {
-        guard let link = table.links[job.shard] else { return .unavailable }
-        do {
-            try link.sendWithoutRinging(descriptor: job.fd, payload: job.payload)
-            if !unrung.contains(where: { $0 === link }) { unrung.append(link) }
-            Syscall.close(job.fd)
-            metrics.handoffDuration.recordNanoseconds((ContinuousClock.now - job.acceptedAt).wholeNanoseconds)
-            return .sent
-        } catch .wouldBlock {
-            return .busy
-        } catch {
-            // The worker is gone (EPIPE, ECONNREFUSED): the control plane publishes a table without it once reaped.
-            return .unavailable
+        if waiting[shard].count >= table.batchLimits[shard], watchedForRoom[shard] == nil {
+            sendWaiting(shard: shard)
+        } else if !isUnsent[shard] {
+            isUnsent[shard] = true
+            unsent.append(shard)
         }
     }
 
-    /// Sends what waits for `shard`, in order, until the worker's queue is full or it has no worker.
+    /// Sends what waits for `shard`, in order and as many to a message as its worker reads, until the worker's
+    /// queue is full or it has no worker.
     private func sendWaiting(shard: Int) {
-        while let job = waiting[shard].first {
-            switch send(job) {
-            case .sent:
-                waiting[shard].removeFirst()
-                waitingCount -= 1
-            case .busy:
+        guard let link = table.links[shard] else { return }  // down or starting: the next table brings it
+        let limit = table.batchLimits[shard]
+        while !waiting[shard].isEmpty {
+            batch.removeAll()
+            for queued in waiting[shard] {
+                guard batch.count < limit, batch.append(descriptor: queued.job.fd, payload: queued.job.payload) else { break }
+            }
+            do {
+                try link.sendWithoutRinging(batch)
+            } catch .wouldBlock {
                 watchForRoom(shard: shard)
                 return
-            case .unavailable:
+            } catch {
+                // The worker is gone (EPIPE, ECONNREFUSED): the control plane publishes a table without it once reaped.
                 return
             }
+            if !unrung.contains(where: { $0 === link }) { unrung.append(link) }
+            let now = ContinuousClock.now
+            for _ in 0..<batch.count {
+                let sent = waiting[shard].removeFirst().job
+                Syscall.close(sent.fd)
+                metrics.handoffDuration.recordNanoseconds((now - sent.acceptedAt).wholeNanoseconds)
+            }
+            waitingCount -= batch.count
         }
         stopWatchingForRoom(shard: shard)
     }
@@ -127,9 +134,15 @@ final class HandoffDispatcher {
         watchedForRoom[shard] = nil
     }
 
-    /// Wakes every worker sent a connection since the last call. The accept loop calls it before each wait, so no
-    /// connection sits unannounced while the thread sleeps, and a burst accepted in one turn rings each worker once.
-    func ringDoorbells() {
+    /// Sends what each shard queued since the last call, then wakes every worker sent a connection. The accept loop
+    /// calls it before each wait, so no connection sits unsent or unannounced while the thread sleeps, and a burst
+    /// accepted in one turn costs each worker a message per batch and one wake-up.
+    func flush() {
+        for shard in unsent {
+            isUnsent[shard] = false
+            if watchedForRoom[shard] == nil { sendWaiting(shard: shard) }  // else its room's event sends it
+        }
+        unsent.removeAll(keepingCapacity: true)
         guard !unrung.isEmpty else { return }
         for link in unrung { link.ring() }
         unrung.removeAll(keepingCapacity: true)
@@ -167,8 +180,8 @@ final class HandoffDispatcher {
     func expire(now: ContinuousClock.Instant) {
         guard waitingCount > 0 else { return }
         for shard in waiting.indices where !waiting[shard].isEmpty {
-            while let job = waiting[shard].first, job.deadline <= now {
-                waiting[shard].removeFirst()
+            while let queued = waiting[shard].first, queued.deadline <= now {
+                let job = waiting[shard].removeFirst().job
                 waitingCount -= 1
                 logger.warning(
                     "no worker took the connection in time",
@@ -181,15 +194,17 @@ final class HandoffDispatcher {
 
     /// The connections waiting for a worker, in order (an in-place upgrade carries them over).
     var waitingJobs: [AcceptHandOver.Waiting] {
-        waiting.flatMap { $0.map { AcceptHandOver.Waiting(fd: $0.fd, shard: $0.shard, payload: $0.payload) } }
+        waiting.flatMap { $0.map { AcceptHandOver.Waiting(fd: $0.job.fd, shard: $0.job.shard, payload: $0.job.payload) } }
     }
 
     /// Closes every connection still waiting (the accept loop stops).
     func closeAll() {
         for shard in waiting.indices {
-            for job in waiting[shard] { Syscall.close(job.fd) }
+            for queued in waiting[shard] { Syscall.close(queued.job.fd) }
             waiting[shard].removeAll()
         }
         waitingCount = 0
+        unsent.removeAll()
+        isUnsent = Array(repeating: false, count: isUnsent.count)
     }
 }

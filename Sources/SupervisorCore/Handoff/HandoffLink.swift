@@ -67,10 +67,15 @@ final class HandoffLink: Sendable {
         ring()
     }
 
-    /// Sends `descriptor` with `payload` and leaves the worker asleep: the sender owes it a `ring()` before it
-    /// waits for anything (the accept thread rings once per batch, so a burst of connects costs one wake-up).
+    /// Sends `descriptor` with `payload` and leaves the worker asleep: the sender owes it a `ring()`.
     func sendWithoutRinging(descriptor: CInt, payload: [UInt8]) throws(Errno) {
         try DescriptorPassing.send(descriptor: descriptor, payload: payload, over: socket)
+    }
+
+    /// Sends a batch of connections in one message and leaves the worker asleep: the sender owes it a `ring()`
+    /// before it waits for anything (the accept thread rings once per turn, so a burst of connects costs one wake-up).
+    func sendWithoutRinging(_ batch: HandoffBatch) throws(Errno) {
+        try batch.send(over: socket)
     }
 
     /// Wakes the worker to drain everything queued. A full doorbell is no loss: the worker has a ring to read

@@ -7,12 +7,19 @@ import Synchronization
 final class HandoffTable: Sendable {
     /// Indexed by shard.
     let links: [HandoffLink?]
+    /// The most connections one message to each shard's worker may carry (`HandoffBatch`): 1 for a worker of a
+    /// release before batches, which an in-place upgrade keeps serving until a reload replaces it.
+    let batchLimits: [Int]
 
-    init(links: [HandoffLink?]) {
+    init(links: [HandoffLink?], batchLimits: [Int]) {
+        precondition(links.count == batchLimits.count, "a batch limit for every shard")
         self.links = links
+        self.batchLimits = batchLimits
     }
 
-    static func empty(shardCount: Int) -> HandoffTable { HandoffTable(links: Array(repeating: nil, count: shardCount)) }
+    static func empty(shardCount: Int) -> HandoffTable {
+        HandoffTable(links: Array(repeating: nil, count: shardCount), batchLimits: Array(repeating: 1, count: shardCount))
+    }
 }
 
 /// Hands the current `HandoffTable` from the control plane to the accept thread: the plane swaps in a new table

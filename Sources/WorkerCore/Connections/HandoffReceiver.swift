@@ -45,34 +45,55 @@ struct HandoffReceiver: Sendable {
         while true {
             let received: DescriptorPassing.Received?
             do {
-                received = try DescriptorPassing.receive(from: socket, waiting: false, using: buffers)
+                received = try DescriptorPassing.receive(
+                    from: socket, waiting: false, using: buffers, maximumDescriptors: HandoffBatch.maximumCount)
             } catch .wouldBlock {
                 return
-            } catch .tooManyOpenFiles {
-                outOfDescriptors.record()
-                continue
             } catch {
                 logger.error("bad hand-off message; dropped", metadata: ["error": "\(error)"])
                 continue
             }
             guard let received else { return }  // the supervisor's end is closed; the doorbell's end follows
-            guard let fd = received.descriptor else {
-                logger.error("hand-off message without a descriptor; dropped")
-                continue
-            }
-            do {
-                let handoff = try Handoff(decoding: received.payload)
-                switch admit(fd, handoff) {
-                case .uncounted: adopt(fd, handoff: handoff, address: nil)
-                case .counted(let address): adopt(fd, handoff: handoff, address: address)
-                case .refused:
-                    overAddressLimit.record()
-                    refuse(fd, handoff)
+            let payloads: [ArraySlice<UInt8>]
+            if HandoffBatch.isBatch(received.payload) {
+                do {
+                    payloads = try HandoffBatch.entries(of: received.payload)
+                } catch {
+                    logger.error("unreadable hand-off batch; its connections closed", metadata: ["error": "\(error)"])
+                    received.descriptors.forEach(Syscall.close)
+                    continue
                 }
-            } catch {
-                logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
-                Syscall.close(fd)
+            } else {
+                payloads = [received.payload[...]]
             }
+            // The kernel installs descriptors in the order sent and stops at this process's open-files limit, so those
+            // that arrived belong to the first hand-offs; the rest of the connections are gone.
+            for (fd, payload) in zip(received.descriptors, payloads) { take(fd, payload, overAddressLimit: overAddressLimit) }
+            let missing = payloads.count - received.descriptors.count
+            if missing > 0, received.descriptorsCutShort {
+                for _ in 0..<missing { outOfDescriptors.record() }
+            } else if missing != 0 {
+                logger.error(
+                    "hand-off message with \(received.descriptors.count) descriptors for \(payloads.count) connections; the extra dropped")
+                received.descriptors.dropFirst(payloads.count).forEach(Syscall.close)
+            }
+        }
+    }
+
+    /// Adopts one handed-over connection, or refuses it (429) when its address is over the limit.
+    private func take(_ fd: CInt, _ payload: ArraySlice<UInt8>, overAddressLimit: DroppedConnections) {
+        do {
+            let handoff = try Handoff(decoding: payload)
+            switch admit(fd, handoff) {
+            case .uncounted: adopt(fd, handoff: handoff, address: nil)
+            case .counted(let address): adopt(fd, handoff: handoff, address: address)
+            case .refused:
+                overAddressLimit.record()
+                refuse(fd, handoff)
+            }
+        } catch {
+            logger.error("unreadable hand-off; connection closed", metadata: ["error": "\(error)"])
+            Syscall.close(fd)
         }
     }
 

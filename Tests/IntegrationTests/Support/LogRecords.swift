@@ -18,6 +18,13 @@ struct LogRecord: Sendable {
 
     /// Whether the line has each of `fields` (`key=value`, the whole value) in its metadata.
     func has(_ fields: [String]) -> Bool { fields.allSatisfy { metadata.contains(" \($0) ") } }
+
+    /// The value of `key` in the metadata, if the line has it.
+    func value(of key: String) -> Substring? {
+        guard let start = metadata.range(of: " \(key)=") else { return nil }
+        let rest = metadata[start.upperBound...]
+        return rest[..<(rest.firstIndex(of: " ") ?? rest.endIndex)]
+    }
 }
 
 extension HubProcess {
