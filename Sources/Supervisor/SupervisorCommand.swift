@@ -52,7 +52,7 @@ struct Serve: AsyncParsableCommand {
     var tokenCacheSize: Int = 65_536
 
     @Option(help: "Microseconds the accept thread lets new connections gather after a turn that took some, while they keep arriving, so that each wake-up of the supervisor and of a worker serves several; at most this is added to a connection's set-up; 0 turns it off.")
-    var acceptBatchUs: Int = 1000
+    var acceptBatchUs: Int = 3000
 
     @Option(help: "Seconds a worker may leave the supervisor's pings unanswered before it is killed as hung and restarted (an overloaded host delays healthy workers by seconds).")
     var workerHangTimeout: Int = 15

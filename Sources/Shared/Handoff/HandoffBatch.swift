@@ -50,13 +50,15 @@ public struct HandoffBatch: Sendable {
     public func send(over socket: CInt) throws(Errno) {
         precondition(!isEmpty, "an empty batch")
         try descriptors.withUnsafeBufferPointer { descriptors in
-            bytes.withUnsafeBytes { bytes in
-                // A batch of one goes out in the single layout, which a worker of any release reads.
-                let payload = descriptors.count == 1 ? UnsafeRawBufferPointer(rebasing: bytes[4...]) : bytes
-                return Result { () throws(Errno) in try DescriptorPassing.send(descriptors: descriptors, payload: payload, over: socket) }
+            payload.withUnsafeBytes { payload in
+                Result { () throws(Errno) in try DescriptorPassing.send(descriptors: descriptors, payload: payload, over: socket) }
             }
         }.get()
     }
+
+    /// What `send` sends with the descriptors: a batch of one goes out in the single layout, which a worker of any
+    /// release reads.
+    public var payload: ArraySlice<UInt8> { count == 1 ? bytes[4...] : bytes[...] }
 
     /// Whether a received payload is a batch (a single hand-off starts with its version).
     public static func isBatch(_ payload: [UInt8]) -> Bool { payload.first == marker }

@@ -28,7 +28,7 @@ public struct SupervisorRuntime: Sendable {
         /// Users' tokens remembered as verified by the accept thread (`CachingTokenVerifier`); 0: none.
         public var tokenCacheSize = 65_536
         /// How long the accept thread lets connections gather after a busy turn (`--accept-batch-us`); zero: never.
-        public var acceptBatchWindow = Duration.microseconds(1000)
+        public var acceptBatchWindow = Duration.microseconds(3000)
         /// A worker silent this long is killed and restarted (`--worker-hang-timeout`).
         public var workerHangTimeout: Duration = .seconds(15)
         /// How long a dead worker's shard waits before it starts another (`--worker-restart-delay-ms`).
