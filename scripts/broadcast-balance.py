@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Why broadcast-5k-10/s's median latency is not a server's alone: runs the scenario, interleaved, against nginx +
+nchan as bench.py starts it (2 workers, one listening socket), nginx + nchan with SO_REUSEPORT (the kernel spreads the
+connections evenly over its workers), and sse-hub with 2 workers and with 1. It prints each run's latency p50 / p99
+and server CPU per event, and for nginx how many descriptors each worker holds mid-run (how its streams are spread).
+
+With the load tool on the same two cores, a server whose streams sit mostly in one process leaves the other core to
+the load tool during a broadcast: a lower median, a later p99.
+
+    python3 scripts/broadcast-balance.py [RUNS]     (default 4; the release build in .build-release)
+"""
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "bench.py"))
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+SCENARIO = next(s for s in bench.SCENARIOS if s.name == "broadcast-5k-10/s")
+
+
+class NchanReusePort(bench.Nchan):
+    def env(self):
+        return dict(super().env(), NCHAN_REUSEPORT="1")
+
+
+VARIANTS = {
+    "nchan": lambda: bench.Nchan(2),
+    "nchan (SO_REUSEPORT)": lambda: NchanReusePort(2),
+    "sse-hub, 2 workers": lambda: bench.Hub(2),
+    "sse-hub, 1 worker": lambda: bench.Hub(1),
+}
+
+
+def descriptors_per_child(pid):
+    """The descriptors each child of `pid` holds: its share of the streams."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    counts = []
+    for child in children:
+        try:
+            counts.append(len(os.listdir(f"/proc/{child}/fd")))
+        except OSError:
+            pass
+    return sorted(counts, reverse=True)
+
+
+def run(server, sample):
+    pid = server.start()
+    spread = []
+    # The streams are open a few seconds in (5,000 at 5,000 a second), while the events go out for ten.
+    sampler = threading.Timer(6, lambda: spread.extend(descriptors_per_child(pid))) if sample else None
+    try:
+        time.sleep(0.5)
+        if sampler:
+            sampler.start()
+        args = [os.path.join(bench.BIN, "sse-bench"), "run", *server.bench_args(), *bench.bench_command(SCENARIO, server.name),
+                "--server-pid", str(pid), "--json", "--settle", "3", "--drain", "30"]
+        result = subprocess.run(args, env=dict(os.environ, SSE_JWT_SECRET=bench.SECRET), capture_output=True, text=True,
+                                timeout=900, preexec_fn=bench.raise_nofile)
+        if result.returncode != 0:
+            raise RuntimeError(f"sse-bench failed: {result.stderr[-2000:]}")
+        import json
+        return json.loads(result.stdout), spread
+    finally:
+        if sampler:
+            sampler.join()
+        server.stop()
+        time.sleep(1)
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+    results = {name: [] for name in VARIANTS}
+    for index in range(runs):
+        for name, make in VARIANTS.items():
+            report, spread = run(make(), sample=name.startswith("nchan"))
+            latency = report["latencyMilliseconds"]
+            results[name].append((latency["p50"], latency["p99"], report["serverCPUMicrosecondsPerEvent"]))
+            extra = f", descriptors per nginx worker {spread}" if spread else ""
+            print(f"{name} run {index + 1}: p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, "
+                  f"server CPU per event {report['serverCPUMicrosecondsPerEvent']:.2f} µs{extra}", flush=True)
+    print()
+    for name, rows in results.items():
+        print(f"{name}: p50 {statistics.median(r[0] for r in rows):.1f} ms, p99 {statistics.median(r[1] for r in rows):.1f} ms, "
+              f"server CPU per event {statistics.median(r[2] for r in rows):.2f} µs (median of {len(rows)})")
+
+
+if __name__ == "__main__":
+    main()
