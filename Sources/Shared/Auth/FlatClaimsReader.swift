@@ -164,7 +164,7 @@ public enum FlatClaimsReader {
         }
 
         /// A JSON number: `-?(0|[1-9][0-9]*)` that fits an `Int64` is an integer; with a fraction `(\.[0-9]+)?` or an
-        /// exponent `([eE][+-]?[0-9]+)?` it is parsed as a `Double` (correctly rounded, as the decoder parses it).
+        /// exponent `([eE][+-]?[0-9]{1,3})?` it is parsed as a `Double` (correctly rounded, as the decoder parses it).
         private mutating func number() -> Value? {
             let start = index
             _ = take(UInt8(ascii: "-"))
@@ -177,12 +177,16 @@ public enum FlatClaimsReader {
             }
             if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
                 if !take(UInt8(ascii: "+")) { _ = take(UInt8(ascii: "-")) }
-                guard skipDigits() > 0 else { return nil }
+                // At most three digits: a `Double` ends at e±324, and the decoder refuses an exponent past `Int`'s
+                // range where `Double(_:)` reads 0 or infinity (found by libFuzzer: `91e-10223372036854775808`).
+                guard (1...3).contains(skipDigits()) else { return nil }
                 isInteger = false
             }
             let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
             if isInteger { return Int64(text).map(Value.integer) }  // nil past Int64: given up
-            guard let value = Double(text), value.isFinite else { return nil }
+            // Past the normal range (infinity, an underflow to zero, a subnormal) the decoder refuses or rounds its own
+            // way (found by libFuzzer: it refuses `25e-400`, which `Double(_:)` reads as 0): it decides.
+            guard let value = Double(text), value.isNormal else { return nil }
             return .fraction(value)
         }
 
