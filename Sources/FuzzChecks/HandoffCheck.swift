@@ -6,8 +6,8 @@ enum HandoffCheck {
     static func check(_ input: UnsafeRawBufferPointer) -> Finding? {
         let bytes = Array(input)
         guard bytes.count <= DescriptorPassing.maximumPayload else { return nil }  // no message carries more
-        guard HandoffBatch.isBatch(bytes) else { return checkOne(bytes[...]) }
-        guard let entries = try? HandoffBatch.entries(of: bytes) else { return nil }
+        guard let entries = try? HandoffBatch.handoffs(in: bytes) else { return nil }
+        guard HandoffBatch.isBatch(bytes) else { return checkOne(entries[0]) }
         var handoffs: [Handoff] = []
         for entry in entries {
             if let finding = checkOne(entry) { return finding }

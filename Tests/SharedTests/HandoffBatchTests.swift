@@ -32,7 +32,7 @@ import Testing
         for user in users { #expect(batch.append(descriptor: pipe.read, payload: try Self.payload(user))) }
         let bytes = try Self.sentBytes(batch)
         #expect(HandoffBatch.isBatch(bytes))
-        #expect(try HandoffBatch.entries(of: bytes).map { try Handoff(decoding: $0).userID } == users)
+        #expect(try HandoffBatch.handoffs(in: bytes).map { try Handoff(decoding: $0).userID } == users)
 
         // Reused: a batch of one is that hand-off alone, the layout every release reads.
         batch.removeAll()
@@ -41,6 +41,7 @@ import Testing
         let single = try Self.sentBytes(batch)
         #expect(!HandoffBatch.isBatch(single))
         #expect(single == (try Self.payload("alone")))
+        #expect(try HandoffBatch.handoffs(in: single).map(Array.init) == [single])
     }
 
     @Test func aBatchStopsAtItsCountAndItsBytes() throws {

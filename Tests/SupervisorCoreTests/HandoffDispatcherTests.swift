@@ -83,7 +83,7 @@ struct HandoffDispatcherTests {
             try Syscall.setNonBlocking(ends.socket, true)
             while let message = try next() {
                 defer { message.descriptors.forEach(Syscall.close) }
-                let payloads = HandoffBatch.isBatch(message.payload) ? try HandoffBatch.entries(of: message.payload) : [message.payload[...]]
+                let payloads = try HandoffBatch.handoffs(in: message.payload)
                 try #require(payloads.count == message.descriptors.count, "a descriptor for every hand-off")
                 messageSizes.append(payloads.count)
                 for (fd, payload) in zip(message.descriptors, payloads) {

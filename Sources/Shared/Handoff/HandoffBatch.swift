@@ -63,6 +63,12 @@ public struct HandoffBatch: Sendable {
     /// Whether a received payload is a batch (a single hand-off starts with its version).
     public static func isBatch(_ payload: [UInt8]) -> Bool { payload.first == marker }
 
+    /// The hand-offs a received message carries, in the order of its descriptors: a batch's entries, or the single
+    /// hand-off the message is.
+    public static func handoffs(in payload: [UInt8]) throws(ControlProtocolError) -> [ArraySlice<UInt8>] {
+        isBatch(payload) ? try entries(of: payload) : [payload[...]]
+    }
+
     /// The hand-offs of a received batch, in the order of its descriptors.
     public static func entries(of payload: [UInt8]) throws(ControlProtocolError) -> [ArraySlice<UInt8>] {
         guard payload.count >= 2, payload[0] == marker else { throw ControlProtocolError(.malformed, "not a hand-off batch") }

@@ -55,16 +55,12 @@ struct HandoffReceiver: Sendable {
             }
             guard let received else { return }  // the supervisor's end is closed; the doorbell's end follows
             let payloads: [ArraySlice<UInt8>]
-            if HandoffBatch.isBatch(received.payload) {
-                do {
-                    payloads = try HandoffBatch.entries(of: received.payload)
-                } catch {
-                    logger.error("unreadable hand-off batch; its connections closed", metadata: ["error": "\(error)"])
-                    received.descriptors.forEach(Syscall.close)
-                    continue
-                }
-            } else {
-                payloads = [received.payload[...]]
+            do {
+                payloads = try HandoffBatch.handoffs(in: received.payload)
+            } catch {
+                logger.error("unreadable hand-off batch; its connections closed", metadata: ["error": "\(error)"])
+                received.descriptors.forEach(Syscall.close)
+                continue
             }
             // The kernel installs descriptors in the order sent and stops at this process's open-files limit, so those
             // that arrived belong to the first hand-offs; the rest of the connections are gone.
