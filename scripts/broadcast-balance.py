@@ -5,7 +5,9 @@ connections evenly over its workers), and sse-hub with 2 workers and with 1. It 
 and server CPU per event, and for nginx how many descriptors each worker holds mid-run (how its streams are spread).
 
 With the load tool on the same two cores, a server whose streams sit mostly in one process leaves the other core to
-the load tool during a broadcast: a lower median, a later p99.
+the load tool during a broadcast: a lower median, a later p99. The "pinned" variants take that out of the comparison:
+the server's processes on CPU 0, the load tool on CPU 1 (`taskset`), so no server can use the reader's core, as no
+server can use its remote clients' cores.
 
     python3 scripts/broadcast-balance.py [RUNS]     (default 4; the release build in .build-release)
 """
@@ -29,12 +31,22 @@ class NchanReusePort(bench.Nchan):
         return dict(super().env(), NCHAN_REUSEPORT="1")
 
 
+# name: (server, pinned)
 VARIANTS = {
-    "nchan": lambda: bench.Nchan(2),
-    "nchan (SO_REUSEPORT)": lambda: NchanReusePort(2),
-    "sse-hub, 2 workers": lambda: bench.Hub(2),
-    "sse-hub, 1 worker": lambda: bench.Hub(1),
+    "nchan": (lambda: bench.Nchan(2), False),
+    "nchan (SO_REUSEPORT)": (lambda: NchanReusePort(2), False),
+    "sse-hub, 2 workers": (lambda: bench.Hub(2), False),
+    "sse-hub, 1 worker": (lambda: bench.Hub(1), False),
+    "nchan, pinned": (lambda: bench.Nchan(2), True),
+    "sse-hub, 2 workers, pinned": (lambda: bench.Hub(2), True),
 }
+SERVER_CPU, LOAD_TOOL_CPU = "0", "1"
+
+
+def process_tree(pid):
+    """`pid` and its descendants."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid] + [p for child in children for p in process_tree(int(child))]
 
 
 def descriptors_per_child(pid):
@@ -49,16 +61,21 @@ def descriptors_per_child(pid):
     return sorted(counts, reverse=True)
 
 
-def run(server, sample):
+def run(server, sample, pinned):
     pid = server.start()
     spread = []
+    pin = []
+    if pinned:
+        for process in process_tree(pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPU, str(process)], check=True, capture_output=True)
+        pin = ["taskset", "-c", LOAD_TOOL_CPU]
     # The streams are open a few seconds in (5,000 at 5,000 a second), while the events go out for ten.
     sampler = threading.Timer(6, lambda: spread.extend(descriptors_per_child(pid))) if sample else None
     try:
         time.sleep(0.5)
         if sampler:
             sampler.start()
-        args = [os.path.join(bench.BIN, "sse-bench"), "run", *server.bench_args(), *bench.bench_command(SCENARIO, server.name),
+        args = pin + [os.path.join(bench.BIN, "sse-bench"), "run", *server.bench_args(), *bench.bench_command(SCENARIO, server.name),
                 "--server-pid", str(pid), "--json", "--settle", "3", "--drain", "30"]
         result = subprocess.run(args, env=dict(os.environ, SSE_JWT_SECRET=bench.SECRET), capture_output=True, text=True,
                                 timeout=900, preexec_fn=bench.raise_nofile)
@@ -77,8 +94,8 @@ def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     results = {name: [] for name in VARIANTS}
     for index in range(runs):
-        for name, make in VARIANTS.items():
-            report, spread = run(make(), sample=name.startswith("nchan"))
+        for name, (make, pinned) in VARIANTS.items():
+            report, spread = run(make(), sample=name.startswith("nchan"), pinned=pinned)
             latency = report["latencyMilliseconds"]
             results[name].append((latency["p50"], latency["p99"], report["serverCPUMicrosecondsPerEvent"]))
             extra = f", descriptors per nginx worker {spread}" if spread else ""
