@@ -249,11 +249,15 @@ def bench_command(scenario, target):
     return args + list(scenario.common) + (list(scenario.extra) if target in ("sse-hub", BASELINE) else [])
 
 
-def run_once(server, scenario):
+def run_once(server, scenario, prefix=(), started=None):
+    """One run of `scenario` against `server`: its sse-bench report. `started(pid)` is called once the server is up;
+    `prefix` goes before the sse-bench command (scripts/broadcast-balance.py pins them to CPUs with `taskset`)."""
     pid = server.start()
     try:
+        if started:
+            started(pid)
         time.sleep(0.5)
-        args = [os.path.join(BIN, "sse-bench"), "run", *server.bench_args(), *bench_command(scenario, server.name),
+        args = [*prefix, os.path.join(BIN, "sse-bench"), "run", *server.bench_args(), *bench_command(scenario, server.name),
                 "--server-pid", str(pid), "--json", "--settle", "3", "--drain", "30"]
         result = subprocess.run(args, env=dict(os.environ, SSE_JWT_SECRET=SECRET), capture_output=True, text=True,
                                 timeout=900, preexec_fn=raise_nofile)

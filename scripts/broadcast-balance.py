@@ -43,17 +43,19 @@ VARIANTS = {
 SERVER_CPU, LOAD_TOOL_CPU = "0", "1"
 
 
+def children(pid):
+    return [int(child) for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
 def process_tree(pid):
     """`pid` and its descendants."""
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [pid] + [p for child in children for p in process_tree(int(child))]
+    return [pid] + [process for child in children(pid) for process in process_tree(child)]
 
 
 def descriptors_per_child(pid):
     """The descriptors each child of `pid` holds: its share of the streams."""
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     counts = []
-    for child in children:
+    for child in children(pid):
         try:
             counts.append(len(os.listdir(f"/proc/{child}/fd")))
         except OSError:
@@ -62,32 +64,27 @@ def descriptors_per_child(pid):
 
 
 def run(server, sample, pinned):
-    pid = server.start()
+    """The report of one run, and (with `sample`) the descriptors each worker process held mid-run."""
     spread = []
-    pin = []
-    if pinned:
-        for process in process_tree(pid):
-            subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPU, str(process)], check=True, capture_output=True)
-        pin = ["taskset", "-c", LOAD_TOOL_CPU]
-    # The streams are open a few seconds in (5,000 at 5,000 a second), while the events go out for ten.
-    sampler = threading.Timer(6, lambda: spread.extend(descriptors_per_child(pid))) if sample else None
-    try:
-        time.sleep(0.5)
-        if sampler:
+    sampler = None
+
+    def started(pid):
+        nonlocal sampler
+        if pinned:
+            for process in process_tree(pid):
+                subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPU, str(process)], check=True, capture_output=True)
+        if sample:
+            # The streams are open a few seconds in (5,000 at 5,000 a second), while the events go out for ten.
+            sampler = threading.Timer(6, lambda: spread.extend(descriptors_per_child(pid)))
             sampler.start()
-        args = pin + [os.path.join(bench.BIN, "sse-bench"), "run", *server.bench_args(), *bench.bench_command(SCENARIO, server.name),
-                "--server-pid", str(pid), "--json", "--settle", "3", "--drain", "30"]
-        result = subprocess.run(args, env=dict(os.environ, SSE_JWT_SECRET=bench.SECRET), capture_output=True, text=True,
-                                timeout=900, preexec_fn=bench.raise_nofile)
-        if result.returncode != 0:
-            raise RuntimeError(f"sse-bench failed: {result.stderr[-2000:]}")
-        import json
-        return json.loads(result.stdout), spread
+
+    try:
+        report = bench.run_once(server, SCENARIO, prefix=["taskset", "-c", LOAD_TOOL_CPU] if pinned else [], started=started)
     finally:
         if sampler:
+            sampler.cancel()  # a run that failed before the sample
             sampler.join()
-        server.stop()
-        time.sleep(1)
+    return report, spread
 
 
 def main():
