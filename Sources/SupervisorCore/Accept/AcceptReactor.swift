@@ -56,10 +56,13 @@ final class AcceptReactor: Service, Sendable {
         self.logger = logger
     }
 
+    /// Routes a connection whose head arrived; true when it went to a worker's queue (not served or refused here).
     private func onHead(
         _ fd: CInt, _ head: [UInt8], acceptedAt: ContinuousClock.Instant, tokens: CachingTokenVerifier, dispatcher: HandoffDispatcher
-    ) {
-        if let job = router.headArrived(fd: fd, head: head, acceptedAt: acceptedAt, tokens: tokens) { dispatcher.dispatch(job) }
+    ) -> Bool {
+        guard let job = router.headArrived(fd: fd, head: head, acceptedAt: acceptedAt, tokens: tokens) else { return false }
+        dispatcher.dispatch(job)
+        return true
     }
 
     private func onRejected(_ fd: CInt, _ reason: Rejection) {
@@ -117,8 +120,8 @@ final class AcceptReactor: Service, Sendable {
         /// Nil when no limit per client address is set: then accept asks for no address and looks nothing up.
         var clientLimiter: ClientAddressLimiter?
         var clientLimitLog: ClientLimitLog
-        /// Whether this turn of the loop accepted a client's connection.
-        var acceptedThisTurn = false
+        /// Whether this turn of the loop passed a connection to a worker (what the batch window gathers for).
+        var handedOffThisTurn = false
 
         init(reactor: AcceptReactor) throws {
             self.reactor = reactor
@@ -222,17 +225,19 @@ final class AcceptReactor: Service, Sendable {
                 resumeListenersIfDue()
                 clientLimitLog.flushIfDue()
                 dispatcher.flush()
-                if acceptedThisTurn { letConnectionsGather(waited: turnEndedAt.duration(to: wokeAt)) }
-                acceptedThisTurn = false
+                if handedOffThisTurn { letConnectionsGather(waited: turnEndedAt.duration(to: wokeAt)) }
+                handedOffThisTurn = false
                 turnEndedAt = .now
             }
         }
 
-        /// When connections arrive steadily (this turn's wait was shorter than the batch window), waits out the
-        /// window before looking again, so that the next turn, and the worker its doorbell wakes, serve several
-        /// connections at once: on a small VM a wake-up costs about what a connection's own work does. It adds at
-        /// most the window to a connection's set-up; one that arrives after a quiet spell is served at once, and an
-        /// idle hub never waits.
+        /// When connections for the workers arrive steadily (this turn passed some on, and its wait was shorter
+        /// than the batch window), waits out the window before looking again, so that the next turn, and the worker
+        /// its doorbell wakes, serve several connections at once: on a small VM a wake-up costs about what a
+        /// connection's own work does. It adds at most the window to a connection's set-up; one that arrives after a
+        /// quiet spell is served at once, and an idle hub never waits. Turns that only served the supervisor's own
+        /// requests do not wait: a publisher that sends one publish after another, each on a new connection, would
+        /// otherwise wait a window for every one (about 330 a second at most) and gain nothing from it.
         private func letConnectionsGather(waited: Duration) {
             let window = reactor.limits.batchWindow
             guard window > .zero, waited < window else { return }
@@ -285,7 +290,6 @@ final class AcceptReactor: Service, Sendable {
                     return
                 }
                 guard let fd else { return }
-                acceptedThisTurn = true
                 reactor.router.metrics.connectionsAccepted.increment()
                 var client: ClientAddressKey?
                 if clientLimiter != nil {
@@ -357,9 +361,12 @@ final class AcceptReactor: Service, Sendable {
             guard case .complete(let length) = PeekedHead(bytes, maximumHeadBytes: reactor.limits.maximumHeadBytes) else {
                 return false
             }
-            reactor.onHead(
-                fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), acceptedAt: .now, tokens: tokens, dispatcher: dispatcher)
+            headArrived(fd, [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length])), acceptedAt: .now)
             return true
+        }
+
+        private func headArrived(_ fd: CInt, _ head: [UInt8], acceptedAt: ContinuousClock.Instant) {
+            if reactor.onHead(fd, head, acceptedAt: acceptedAt, tokens: tokens, dispatcher: dispatcher) { handedOffThisTurn = true }
         }
 
         private func peek(token: UInt64, events: Epoll.Events) {
@@ -381,7 +388,7 @@ final class AcceptReactor: Service, Sendable {
             case .complete(let length):
                 let head = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
                 let acceptedAt = connection.deadline - reactor.limits.headTimeout
-                finish(token, connection) { reactor.onHead($0, head, acceptedAt: acceptedAt, tokens: tokens, dispatcher: dispatcher) }
+                finish(token, connection) { headArrived($0, head, acceptedAt: acceptedAt) }
             case .tooLarge:
                 finish(token, connection) { reactor.onRejected($0, .headTooLarge) }
             case .incomplete:
