@@ -84,6 +84,25 @@ import Testing
         #expect(cache.hits == 1)
     }
 
+    /// One cache for both uses: a hit answers what the verifier would for the use asked, never the one it was cached
+    /// under (a user's token is no publisher's; a publisher's token without a user is no user's).
+    @Test func aCachedTokenIsCheckedForTheUseAskedEveryTime() async throws {
+        let cache = cache()
+        let user = try await tokens.sign(["sub": .string("frank"), "exp": tokens.hourFromNow])
+        let publisher = try await tokens.sign(["role": .string("publisher"), "exp": tokens.hourFromNow])
+        #expect(try cache.verifyUser(user).get().userID == "frank")
+        #expect(cache.verifyPublisher(user) == .failure(AuthFailure(code: .notPublisher)))
+        #expect(try cache.verifyPublisher(publisher).get().isPublisher)
+        #expect(try cache.verifyPublisher(publisher).get().userID == nil)
+        #expect(cache.verifyUser(publisher) == .failure(AuthFailure(code: .noUser)))
+        #expect(cache.hits == 3)
+        #expect(cache.misses == 2)
+        for token in [user, publisher] {
+            #expect(cache.verifyUser(token) == tokens.verifier().verifyUser(token))
+            #expect(cache.verifyPublisher(token) == tokens.verifier().verifyPublisher(token))
+        }
+    }
+
     @Test func capacityZeroTurnsTheCacheOff() async throws {
         let cache = cache(capacity: 0)
         let token = try await tokens.sign(["sub": .string("erin"), "exp": tokens.hourFromNow])

@@ -161,6 +161,11 @@ import Testing
         #expect(TokenLocation.token(target: "/s?token=abc", authorization: "Bearer def", xAuthToken: "ghi") == "abc")
         #expect(TokenLocation.token(target: "/s", authorization: "Bearer def", xAuthToken: "ghi") == "def")
         #expect(TokenLocation.token(target: "/s", authorization: "Basic xyz", xAuthToken: "ghi") == "ghi")
+        // Spaces and tabs around a token are HTTP's optional whitespace; a blank one falls through to the next place.
+        #expect(TokenLocation.token(target: "/s", authorization: "Bearer \t def\t ", xAuthToken: "ghi") == "def")
+        #expect(TokenLocation.token(target: "/s", authorization: "Bearer  \t ", xAuthToken: "\t ghi ") == "ghi")
+        #expect(TokenLocation.token(target: "/s", authorization: "Bearer", xAuthToken: "  ") == nil)
+        #expect(TokenLocation.token(target: "/s", authorization: "Bearer d e", xAuthToken: nil) == "d e")
         #expect(TokenLocation.token(target: "/s?token=a%2Eb", authorization: nil, xAuthToken: nil) == "a.b")
         #expect(TokenLocation.token(target: "/s?other=1", authorization: nil, xAuthToken: nil) == nil)
         #expect(TokenLocation.token(target: "/s?tokens=1&token=x&token=y", authorization: nil, xAuthToken: nil) == "x")

@@ -1,13 +1,15 @@
 import Crypto
 import Foundation
 
-/// A `TokenVerifier` that remembers the users' tokens it verified lately, so a reconnect storm (every client back
+/// A `TokenVerifier` that remembers the tokens it verified lately, so a reconnect storm (every client back
 /// within seconds, each with the token it streamed with) costs a digest and a lookup per connection instead of an
 /// HMAC and a JSON decoding: the supervisor's CPU per resumed stream went from 24 to 17 µs (BENCHMARKS.md, issue 13).
+/// A publisher, too, presents the same token publish after publish.
 ///
 /// - The key is the SHA-256 of the token's exact bytes (its first 128 bits): a token that differs in any byte,
 ///   a tampered one included, is verified afresh.
-/// - Only successes are kept, so a flood of bad tokens neither fills it nor is answered from it.
+/// - Only tokens that verify (signature and claims) are kept, so a flood of bad tokens neither fills it nor is
+///   answered from it. What a token may be used as (a user's, a publisher's) is checked on every call, hit or miss.
 /// - `exp` is enforced on every hit: an entry is used only while the token is unexpired, against its expiry
 ///   rounded down to the second (never later than the token's own). `nbf` was passed when it was verified and
 ///   stays passed.
@@ -16,7 +18,8 @@ import Foundation
 /// - Bounded: two generations of at most `capacity / 2` entries each; when the newer one fills, the older is
 ///   dropped whole (a hit in the older generation moves the entry to the newer). No per-entry bookkeeping.
 ///
-/// Not `Sendable`: one thread owns it (the supervisor's accept thread), so a lookup takes no lock.
+/// Not `Sendable`: one thread owns it (the supervisor's accept thread for the users' tokens, the control plane's
+/// loop for the publishers'), so a lookup takes no lock.
 public final class CachingTokenVerifier {
     public let verifier: TokenVerifier
     public let capacity: Int
@@ -32,16 +35,15 @@ public final class CachingTokenVerifier {
         var low: UInt64
     }
 
-    /// An `Identity` in 32 bytes instead of 40 (a user's token always names a user): 48 bytes with its key, which
-    /// at 65,536 entries is about 6 MiB.
+    /// An `Identity` in 32 bytes instead of 40: 48 bytes with its key, which at 65,536 entries is about 6 MiB.
     struct Entry {
-        var userID: String
+        var userID: String?
         /// `exp` in seconds since 1970; `Int64.max` when the token has none.
         var expiresAt: Int64
         var isPublisher: Bool
 
         init(_ identity: Identity) {
-            userID = identity.userID ?? ""
+            userID = identity.userID
             expiresAt = identity.expiresAt ?? .max
             isPublisher = identity.isPublisher
         }
@@ -63,6 +65,18 @@ public final class CachingTokenVerifier {
     /// What `TokenVerifier.verifyUser` answers, from the cache when it holds the token and it is unexpired.
     public func verifyUser(_ token: String?) -> Result<Identity, AuthFailure> {
         guard capacity > 0, let token, !token.isEmpty else { return verifier.verifyUser(token) }
+        return verified(token).flatMap(TokenVerifier.asUser)
+    }
+
+    /// What `TokenVerifier.verifyPublisher` answers, from the cache when it holds the token and it is unexpired.
+    public func verifyPublisher(_ token: String?) -> Result<Identity, AuthFailure> {
+        guard capacity > 0, let token, !token.isEmpty else { return verifier.verifyPublisher(token) }
+        return verified(token).flatMap(TokenVerifier.asPublisher)
+    }
+
+    /// `TokenVerifier.verify`'s answer (the token's signature and claims), remembered when it is a success; what the
+    /// token is then used as (a user's, a publisher's) is checked on every call, hit or miss.
+    private func verified(_ token: String) -> Result<Identity, AuthFailure> {
         let current = verifier.keys.snapshot.generation
         if current != generation {
             newer = [:]
@@ -75,7 +89,7 @@ public final class CachingTokenVerifier {
             return .success(entry.identity)
         }
         misses += 1
-        let result = verifier.verifyUser(token)
+        let result = verifier.verify(token)
         if case .success(let identity) = result { remember(Entry(identity), for: key) }
         return result
     }

@@ -185,20 +185,26 @@ public struct TokenVerifier: Sendable {
     /// A user's identity, or why there is none.
     public func verifyUser(_ token: String?) -> Result<Identity, AuthFailure> {
         guard let token, !token.isEmpty else { return .failure(AuthFailure(code: .missingToken)) }
-        return verify(token).flatMap { identity in
-            guard let userID = identity.userID else { return .failure(AuthFailure(code: .noUser)) }
-            // Every user id travels in a hand-off, a log line and the stats: bounded here, once.
-            guard userID.utf8.count <= Handoff.maximumUserIDBytes else { return .failure(AuthFailure(code: .userIDTooLong)) }
-            return .success(identity)
-        }
+        return verify(token).flatMap(Self.asUser)
     }
 
     /// A publisher's identity (the publisher claim, `"role":"publisher"` by default), or why there is none.
     public func verifyPublisher(_ token: String?) -> Result<Identity, AuthFailure> {
         guard let token, !token.isEmpty else { return .failure(AuthFailure(code: .missingToken)) }
-        return verify(token).flatMap { identity in
-            identity.isPublisher ? .success(identity) : .failure(AuthFailure(code: .notPublisher))
-        }
+        return verify(token).flatMap(Self.asPublisher)
+    }
+
+    /// A verified token's identity as a user's: it must name one, of a bounded length.
+    public static func asUser(_ identity: Identity) -> Result<Identity, AuthFailure> {
+        guard let userID = identity.userID else { return .failure(AuthFailure(code: .noUser)) }
+        // Every user id travels in a hand-off, a log line and the stats: bounded here, once.
+        guard userID.utf8.count <= Handoff.maximumUserIDBytes else { return .failure(AuthFailure(code: .userIDTooLong)) }
+        return .success(identity)
+    }
+
+    /// A verified token's identity as a publisher's: it must hold the publisher claim.
+    public static func asPublisher(_ identity: Identity) -> Result<Identity, AuthFailure> {
+        identity.isPublisher ? .success(identity) : .failure(AuthFailure(code: .notPublisher))
     }
 }
 

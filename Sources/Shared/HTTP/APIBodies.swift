@@ -20,6 +20,9 @@ public struct TopicsResponse: Codable, Sendable, Equatable {
 public struct SuccessBody: Codable, Sendable, Equatable {
     public var success = true
     public init() {}
+
+    /// The body encoded, once: every accepted publish is answered with it.
+    public static let encoded = HubJSON.encode(SuccessBody())
 }
 
 public struct ConnectedEventData: Codable, Sendable, Equatable {

@@ -16,8 +16,16 @@ public struct HTTPResponses: Sendable {
         _ body: some Encodable, status: HTTPResponseStatus = .ok, origin: String?,
         extraHeaders: [(String, String)] = [], context: ChannelHandlerContext
     ) {
-        var buffer = context.channel.allocator.buffer(capacity: 128)
-        buffer.writeString(HubJSON.encode(body))
+        json(encoded: HubJSON.encode(body), status: status, origin: origin, extraHeaders: extraHeaders, context: context)
+    }
+
+    /// A body already encoded (`HubJSON.encode`): for an answer that never changes, encoded once.
+    public func json(
+        encoded body: String, status: HTTPResponseStatus = .ok, origin: String?,
+        extraHeaders: [(String, String)] = [], context: ChannelHandlerContext
+    ) {
+        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+        buffer.writeString(body)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
         headers.add(name: "Content-Length", value: String(buffer.readableBytes))

@@ -7,7 +7,8 @@ import Shared
 /// What the supervisor answers itself: health, and the publishers' API. Called on the control plane's loop
 /// (the supervisor's one event loop serves these connections too).
 struct SupervisorAPI: Sendable {
-    let verifier: TokenVerifier
+    /// Verifies the publishers' tokens, remembering them: a backend presents the same one publish after publish.
+    let publisherTokens: NIOLoopBound<CachingTokenVerifier>
     let plane: NIOLoopBound<ControlPlane>
     let responses: HTTPResponses
     let logger: Logger
@@ -84,8 +85,12 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
     }
 
     private func answer(_ body: some Encodable, status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
+        answer(encoded: HubJSON.encode(body), status: status, context: context)
+    }
+
+    private func answer(encoded body: String, status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
         answered = true
-        api.responses.json(body, status: status, origin: origin(head), context: context)
+        api.responses.json(encoded: body, status: status, origin: origin(head), context: context)
     }
 
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -117,7 +122,7 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
                     let (handler, context) = bound.value
                     guard context.channel.isActive else { return }
                     switch result {
-                    case .success: handler.answer(SuccessBody(), context: context)
+                    case .success: handler.answer(encoded: SuccessBody.encoded, context: context)
                     case .failure(let error): handler.answer(error, context: context)
                     }
                 }
@@ -170,7 +175,7 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
         let token = TokenLocation.token(
             target: head.uri, authorization: head.headers.first(name: "authorization"),
             xAuthToken: head.headers.first(name: "x-auth-token"))
-        switch api.verifier.verifyPublisher(token) {
+        switch api.publisherTokens.value.verifyPublisher(token) {
         case .success: next(self, context)
         case .failure(let failure):
             api.logger.debug("publisher token refused", metadata: AuthLog.metadata(failure))

@@ -130,9 +130,13 @@ public struct SupervisorRuntime: Sendable {
             plane.upgrade?.metricsListener = metricsListener
             return NIOLoopBound(plane, eventLoop: eventLoop)
         }.get()
+        // Publishers are few: a small cache holds every token they use at once, while --token-cache-size 0 still
+        // turns caching off.
+        let publisherTokens = try await eventLoop.submit {
+            NIOLoopBound(CachingTokenVerifier(verifier: verifier, capacity: min(c.tokenCacheSize, 1024)), eventLoop: eventLoop)
+        }.get()
         let api = SupervisorAPI(
-            verifier: verifier, plane: plane, responses: HTTPResponses(cors: c.stream.corsPolicy),
-            logger: logger)
+            publisherTokens: publisherTokens, plane: plane, responses: HTTPResponses(cors: c.stream.corsPolicy), logger: logger)
         let localServer = LocalHTTPServer(
             group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)), open: localConnections)
         if let metricsListener {
