@@ -241,6 +241,7 @@ final class AcceptReactor: Service, Sendable {
         private func letConnectionsGather(waited: Duration) {
             let window = reactor.limits.batchWindow
             guard window > .zero, waited < window else { return }
+            reactor.router.metrics.acceptBatchWaits.increment()
             Syscall.sleep(for: window)
         }
 

@@ -60,6 +60,8 @@ public final class HostMetrics: Sendable {
     }
 
     public let connectionsAccepted: Tally
+    /// Turns after which the accept thread let connections gather (`--accept-batch-us`).
+    public let acceptBatchWaits: Tally
     private let refusals: [Refusal: Tally]
     /// From accept to the descriptor passed to the worker.
     public let handoffDuration: Timer
@@ -81,6 +83,7 @@ public final class HostMetrics: Sendable {
 
     public init(shardCount: Int, factory: any MetricsFactory) {
         connectionsAccepted = Tally("sse_hub_connections_accepted_total", factory: factory)
+        acceptBatchWaits = Tally("sse_hub_accept_batch_waits_total", factory: factory)
         refusals = Dictionary(
             uniqueKeysWithValues: Refusal.allCases.map {
                 ($0, Tally("sse_hub_connections_refused_total", [("reason", $0.rawValue)], factory: factory))
