@@ -54,6 +54,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Microseconds the accept thread lets new connections gather after a turn that took some, while they keep arriving, so that each wake-up of the supervisor and of a worker serves several; at most this is added to a connection's set-up; 0 turns it off.")
     var acceptBatchUs: Int = 3000
 
+    @Option(help: "Seconds a publisher's connection may stay open, idle, for its next request (a publish, stats or presence request with a publisher's token keeps it); 0 closes every connection after its answer.")
+    var keepaliveTimeout: Int = 30
+
     @Option(help: "Seconds a worker may leave the supervisor's pings unanswered before it is killed as hung and restarted (an overloaded host delays healthy workers by seconds).")
     var workerHangTimeout: Int = 15
 
@@ -83,6 +86,7 @@ struct Serve: AsyncParsableCommand {
         guard headTimeout > 0 else { throw ValidationError("--head-timeout must be positive") }
         guard (0...100_000).contains(acceptBatchUs) else { throw ValidationError("--accept-batch-us must be 0 to 100000") }
         guard (0...10_000_000).contains(tokenCacheSize) else { throw ValidationError("--token-cache-size must be 0 to 10000000") }
+        guard (0...3600).contains(keepaliveTimeout) else { throw ValidationError("--keepalive-timeout must be 0 to 3600 seconds") }
         guard (3...600).contains(workerHangTimeout) else { throw ValidationError("--worker-hang-timeout must be 3 to 600 seconds") }
         guard workerWaitMs >= 0 else { throw ValidationError("--worker-wait-ms must not be negative") }
         guard (10...10_000).contains(workerRestartDelayMs) else { throw ValidationError("--worker-restart-delay-ms must be 10 to 10000") }
@@ -156,6 +160,7 @@ struct Serve: AsyncParsableCommand {
             logLevel: logLevel, stream: stream)
         configuration.tokenCacheSize = tokenCacheSize
         configuration.acceptBatchWindow = .microseconds(acceptBatchUs)
+        configuration.keepAliveTimeout = keepaliveTimeout > 0 ? .seconds(keepaliveTimeout) : nil
         configuration.metricsListenAddress = metricsListen
         configuration.keySources = keySources
         configuration.workerHangTimeout = .seconds(workerHangTimeout)

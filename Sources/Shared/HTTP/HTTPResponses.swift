@@ -5,8 +5,9 @@ import NIOHTTP1
 /// as `HTTPServerResponsePart`s: `HTTPResponsePartEncoder` (or NIO's `HTTPResponseEncoder`, which writes the same
 /// bytes for these answers) turns them into bytes.
 ///
-/// Every non-stream response closes its connection afterwards: a connection reaches a worker for one
-/// request only, so a pooled connection can never carry a second user's request to the wrong shard.
+/// A non-stream response closes its connection afterwards unless it is given `keepAlive`: a connection reaches a
+/// worker for one request only, so a pooled connection can never carry a second user's request to the wrong shard.
+/// Only the supervisor keeps connections open, for a publisher's next request (`SupervisorHTTPHandler`).
 public struct HTTPResponses: Sendable {
     public var cors: CORSPolicy
 
@@ -19,26 +20,34 @@ public struct HTTPResponses: Sendable {
         json(encoded: HubJSON.encode(body), status: status, origin: origin, extraHeaders: extraHeaders, context: context)
     }
 
-    /// A body already encoded (`HubJSON.encode`): for an answer that never changes, encoded once.
+    /// A body already encoded (`HubJSON.encode`): for an answer that never changes, encoded once. With `keepAlive`
+    /// (the idle time the server allows, said in `Keep-Alive: timeout=`), the connection stays open.
     public func json(
         encoded body: String, status: HTTPResponseStatus = .ok, origin: String?,
-        extraHeaders: [(String, String)] = [], context: ChannelHandlerContext
+        extraHeaders: [(String, String)] = [], keepAlive: TimeAmount? = nil, context: ChannelHandlerContext
     ) {
         var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
         buffer.writeString(body)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
         headers.add(name: "Content-Length", value: String(buffer.readableBytes))
-        headers.add(name: "Connection", value: "close")
+        if let keepAlive {
+            // HTTP/1.1 keeps a connection by default; the hint lets a client close an idle one before the server does.
+            headers.add(name: "Keep-Alive", value: "timeout=\(keepAlive.nanoseconds / 1_000_000_000)")
+        } else {
+            headers.add(name: "Connection", value: "close")
+        }
         headers.add(contentsOf: cors.responseHeaders(origin: origin) + extraHeaders)
-        write(status: status, headers: headers, body: buffer, context: context)
+        write(status: status, headers: headers, body: buffer, closing: keepAlive == nil, context: context)
     }
 
-    public func error(_ error: APIError, origin: String?, context: ChannelHandlerContext) {
+    public func error(_ error: APIError, origin: String?, keepAlive: TimeAmount? = nil, context: ChannelHandlerContext) {
         let status = HTTPResponseStatus(statusCode: error.status)
         var extra: [(String, String)] = []
         if let allow = error.allow { extra.append(("Allow", allow)) }
-        json(FailureBody(msg: error.message), status: status, origin: origin, extraHeaders: extra, context: context)
+        json(
+            encoded: HubJSON.encode(FailureBody(msg: error.message)), status: status, origin: origin, extraHeaders: extra,
+            keepAlive: keepAlive, context: context)
     }
 
     public func preflight(route: APIRoute, origin: String?, context: ChannelHandlerContext) {
@@ -46,15 +55,16 @@ public struct HTTPResponses: Sendable {
         var headers = HTTPHeaders()
         headers.add(name: "Connection", value: "close")
         headers.add(contentsOf: cors.preflightHeaders(origin: origin, route: route))
-        write(status: .noContent, headers: headers, body: nil, context: context)
+        write(status: .noContent, headers: headers, body: nil, closing: true, context: context)
     }
 
-    private func write(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?, context: ChannelHandlerContext) {
+    private func write(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?, closing: Bool, context: ChannelHandlerContext) {
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
         if let body {
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
         }
+        guard closing else { return context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil) }
         let channel = context.channel
         context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).assumeIsolated().whenComplete { _ in
             channel.close(promise: nil)

@@ -18,19 +18,21 @@ struct LocalHTTPServer: Sendable {
     let logger: Logger
     /// A request must arrive whole within this time (`--request-timeout`), or it is answered 408.
     var requestTimeout: TimeAmount = .seconds(30)
+    /// How long a publisher's connection may idle between requests (`--keepalive-timeout`); nil: one request each.
+    var keepAliveTimeout: TimeAmount? = .seconds(30)
     /// Every connection served here, while it is open.
     var open = OpenConnections()
 
     /// Adopts `fd` (its unread request still in the socket) into an HTTP/1 pipeline.
     func serve(_ fd: CInt, disposition: LocalHTTPServer.Disposition) {
-        let (timeout, open) = (requestTimeout, open)
+        let (timeout, keepAlive, open) = (requestTimeout, keepAliveTimeout, open)
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 open.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     // Without NIO's error handler, whose 400 is plain text: SupervisorHTTPHandler answers in JSON.
-                    try channel.pipeline.syncOperations.addHandlers(
-                        HTTPResponses.oneRequestCodec() + [SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout)])
+                    let handler = SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout, keepAliveTimeout: keepAlive)
+                    try channel.pipeline.syncOperations.addHandlers(HTTPResponses.oneRequestCodec() + [HTTPServerPipelineHandler(), handler])
                 }
             }
             .withConnectedSocket(fd)

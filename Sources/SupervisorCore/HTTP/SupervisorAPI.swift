@@ -40,28 +40,62 @@ struct SupervisorAPI: Sendable {
     }
 }
 
-/// One request on a connection the supervisor serves itself. The connection closes after the answer.
-final class SupervisorHTTPHandler: ChannelInboundHandler {
+/// The requests of a connection the supervisor serves itself. The connection closes after the answer, except after
+/// a publisher's (its token verified, the request read whole, HTTP/1.1 keep-alive): then it stays open for the next
+/// request, up to `keepAliveTimeout` idle, so a backend that publishes often pays for one connection, not one a
+/// publish. `HTTPServerPipelineHandler`, in front, holds a pipelined request back until the one before is answered,
+/// and closes the connection at the end of an answer once it is asked to quiesce (`OpenConnections.drain`).
+final class SupervisorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let api: SupervisorAPI
     private let disposition: LocalHTTPServer.Disposition
     private let requestTimeout: TimeAmount
+    /// `--keepalive-timeout`; nil: every answer closes its connection.
+    private let keepAliveTimeout: TimeAmount?
     private var head: HTTPRequestHead?
     private var body = BodyCollector()
     private var answered = false
+    /// This request arrived whole (its `.end`): an answer before that leaves bytes unread, so it closes.
+    private var requestComplete = false
+    /// This request's publisher token verified: only then may its answer keep the connection.
+    private var publisherVerified = false
+    /// Requests answered on this connection before the current one (later ones never passed the accept thread).
+    private var requestsAnswered = 0
+    /// The current request's deadline, or the kept connection's idle one.
+    private var deadline: Scheduled<Void>?
 
-    init(api: SupervisorAPI, disposition: LocalHTTPServer.Disposition, requestTimeout: TimeAmount) {
+    init(api: SupervisorAPI, disposition: LocalHTTPServer.Disposition, requestTimeout: TimeAmount, keepAliveTimeout: TimeAmount?) {
         self.api = api
         self.disposition = disposition
         self.requestTimeout = requestTimeout
+        self.keepAliveTimeout = keepAliveTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        ConnectionDeadline.schedule(context, after: requestTimeout) { [self] in
-            if answered { context.close(promise: nil) } else { answer(.requestTimeout, context: context) }
+        awaitRequest(context: context)
+    }
+
+    /// The timer goes with the connection: it must not keep the pipeline and a request body alive (it did, for 30 s,
+    /// which made a burst of publishes of 60 KB hold 300 MB in the supervisor).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// A request must arrive whole within `requestTimeout` of its start (or of the connection's, for the first).
+    private func awaitRequest(context: ChannelHandlerContext) {
+        setDeadline(after: requestTimeout, context: context) { handler, context in
+            if handler.answered { context.close(promise: nil) } else { handler.answer(.requestTimeout, context: context) }
         }
+    }
+
+    private func setDeadline(
+        after timeout: TimeAmount, context: ChannelHandlerContext, expired: @escaping (SupervisorHTTPHandler, ChannelHandlerContext) -> Void
+    ) {
+        deadline?.cancel()
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in expired(self, context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -69,10 +103,12 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
         switch Self.unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
+            if requestsAnswered > 0 { awaitRequest(context: context) }
             if body.refuses(requestHead) { answer(.bodyTooLarge, context: context) }
         case .body(let chunk):
             if !body.append(chunk) { answer(.bodyTooLarge, context: context) }
         case .end:
+            requestComplete = true
             if let head { handle(head, context: context) }
         }
     }
@@ -80,8 +116,8 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
     private func origin(_ head: HTTPRequestHead?) -> String? { head?.headers.first(name: "origin") }
 
     private func answer(_ error: APIError, context: ChannelHandlerContext) {
-        answered = true
-        api.responses.error(error, origin: origin(head), context: context)
+        let (origin, keepAlive) = (origin(head), finishRequest(context: context))
+        api.responses.error(error, origin: origin, keepAlive: keepAlive, context: context)
     }
 
     private func answer(_ body: some Encodable, status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
@@ -89,8 +125,26 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
     }
 
     private func answer(encoded body: String, status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
-        answered = true
-        api.responses.json(encoded: body, status: status, origin: origin(head), context: context)
+        let (origin, keepAlive) = (origin(head), finishRequest(context: context))
+        api.responses.json(encoded: body, status: status, origin: origin, keepAlive: keepAlive, context: context)
+    }
+
+    /// Called as the answer is about to be written. A connection that stays open is made ready for the next request
+    /// first (the pipeline handler may hand it over while the answer is written), and closed if it idles too long.
+    /// Returns the idle timeout to announce, or nil if the answer closes the connection.
+    private func finishRequest(context: ChannelHandlerContext) -> TimeAmount? {
+        guard let keepAliveTimeout, publisherVerified, requestComplete, let head, head.version == .http1_1, head.isKeepAlive else {
+            answered = true
+            return nil
+        }
+        self.head = nil
+        body = BodyCollector()
+        answered = false
+        requestComplete = false
+        publisherVerified = false
+        requestsAnswered += 1
+        setDeadline(after: keepAliveTimeout, context: context) { _, context in context.close(promise: nil) }
+        return keepAliveTimeout
     }
 
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -146,8 +200,12 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
                 }
             }
         case .route(.stream), .route(.subscribe), .route(.unsubscribe):
-            // Not reached: `RoutingDecision` hands these to a worker. Refused rather than served without a token check.
-            answer(APIError(status: 400, "Malformed request head"), context: context)
+            // A first request of these never gets here (`RoutingDecision` hands it to a worker, with the connection).
+            // A later one on a kept connection cannot follow: RFC 9110's 421 tells the client to send it on another.
+            guard requestsAnswered > 0 else { return answer(APIError(status: 400, "Malformed request head"), context: context) }
+            answer(
+                APIError(status: 421, "Stream and topic requests need a connection of their own; send this one on a new connection"),
+                context: context)
         }
     }
 
@@ -176,7 +234,9 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
             target: head.uri, authorization: head.headers.first(name: "authorization"),
             xAuthToken: head.headers.first(name: "x-auth-token"))
         switch api.publisherTokens.value.verifyPublisher(token) {
-        case .success: next(self, context)
+        case .success:
+            publisherVerified = true
+            next(self, context)
         case .failure(let failure):
             api.logger.debug("publisher token refused", metadata: AuthLog.metadata(failure))
             answer(APIError(failure), context: context)
@@ -184,9 +244,14 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // The head was read whole by the supervisor's own reader, so what SwiftNIO's parser can still refuse is
-        // the body (chunk framing): answered like every other error.
-        guard !answered, error is HTTPParserError else { return context.close(promise: nil) }
-        answer(APIError(status: 400, "Malformed request body"), context: context)
+        // A first request's head was read whole by the supervisor's own reader, so what SwiftNIO's parser can still
+        // refuse there is the body (chunk framing); a later request's head is SwiftNIO's alone to read. Answered like
+        // every other error, and the connection closes.
+        guard !answered, error is HTTPParserError else {
+            api.logger.debug("a connection the supervisor serves failed; closed", metadata: ["error": "\(error)"])
+            return context.close(promise: nil)
+        }
+        publisherVerified = false
+        answer(APIError(status: 400, head == nil ? "Malformed request head" : "Malformed request body"), context: context)
     }
 }

@@ -29,6 +29,8 @@ public struct SupervisorRuntime: Sendable {
         public var tokenCacheSize = 65_536
         /// How long the accept thread lets connections gather after a busy turn (`--accept-batch-us`); zero: never.
         public var acceptBatchWindow = Duration.microseconds(3000)
+        /// How long a publisher's connection may idle between requests (`--keepalive-timeout`); nil: one request each.
+        public var keepAliveTimeout: Duration? = .seconds(30)
         /// A worker silent this long is killed and restarted (`--worker-hang-timeout`).
         public var workerHangTimeout: Duration = .seconds(15)
         /// How long a dead worker's shard waits before it starts another (`--worker-restart-delay-ms`).
@@ -138,7 +140,8 @@ public struct SupervisorRuntime: Sendable {
         let api = SupervisorAPI(
             publisherTokens: publisherTokens, plane: plane, responses: HTTPResponses(cors: c.stream.corsPolicy), logger: logger)
         let localServer = LocalHTTPServer(
-            group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)), open: localConnections)
+            group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)),
+            keepAliveTimeout: c.keepAliveTimeout.map { TimeAmount($0) }, open: localConnections)
         if let metricsListener {
             try await MetricsServer.start(listener: metricsListener, group: group, registry: registry, plane: plane, logger: logger)
             try await eventLoop.submit { plane.value.startMetricsSampling() }.get()

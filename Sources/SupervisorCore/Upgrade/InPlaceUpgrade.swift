@@ -163,6 +163,9 @@ private final class HandOver {
             try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
             stoppedReading.append(channel)
         }
+        // Publishers' connections kept between requests close now (or after the answer under way): the new program
+        // cannot take over SwiftNIO's channels, and a publisher reconnects, to it, for its next publish.
+        resources.localConnections.drain()
         let open = resources.localConnections.count
         if open > 0 { logger.debug("upgrade: waiting for the requests the supervisor serves", metadata: ["open": "\(open)"]) }
     }

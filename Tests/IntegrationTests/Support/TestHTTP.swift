@@ -15,6 +15,9 @@ struct ConnectionState: Sendable {
     var events: [SSEEvent] = []
     var ended = false
     var closed = false
+    /// Every response completed so far, in order (a kept connection carries several).
+    var responses: [TestHTTP.Response] = []
+    var responseBodyStart = 0
 }
 
 /// The state, shared between the channel's handler and the test.
@@ -45,12 +48,16 @@ final class TestConnection: Sendable {
                 switch part {
                 case .head(let head):
                     state.status = Int(head.status.code)
+                    state.headers = [:]
                     for (name, value) in head.headers { state.headers[name.lowercased()] = value }
                 case .body(let buffer):
                     state.body += buffer.readableBytesView
                     state.events += state.parser.feed(buffer.readableBytesView)
                 case .end:
                     state.ended = true
+                    state.responses.append(
+                        TestHTTP.Response(status: state.status ?? 0, headers: state.headers, body: Array(state.body[state.responseBodyStart...])))
+                    state.responseBodyStart = state.body.count
                 }
             }
         }
@@ -85,9 +92,12 @@ final class TestConnection: Sendable {
 
     var snapshot: ConnectionState { record.state.withLock { $0 } }
 
-    func send(_ bytes: [UInt8]) async throws {
-        // The response decoder pairs each response with a request it saw written: tell it about this one.
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")), promise: nil)
+    /// Sends `bytes`, which hold `requests` requests (more than one: pipelined).
+    func send(_ bytes: [UInt8], requests: Int = 1) async throws {
+        // The response decoder pairs each response with a request it saw written: tell it about these.
+        for _ in 0..<requests {
+            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")), promise: nil)
+        }
         let promise = channel.eventLoop.makePromise(of: Void.self)
         channel.pipeline.fireUserInboundEventTriggered(RawSender.Send(bytes: ByteBuffer(bytes: bytes), promise: promise))
         try await promise.futureResult.get()
@@ -120,6 +130,18 @@ final class TestConnection: Sendable {
 
     func close() async {
         try? await channel.close()
+    }
+
+    /// Waits until `count` responses have completed on this connection; returns them all, in order.
+    func responses(_ count: Int, timeout: Duration = .seconds(10)) async throws -> [TestHTTP.Response] {
+        try await waitUntil("\(count) responses", timeout: timeout) {
+            let state = self.snapshot
+            if state.closed && state.responses.count < count {
+                throw TimedOut(description: "connection closed after \(state.responses.count) of \(count) responses")
+            }
+            return state.responses.count >= count
+        }
+        return snapshot.responses
     }
 
     /// Waits until the response is complete (or the connection closed after a status line).
