@@ -66,6 +66,9 @@ SCENARIOS = [
     Scenario("idle-100k", 100000, 1, 1, 6, True),
     # The Node/Express service being replaced (one process) and Pushpin, at a size they hold.
     Scenario("broadcast-5k-10/s", 5000, 100, 10, 2, False, peers=("nchan", "node", "pushpin"), max_connecting=50),
+    # The publish path itself: one stream, so a delivered event is a publish (each on a new connection, as sse-bench
+    # publishes), and its server CPU is that of accepting, reading, routing and answering it, and of the one delivery.
+    Scenario("publish-1-stream-1000/s", 1, 5000, 1000, 2, False),
     # One event a second: both servers keep up, so the storm is what is measured (at 10/s nchan falls behind).
     Scenario("resume-storm-20k", 20000, 30, 1, 2, False, max_connecting=512, common=STORM),
     Scenario("resume-storm-20k-5000/s", 20000, 30, 1, 2, False, max_connecting=512, common=STORM_5K),
@@ -232,6 +235,15 @@ class Pushpin(Peer):
 
 
 SERVERS = {"nchan": Nchan, "node": Node, "pushpin": Pushpin}
+
+
+def children(pid):
+    return [int(child) for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def process_tree(pid):
+    """`pid` and its descendants."""
+    return [pid] + [process for child in children(pid) for process in process_tree(child)]
 
 
 def raise_nofile():

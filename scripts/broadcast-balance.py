@@ -43,19 +43,10 @@ VARIANTS = {
 SERVER_CPU, LOAD_TOOL_CPU = "0", "1"
 
 
-def children(pid):
-    return [int(child) for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
-
-
-def process_tree(pid):
-    """`pid` and its descendants."""
-    return [pid] + [process for child in children(pid) for process in process_tree(child)]
-
-
 def descriptors_per_child(pid):
     """The descriptors each child of `pid` holds: its share of the streams."""
     counts = []
-    for child in children(pid):
+    for child in bench.children(pid):
         try:
             counts.append(len(os.listdir(f"/proc/{child}/fd")))
         except OSError:
@@ -71,7 +62,7 @@ def run(server, sample, pinned):
     def started(pid):
         nonlocal sampler
         if pinned:
-            for process in process_tree(pid):
+            for process in bench.process_tree(pid):
                 subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPU, str(process)], check=True, capture_output=True)
         if sample:
             # The streams are open a few seconds in (5,000 at 5,000 a second), while the events go out for ten.
