@@ -15,11 +15,15 @@ final class OpenConnections: Sendable {
         channel.closeFuture.whenComplete { _ in _ = self.open.withLock { $0.removeValue(forKey: key) } }
     }
 
-    /// Asks every connection to finish: one between requests closes now, one being answered once its answer is
-    /// written (`HTTPServerPipelineHandler` quiesces; it also turns that answer's keep-alive into `close`).
+    /// Asks every connection to finish (`Drain`).
     func drain() {
         for channel in open.withLock({ Array($0.values) }) {
-            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            channel.pipeline.fireUserInboundEventTriggered(Drain())
         }
     }
+
+    /// Finish: a kept connection between two requests closes now; any other answers the request it has, or is about to
+    /// read, and closes. Not NIO's `ChannelShouldQuiesceEvent`: `HTTPServerPipelineHandler` closes at once a connection
+    /// whose first request it has not read yet (adopted a moment ago), which would drop that request unanswered.
+    struct Drain: Sendable {}
 }

@@ -43,9 +43,10 @@ struct SupervisorAPI: Sendable {
 /// The requests of a connection the supervisor serves itself. The connection closes after the answer, except after
 /// a publisher's (its token verified, the request read whole, HTTP/1.1 keep-alive): then it stays open for the next
 /// request, up to `keepAliveTimeout` idle, so a backend that publishes often pays for one connection, not one a
-/// publish. `HTTPServerPipelineHandler`, in front, holds a pipelined request back until the one before is answered,
-/// and closes the connection at the end of an answer once it is asked to quiesce (`OpenConnections.drain`).
-final class SupervisorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// publish. `HTTPServerPipelineHandler`, in front, holds a pipelined request back until the one before is answered.
+/// An in-place upgrade drains the connections (`OpenConnections.Drain`): a kept one between requests closes at once,
+/// any other after its answer.
+final class SupervisorHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -63,6 +64,8 @@ final class SupervisorHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
     private var publisherVerified = false
     /// Requests answered on this connection before the current one (later ones never passed the accept thread).
     private var requestsAnswered = 0
+    /// Asked to finish (`OpenConnections.Drain`): no answer keeps the connection any more.
+    private var draining = false
     /// The current request's deadline, or the kept connection's idle one.
     private var deadline: Scheduled<Void>?
 
@@ -96,6 +99,14 @@ final class SupervisorHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
     ) {
         deadline?.cancel()
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in expired(self, context) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is OpenConnections.Drain else { return context.fireUserInboundEventTriggered(event) }
+        draining = true
+        // Between two requests of a kept connection (its next head not arrived): nothing is owed, so it closes. A
+        // connection that has not answered its first request yet owes that answer, even if none of it was read.
+        if requestsAnswered > 0, head == nil, !answered { context.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -133,7 +144,7 @@ final class SupervisorHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
     /// first (the pipeline handler may hand it over while the answer is written), and closed if it idles too long.
     /// Returns the idle timeout to announce, or nil if the answer closes the connection.
     private func finishRequest(context: ChannelHandlerContext) -> TimeAmount? {
-        guard let keepAliveTimeout, publisherVerified, requestComplete, let head, head.version == .http1_1, head.isKeepAlive else {
+        guard let keepAliveTimeout, !draining, publisherVerified, requestComplete, let head, head.version == .http1_1, head.isKeepAlive else {
             answered = true
             return nil
         }
