@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "bench.py"))

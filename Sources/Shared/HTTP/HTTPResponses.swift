@@ -15,9 +15,11 @@ public struct HTTPResponses: Sendable {
 
     public func json(
         _ body: some Encodable, status: HTTPResponseStatus = .ok, origin: String?,
-        extraHeaders: [(String, String)] = [], context: ChannelHandlerContext
+        extraHeaders: [(String, String)] = [], keepAlive: TimeAmount? = nil, context: ChannelHandlerContext
     ) {
-        json(encoded: HubJSON.encode(body), status: status, origin: origin, extraHeaders: extraHeaders, context: context)
+        json(
+            encoded: HubJSON.encode(body), status: status, origin: origin, extraHeaders: extraHeaders, keepAlive: keepAlive,
+            context: context)
     }
 
     /// A body already encoded (`HubJSON.encode`): for an answer that never changes, encoded once. With `keepAlive`
@@ -45,9 +47,7 @@ public struct HTTPResponses: Sendable {
         let status = HTTPResponseStatus(statusCode: error.status)
         var extra: [(String, String)] = []
         if let allow = error.allow { extra.append(("Allow", allow)) }
-        json(
-            encoded: HubJSON.encode(FailureBody(msg: error.message)), status: status, origin: origin, extraHeaders: extra,
-            keepAlive: keepAlive, context: context)
+        json(FailureBody(msg: error.message), status: status, origin: origin, extraHeaders: extra, keepAlive: keepAlive, context: context)
     }
 
     public func preflight(route: APIRoute, origin: String?, context: ChannelHandlerContext) {
