@@ -59,6 +59,25 @@ import Testing
         #expect(preflight == Self.preflight)
     }
 
+    /// `100 Continue` is a status line alone, whichever encoder writes it; an expectation other than 100-continue
+    /// is refused (417), and HTTP/1.0's are ignored (RFC 9110 §10.1.1).
+    @Test(arguments: 0..<encoders.count) func anExpectedContinueIsAStatusLineAlone(encoder: Int) throws {
+        let responses = HTTPResponses(cors: Self.cors)
+        func head(_ expect: [String], version: HTTPVersion = .http1_1) -> HTTPRequestHead {
+            HTTPRequestHead(version: version, method: .POST, uri: "/", headers: HTTPHeaders(expect.map { ("Expect", $0) }))
+        }
+        var refusals: [APIError?] = []
+        let written = try Self.written(through: Self.encoders[encoder]()) { context in
+            for expect in [["100-continue"], ["100-CONTINUE"], [], ["100-continue", "100-continue"], ["100-continue, x"], ["x"]] {
+                refusals.append(responses.meetExpectation(of: head(expect), context: context))
+            }
+            refusals.append(responses.meetExpectation(of: head(["100-continue"], version: .http1_0), context: context))
+            refusals.append(responses.meetExpectation(of: head(["x"], version: .http1_0), context: context))
+        }
+        #expect(written == String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 3))
+        #expect(refusals == [nil, nil, nil, nil, .expectationFailed, .expectationFailed, nil, nil])
+    }
+
     @Test func rawAnswersAreTodaysBytes() {
         let refused = RawAnswerHandler.error(
             status: 429, message: "Too many", extraHeaders: [("Retry-After", "1")] + Self.cors.responseHeaders(origin: nil))

@@ -62,6 +62,8 @@ final class OperatorRequestHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body = BodyCollector()
     private var awaiting: EventLoopFuture<Void>?
+    /// Answered from its head alone (an unmet `Expect`): the rest of the request is not read.
+    private var refused = false
 
     init(plane: NIOLoopBound<ControlPlane>, api: SupervisorAPI, fd: CInt, awaiting: EventLoopFuture<Void>?) {
         self.plane = plane
@@ -82,10 +84,14 @@ final class OperatorRequestHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard awaiting == nil else { return }
+        guard awaiting == nil, !refused else { return }
         switch Self.unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
+            if let unmet = responses.meetExpectation(of: requestHead, context: context) {
+                refused = true
+                responses.error(unmet, origin: nil, context: context)
+            }
         case .body(let chunk):
             body.append(chunk)
         case .end:

@@ -18,6 +18,8 @@ struct ConnectionState: Sendable {
     /// Every response completed so far, in order (a kept connection carries several).
     var responses: [TestHTTP.Response] = []
     var responseBodyStart = 0
+    /// Interim (1xx) answers' statuses, in order: `100 Continue` to a request that waits for it.
+    var interim: [Int] = []
 }
 
 /// The state, shared between the channel's handler and the test.
@@ -46,6 +48,8 @@ final class TestConnection: Sendable {
             let part = Self.unwrapInboundIn(data)
             record.state.withLock { state in
                 switch part {
+                case .head(let head) where (100..<200).contains(head.status.code) && head.status != .switchingProtocols:
+                    state.interim.append(Int(head.status.code))
                 case .head(let head):
                     state.status = Int(head.status.code)
                     state.headers = [:]
@@ -81,7 +85,7 @@ final class TestConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         RawSender(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)),
                         Recorder(record),
                     ])
                 }
