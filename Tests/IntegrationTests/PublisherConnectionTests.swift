@@ -72,6 +72,22 @@ struct PublisherConnectionTests {
         try await waitUntil("the refused connection to close") { user.snapshot.closed }
     }
 
+    /// The accept thread bounds only a connection's first head; SwiftNIO bounds a kept connection's later ones to the
+    /// same `--max-head-bytes`, with the same answer.
+    @Test func aLaterRequestsHeadOverTheLimitIsAnswered431() async throws {
+        let hub = try await HubProcess.start(workers: 1, arguments: ["--max-head-bytes", "4096"])
+        defer { Task { try await hub.stop() } }
+        let connection = try await TestConnection.open(port: hub.port)
+        defer { Task { await connection.close() } }
+        try await connection.send(try await publishBytes(hub, toKept(1), headers: ["X-Padding": String(repeating: "p", count: 3000)]))
+        #expect(try await connection.responses(1)[0].status == 200)
+        try await connection.send(try await publishBytes(hub, toKept(2), headers: ["X-Padding": String(repeating: "p", count: 5000)]))
+        let refused = try await connection.responses(2)[1]
+        #expect(refused.status == 431 && refused.headers["connection"] == "close", "\(refused.status) \(refused.text)")
+        try await waitUntil("the server to close the connection") { connection.snapshot.closed }
+        #expect(try await hub.publish(toKept(3)).status == 200)
+    }
+
     @Test func anIdleKeptConnectionClosesAfterTheKeepAliveTimeout() async throws {
         let hub = try await HubProcess.start(workers: 1, arguments: ["--keepalive-timeout", "1"])
         defer { Task { try await hub.stop() } }

@@ -96,6 +96,8 @@ public struct APIError: Error, Sendable, Equatable {
     public static let malformedJSON = APIError(status: 400, "Malformed JSON body")
     public static let bodyTooLarge = APIError(status: 413, "Request body over 64 KiB")
     public static let notFound = APIError(status: 404, "Not found")
+    /// Over `--max-head-bytes`.
+    public static let headTooLarge = APIError(status: 431, "Request head too large")
     /// An `Expect` field asking for something other than `100-continue` (RFC 9110 §10.1.1).
     public static let expectationFailed = APIError(status: 417, "Only the expectation 100-continue is supported")
     /// A request (its body, usually) that did not arrive whole within `--request-timeout`.

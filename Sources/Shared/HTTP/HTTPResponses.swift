@@ -109,11 +109,16 @@ extension HTTPResponses {
     /// The HTTP codec of a connection that serves one request and then closes: SwiftNIO's request decoder, and
     /// the answers written by `ResponseHead` (through `HTTPResponsePartEncoder`), the one writer of a response head.
     /// `forwardingLeftOverBytes`: bytes behind the request (a pipelined second one) reach the handler instead of
-    /// being dropped.
-    public static func oneRequestCodec(forwardingLeftOverBytes: Bool = false) -> [any ChannelHandler] {
-        [
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: forwardingLeftOverBytes ? .forwardBytes : .dropBytes)),
-            HTTPResponsePartEncoder(),
-        ]
+    /// being dropped. `maximumHeadBytes` bounds a head's header fields (names and values), for heads no reader
+    /// before SwiftNIO's has bounded: a kept connection's later requests. Past it, SwiftNIO's parser fails with
+    /// `HTTPParserError.headerOverflow`.
+    public static func oneRequestCodec(forwardingLeftOverBytes: Bool = false, maximumHeadBytes: Int? = nil) -> [any ChannelHandler] {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        if let maximumHeadBytes {
+            limits.maxHeaderFieldSize = maximumHeadBytes
+            limits.maxHeaderListSize = maximumHeadBytes
+        }
+        let decoder = HTTPRequestDecoder(leftOverBytesStrategy: forwardingLeftOverBytes ? .forwardBytes : .dropBytes, limitConfiguration: limits)
+        return [ByteToMessageHandler(decoder), HTTPResponsePartEncoder()]
     }
 }

@@ -114,7 +114,7 @@ struct ConnectionRouter: Sendable {
         switch reason {
         case .headTooLarge:
             metrics.refused(.headTooLarge)
-            localServer.reject(fd, APIError(status: 431, "Request head too large"), origin: nil)
+            localServer.reject(fd, .headTooLarge, origin: nil)
         case .headTimeout:
             metrics.refused(.headTimeout)
             localServer.reject(fd, APIError(status: 408, "Request head not received in time"), origin: nil)

@@ -20,19 +20,23 @@ struct LocalHTTPServer: Sendable {
     var requestTimeout: TimeAmount = .seconds(30)
     /// How long a publisher's connection may idle between requests (`--keepalive-timeout`); nil: one request each.
     var keepAliveTimeout: TimeAmount? = .seconds(30)
+    /// `--max-head-bytes`: the accept thread holds a first request's head to it; SwiftNIO holds a kept connection's
+    /// later ones (their header fields), which no other reader sees.
+    var maximumHeadBytes = 8192
     /// Every connection served here, while it is open.
     var open = OpenConnections()
 
     /// Adopts `fd` (its unread request still in the socket) into an HTTP/1 pipeline.
     func serve(_ fd: CInt, disposition: LocalHTTPServer.Disposition) {
-        let (timeout, keepAlive, open) = (requestTimeout, keepAliveTimeout, open)
+        let (timeout, keepAlive, open, maximumHeadBytes) = (requestTimeout, keepAliveTimeout, open, maximumHeadBytes)
         ClientBootstrap(group: group)
             .channelInitializer { channel in
                 open.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     // Without NIO's error handler, whose 400 is plain text: SupervisorHTTPHandler answers in JSON.
                     let handler = SupervisorHTTPHandler(api: api, disposition: disposition, requestTimeout: timeout, keepAliveTimeout: keepAlive)
-                    try channel.pipeline.syncOperations.addHandlers(HTTPResponses.oneRequestCodec() + [HTTPServerPipelineHandler(), handler])
+                    let codec = HTTPResponses.oneRequestCodec(maximumHeadBytes: maximumHeadBytes)
+                    try channel.pipeline.syncOperations.addHandlers(codec + [HTTPServerPipelineHandler(), handler])
                 }
             }
             .withConnectedSocket(fd)

@@ -267,6 +267,9 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
             return context.close(promise: nil)
         }
         publisherVerified = false
+        if case .headerOverflow = error as? HTTPParserError {
+            return answer(.headTooLarge, context: context)
+        }
         answer(APIError(status: 400, head == nil ? "Malformed request head" : "Malformed request body"), context: context)
     }
 }

@@ -141,7 +141,7 @@ public struct SupervisorRuntime: Sendable {
             publisherTokens: publisherTokens, plane: plane, responses: HTTPResponses(cors: c.stream.corsPolicy), logger: logger)
         let localServer = LocalHTTPServer(
             group: group, api: api, logger: logger, requestTimeout: .seconds(Int64(c.stream.requestTimeout)),
-            keepAliveTimeout: c.keepAliveTimeout.map { TimeAmount($0) }, open: localConnections)
+            keepAliveTimeout: c.keepAliveTimeout.map { TimeAmount($0) }, maximumHeadBytes: c.maximumHeadBytes, open: localConnections)
         if let metricsListener {
             try await MetricsServer.start(listener: metricsListener, group: group, registry: registry, plane: plane, logger: logger)
             try await eventLoop.submit { plane.value.startMetricsSampling() }.get()
