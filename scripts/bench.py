@@ -69,6 +69,8 @@ SCENARIOS = [
     # The publish path itself: one stream, so a delivered event is a publish (each on a new connection, as sse-bench
     # publishes), and its server CPU is that of accepting, reading, routing and answering it, and of the one delivery.
     Scenario("publish-1-stream-1000/s", 1, 5000, 1000, 2, False),
+    # The same publishes on kept connections, as a backend's HTTP client sends them (every server keeps them).
+    Scenario("publish-1-stream-1000/s-kept", 1, 5000, 1000, 2, False, common=("--publish-connections", "kept")),
     # One event a second: both servers keep up, so the storm is what is measured (at 10/s nchan falls behind).
     Scenario("resume-storm-20k", 20000, 30, 1, 2, False, max_connecting=512, common=STORM),
     Scenario("resume-storm-20k-5000/s", 20000, 30, 1, 2, False, max_connecting=512, common=STORM_5K),

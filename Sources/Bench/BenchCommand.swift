@@ -77,6 +77,13 @@ struct RunBench: AsyncParsableCommand {
         }
     }
 
+    @Option(help: "new (one connection per publish) or kept (connections kept between publishes, as a backend's HTTP client keeps them).")
+    var publishConnections: PublishConnections = .new
+
+    enum PublishConnections: String, ExpressibleByArgument, Sendable {
+        case new, kept
+    }
+
     @Option(help: "Events to publish.")
     var events = 20
 
@@ -212,7 +219,8 @@ struct RunBench: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let publisher = Publisher(
-            target: target, publishPorts: ports.isEmpty ? [target.publishPort] : ports, group: group, publisherToken: publisherToken)
+            target: target, publishPorts: ports.isEmpty ? [target.publishPort] : ports, group: group, publisherToken: publisherToken,
+            keptConnections: publishConnections == .kept)
         let cpuBefore = server?.cpuSeconds()
         let publishStart = MonotonicClock.nanoseconds()
         let (reloadEvery, serverPid, workersOnlySocket) = (self.reloadEvery, self.serverPid, self.reloadWorkersOnly)
@@ -270,6 +278,7 @@ struct RunBench: AsyncParsableCommand {
                 latencyMilliseconds: BenchReport.Latency(.merging(results.compactMap(\.burstLatency)), scale: 1000))
         }
         report.kernel = BenchReport.Kernel(before: kernelBefore, idle: kernelIdle, connections: report.established)
+        report.publishConnections = publishConnections.rawValue
         if let idleCPU { report.serverIdleCPUPercent = idleCPU.cpuSeconds / idleCPU.seconds * 100 }
         if json {
             let encoder = JSONEncoder()

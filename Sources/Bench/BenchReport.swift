@@ -25,6 +25,8 @@ struct BenchReport: Codable {
     var channels: Int
     var events: Int
     var publishRate: Double
+    /// `--publish-connections`: new (one per publish) or kept.
+    var publishConnections = "new"
     var established: Int
     var failed: Int
     var closedEarly: Int
@@ -206,7 +208,7 @@ struct BenchReport: Codable {
             "target            \(target), \(streams) streams, \(processes) load process(es), \(channels == 0 ? "broadcast" : "\(channels) channels")",
             "connections       \(established) established, \(failed) failed, \(closedEarly) closed early; \(f(connectsPerSecond, 0))/s",
             "time to open      p50 \(f(timeToOpenMilliseconds.p50, 2)) ms, p99 \(f(timeToOpenMilliseconds.p99, 2)) ms, max \(f(timeToOpenMilliseconds.max, 2)) ms",
-            "publishes         \(publishesSucceeded) accepted, \(publishesFailed) failed, \(f(publishRate))/s"
+            "publishes         \(publishesSucceeded) accepted, \(publishesFailed) failed, \(f(publishRate))/s, \(publishConnections) connections"
                 + (reloads > 0 ? "; \(reloads) reloads (SIGHUP) meanwhile" : ""),
             "deliveries        \(delivered) of \(expectedDeliveries); lost \(lost), duplicated \(duplicated), reordered \(reordered) (against the publisher's numbering), delivery orders \(deliveryOrders) (distinct orders the complete streams of a channel saw)",
             "latency           p50 \(f(latencyMilliseconds.p50, 2)) ms, p99 \(f(latencyMilliseconds.p99, 2)) ms, p99.9 \(f(latencyMilliseconds.p999, 2)) ms, max \(f(latencyMilliseconds.max, 2)) ms",

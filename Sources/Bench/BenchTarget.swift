@@ -65,10 +65,13 @@ struct BenchTarget: Codable, Sendable {
     /// One publish request: `sequence` and the send time travel in the event's data.
     /// With `toUser`, `channel` names a user (sse-hub and the Node service publish with `userId`; nchan and
     /// Pushpin have a channel per user).
-    func publishRequest(channel: String?, toUser: Bool = false, sequence: Int, sentAt: UInt64, publisherToken: String?) -> ByteBuffer {
+    /// With `keepingConnection`, the request leaves its connection open for the next one (HTTP/1.1's default).
+    func publishRequest(
+        channel: String?, toUser: Bool = false, sequence: Int, sentAt: UInt64, publisherToken: String?, keepingConnection: Bool = false
+    ) -> ByteBuffer {
         let data = #"{"seq":\#(sequence),"t":\#(sentAt)}"#
         let path: String
-        var headers = "Host: \(host):\(publishPort)\r\nConnection: close\r\n"
+        var headers = "Host: \(host):\(publishPort)\r\n" + (keepingConnection ? "" : "Connection: close\r\n")
         let body: String
         switch kind {
         case .sseHub, .node:

@@ -3,7 +3,7 @@ import NIOHTTP1
 import NIOPosix
 
 /// One request on its own connection, answered with its status code (0 when the connection closed first):
-/// how the load tool publishes (sse-hub closes a connection after each such answer).
+/// how the load tool publishes with `--publish-connections new` (its default).
 enum OneShotRequest {
     static func send(_ request: ByteBuffer, host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<Int> {
         let promise = group.next().makePromise(of: Int.self)

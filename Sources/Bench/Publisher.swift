@@ -4,20 +4,23 @@ import NIOPosix
 import Shared
 import Synchronization
 
-/// Publishes numbered events at a fixed rate, one connection per publish (sse-hub closes after each answer), to
-/// each of `publishPorts` in turn (the hosts of a cluster; one port otherwise).
+/// Publishes numbered events at a fixed rate to each of `publishPorts` in turn (the hosts of a cluster; one port
+/// otherwise): one connection per publish, or, with `keptConnections`, on connections kept between publishes, as a
+/// backend's HTTP client does.
 final class Publisher: Sendable {
     let target: BenchTarget
     let publishPorts: [Int]
     let group: any EventLoopGroup
     let publisherToken: String?
+    private let kept: KeptConnections?
     private let outcomes = Mutex((succeeded: 0, failed: 0))
 
-    init(target: BenchTarget, publishPorts: [Int], group: any EventLoopGroup, publisherToken: String?) {
+    init(target: BenchTarget, publishPorts: [Int], group: any EventLoopGroup, publisherToken: String?, keptConnections: Bool = false) {
         self.target = target
         self.publishPorts = publishPorts
         self.group = group
         self.publisherToken = publisherToken
+        kept = keptConnections ? KeptConnections(host: target.host, loop: group.next()) : nil
     }
 
     var succeeded: Int { outcomes.withLock { $0.succeeded } }
@@ -37,7 +40,8 @@ final class Publisher: Sendable {
             let sequence = channels > 0 ? index / channels : index
             publish(
                 target.publishRequest(
-                    channel: channel, toUser: toUsers, sequence: sequence, sentAt: MonotonicClock.nanoseconds(), publisherToken: publisherToken),
+                    channel: channel, toUser: toUsers, sequence: sequence, sentAt: MonotonicClock.nanoseconds(), publisherToken: publisherToken,
+                    keepingConnection: kept != nil),
                 port: publishPorts[index % publishPorts.count])
         }
         // Wait for the answers still in flight.
@@ -48,7 +52,8 @@ final class Publisher: Sendable {
     }
 
     private func publish(_ request: ByteBuffer, port: Int) {
-        OneShotRequest.send(request, host: target.host, port: port, group: group).whenSuccess { status in
+        let answer = kept?.send(request, port: port) ?? OneShotRequest.send(request, host: target.host, port: port, group: group)
+        answer.whenSuccess { status in
             self.outcomes.withLock { (200..<300).contains(status) ? ($0.succeeded += 1) : ($0.failed += 1) }
         }
     }

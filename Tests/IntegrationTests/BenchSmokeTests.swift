@@ -53,6 +53,28 @@ struct BenchSmokeTests {
         #expect(report["duplicated"] as? Int == 0)
     }
 
+    /// `--publish-connections kept` publishes as a backend's HTTP client does: the hub accepts the streams'
+    /// connections and a handful for 200 publishes, not one each (the hub's own count, from `/metrics`).
+    @Test func aPublisherKeepingItsConnectionsPublishesOnAFew() async throws {
+        let metricsPort = try HubProcess.freePort()
+        let hub = try await HubProcess.start(workers: 2, arguments: ["--metrics-listen", "127.0.0.1:\(metricsPort)"])
+        defer { Task { try await hub.stop() } }
+        func accepted() async throws -> Int {
+            let exposition = try await TestHTTP.request(port: metricsPort, "GET", "/metrics").text
+            let line = exposition.split(separator: "\n").first { $0.hasPrefix("sse_hub_connections_accepted_total ") }
+            return try #require(line.flatMap { Int($0.split(separator: " ")[1]) })
+        }
+        let before = try await accepted()
+        let report = try await runBench(
+            hub, ["--streams", "100", "--mode", "users", "--events", "200", "--rate", "200", "--publish-connections", "kept"])
+        #expect(report["publishConnections"] as? String == "kept")
+        #expect(report["publishesSucceeded"] as? Int == 200 && report["delivered"] as? Int == 200)
+        #expect(report["lost"] as? Int == 0 && report["duplicated"] as? Int == 0 && report["reordered"] as? Int == 0)
+        // The streams' 100 connections (users mode subscribes to no topic), and the publisher's.
+        let publishers = try await accepted() - before - 100
+        #expect(publishers >= 1 && publishers <= 20, "\(publishers) connections for 200 publishes")
+    }
+
     @Test func aReconnectStormResumesEveryStreamWithoutLosingAnEvent() async throws {
         let hub = try await HubProcess.start(workers: 2)
         defer { Task { try await hub.stop() } }

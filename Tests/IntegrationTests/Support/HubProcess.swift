@@ -134,11 +134,20 @@ final class HubProcess: Sendable {
         return stream
     }
 
-    /// SIGTERM, then waits for the exit; returns the exit status.
+    /// SIGTERM, then waits for the exit; returns the exit status. A supervisor still running 20 s later is killed
+    /// (its workers with it: they die with their parent), so no test leaves one behind holding a port, and the error
+    /// says so, with the end of its log.
     @discardableResult
     func stop() async throws -> Int32 {
         if process.isRunning { process.terminate() }
-        try await waitUntil("the supervisor to exit", timeout: .seconds(20)) { !self.process.isRunning }
+        do {
+            try await waitUntil("the supervisor to exit", timeout: .seconds(20)) { !self.process.isRunning }
+        } catch {
+            kill(process.processIdentifier, SIGKILL)
+            try? await waitUntil("the killed supervisor to exit") { !self.process.isRunning }
+            let tail = log.split(separator: "\n").suffix(30).joined(separator: "\n")
+            throw TimedOut(description: "the supervisor did not exit within 20 s of SIGTERM (killed); its log ended:\n\(tail)")
+        }
         return process.terminationStatus
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// Several real hosts (supervisors with their workers, each on its own loopback port) sharing one event log in a
 /// private PostgreSQL server.
@@ -16,9 +17,12 @@ struct TestCluster: Sendable {
     static func name(_ index: Int) -> String { ["host-a", "host-b", "host-c", "host-d", "host-e"][index] }
 
     /// Stops every host, then the database (and removes its directory). Tests call it at their end: a `defer`'s
-    /// task may not run before the test process exits, and a leaked cluster would load the tests after it.
+    /// task may not run before the test process exits, and a leaked cluster would load the tests after it. A host
+    /// that does not stop on SIGTERM is a failure of the test (it is killed, so it leaks nothing either).
     func stop() async {
-        for host in hosts { _ = try? await host.stop() }
+        for (index, host) in hosts.enumerated() {
+            do { try await host.stop() } catch { Issue.record(error, "stopping \(Self.name(index))") }
+        }
         try? await postgres.stopServer()
         postgres.removeDirectory()
     }
