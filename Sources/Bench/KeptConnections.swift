@@ -24,14 +24,16 @@ final class KeptConnections: Sendable {
     func send(_ request: ByteBuffer, port: Int) -> EventLoopFuture<Int> {
         loop.flatSubmit { [self] in
             let promise = loop.makePromise(of: Int.self)
-            if let channel = idle.value[port]?.popLast() {
+            // Skips a connection already closed (the server's idle timeout; Node's is 5 s) and not yet forgotten.
+            while let channel = idle.value[port]?.popLast() {
+                guard channel.isActive else { continue }
                 write(request, on: channel, answer: promise)
-            } else {
-                open(port: port).whenComplete { result in
-                    switch result {
-                    case .success(let channel): self.write(request, on: channel, answer: promise)
-                    case .failure: promise.succeed(0)
-                    }
+                return promise.futureResult
+            }
+            open(port: port).whenComplete { result in
+                switch result {
+                case .success(let channel): self.write(request, on: channel, answer: promise)
+                case .failure: promise.succeed(0)
                 }
             }
             return promise.futureResult
@@ -54,7 +56,7 @@ final class KeptConnections: Sendable {
 
     private func write(_ request: ByteBuffer, on channel: any Channel, answer: EventLoopPromise<Int>) {
         guard let handler = try? channel.pipeline.syncOperations.handler(type: AnswerHandler.self), channel.isActive else {
-            return answer.succeed(0)  // closed by the server while idle
+            return answer.succeed(0)  // closed before the request could be written
         }
         handler.awaiting = answer
         RequestSink.send(request, on: channel)
