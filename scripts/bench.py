@@ -66,6 +66,9 @@ SCENARIOS = [
     Scenario("idle-100k", 100000, 1, 1, 6, True),
     # The Node/Express service being replaced (one process) and Pushpin, at a size they hold.
     Scenario("broadcast-5k-10/s", 5000, 100, 10, 2, False, peers=("nchan", "node", "pushpin"), max_connecting=50),
+    # The same read by two load processes, one a core as each server has a worker a core: one load process takes about
+    # as long to read a broadcast from all 5,000 streams as a server takes to write it, so its median is the reader's.
+    Scenario("broadcast-5k-10/s-2-readers", 5000, 100, 10, 2, False, max_connecting=50, common=("--processes", "2")),
     # The publish path itself: one stream, so a delivered event is a publish (each on a new connection, as sse-bench
     # publishes), and its server CPU is that of accepting, reading, routing and answering it, and of the one delivery.
     Scenario("publish-1-stream-1000/s", 1, 5000, 1000, 2, False),

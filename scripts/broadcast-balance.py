@@ -9,7 +9,11 @@ the load tool during a broadcast: a lower median, a later p99. The "pinned" vari
 the server's processes on CPU 0, the load tool on CPU 1 (`taskset`), so no server can use the reader's core, as no
 server can use its remote clients' cores.
 
-    python3 scripts/broadcast-balance.py [RUNS]     (default 4; the release build in .build-release)
+The "2 readers" variants read the streams with two load processes instead of one: one alone takes about as long to
+read a broadcast as a server takes to write it, so the median measures the reader.
+
+    python3 scripts/broadcast-balance.py [RUNS [VARIANT ...]]     (default 4 runs of every variant; the release
+                                                                   build in .build-release)
 """
 import importlib.util
 import os
@@ -30,14 +34,19 @@ class NchanReusePort(bench.Nchan):
         return dict(super().env(), NCHAN_REUSEPORT="1")
 
 
-# name: (server, pinned)
+# Two load processes, one a core: one alone reads a broadcast about as slowly as a server writes it.
+TWO_READERS = SCENARIO._replace(common=tuple(SCENARIO.common) + ("--processes", "2"))
+
+# name: (server, pinned, scenario)
 VARIANTS = {
-    "nchan": (lambda: bench.Nchan(2), False),
-    "nchan (SO_REUSEPORT)": (lambda: NchanReusePort(2), False),
-    "sse-hub, 2 workers": (lambda: bench.Hub(2), False),
-    "sse-hub, 1 worker": (lambda: bench.Hub(1), False),
-    "nchan, pinned": (lambda: bench.Nchan(2), True),
-    "sse-hub, 2 workers, pinned": (lambda: bench.Hub(2), True),
+    "nchan": (lambda: bench.Nchan(2), False, SCENARIO),
+    "nchan (SO_REUSEPORT)": (lambda: NchanReusePort(2), False, SCENARIO),
+    "sse-hub, 2 workers": (lambda: bench.Hub(2), False, SCENARIO),
+    "sse-hub, 1 worker": (lambda: bench.Hub(1), False, SCENARIO),
+    "nchan, pinned": (lambda: bench.Nchan(2), True, SCENARIO),
+    "sse-hub, 2 workers, pinned": (lambda: bench.Hub(2), True, SCENARIO),
+    "nchan, 2 readers": (lambda: bench.Nchan(2), False, TWO_READERS),
+    "sse-hub, 2 workers, 2 readers": (lambda: bench.Hub(2), False, TWO_READERS),
 }
 SERVER_CPU, LOAD_TOOL_CPU = "0", "1"
 
@@ -53,7 +62,7 @@ def descriptors_per_child(pid):
     return sorted(counts, reverse=True)
 
 
-def run(server, sample, pinned):
+def run(server, sample, pinned, scenario=SCENARIO):
     """The report of one run, and (with `sample`) the descriptors each worker process held mid-run."""
     spread = []
     sampler = None
@@ -69,7 +78,7 @@ def run(server, sample, pinned):
             sampler.start()
 
     try:
-        report = bench.run_once(server, SCENARIO, prefix=["taskset", "-c", LOAD_TOOL_CPU] if pinned else [], started=started)
+        report = bench.run_once(server, scenario, prefix=["taskset", "-c", LOAD_TOOL_CPU] if pinned else [], started=started)
     finally:
         if sampler:
             sampler.cancel()  # a run that failed before the sample
@@ -79,10 +88,11 @@ def run(server, sample, pinned):
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 4
-    results = {name: [] for name in VARIANTS}
+    chosen = {name: variant for name, variant in VARIANTS.items() if len(sys.argv) <= 2 or name in sys.argv[2:]}
+    results = {name: [] for name in chosen}
     for index in range(runs):
-        for name, (make, pinned) in VARIANTS.items():
-            report, spread = run(make(), sample=name.startswith("nchan"), pinned=pinned)
+        for name, (make, pinned, scenario) in chosen.items():
+            report, spread = run(make(), sample=name.startswith("nchan"), pinned=pinned, scenario=scenario)
             latency = report["latencyMilliseconds"]
             results[name].append((latency["p50"], latency["p99"], report["serverCPUMicrosecondsPerEvent"]))
             extra = f", descriptors per nginx worker {spread}" if spread else ""
