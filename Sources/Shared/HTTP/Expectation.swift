@@ -29,6 +29,13 @@ public enum Expectation: Equatable, Sendable {
 }
 
 extension HTTPResponses {
+    /// What a request's head alone settles before its body is read, in the order that matters: a body announced over
+    /// `body`'s limit is refused (413) before any `100 Continue`, so the client need not send it; then the `Expect`
+    /// field is met (`meetExpectation`). Returns the refusal to answer, if any.
+    public func refusalBeforeBody(of head: HTTPRequestHead, collecting body: BodyCollector, context: ChannelHandlerContext) -> APIError? {
+        body.refuses(head) ? .bodyTooLarge : meetExpectation(of: head, context: context)
+    }
+
     /// Meets the `Expect` field of a request whose body is still to come: says `100 Continue` to a client that
     /// waits for it. Returns the error to answer instead (417) for an expectation this server cannot meet. Call
     /// after the checks that refuse the request from its head alone: a final answer spares the client its body.

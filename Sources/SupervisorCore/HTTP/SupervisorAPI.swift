@@ -115,10 +115,8 @@ final class SupervisorHTTPHandler: ChannelInboundHandler {
         case .head(let requestHead):
             head = requestHead
             if requestsAnswered > 0 { awaitRequest(context: context) }
-            if body.refuses(requestHead) {
-                answer(.bodyTooLarge, context: context)
-            } else if let unmet = api.responses.meetExpectation(of: requestHead, context: context) {
-                answer(unmet, context: context)
+            if let refusal = api.responses.refusalBeforeBody(of: requestHead, collecting: body, context: context) {
+                answer(refusal, context: context)
             }
         case .body(let chunk):
             if !body.append(chunk) { answer(.bodyTooLarge, context: context) }

@@ -69,10 +69,8 @@ final class TopicRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
                 // The supervisor's reading of the head and SwiftNIO's disagree: serve nothing on a guess.
                 return fail(APIError(status: 400, "Malformed request head"), context: context)
             }
-            if body.refuses(requestHead) {
-                fail(.bodyTooLarge, context: context)
-            } else if let unmet = responses.meetExpectation(of: requestHead, context: context) {
-                fail(unmet, context: context)
+            if let refusal = responses.refusalBeforeBody(of: requestHead, collecting: body, context: context) {
+                fail(refusal, context: context)
             }
         case .body(let chunk):
             if !body.append(chunk) { fail(.bodyTooLarge, context: context) }
