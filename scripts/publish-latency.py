@@ -2,8 +2,8 @@
 """The publish path alone: one stream, one publisher publishing one event after another (each waits for the last's
 answer), against sse-hub and nginx + nchan (one worker each), interleaved. For each way of publishing it prints the
 median time from connecting (or, on a kept connection, sending) to the event arriving on the stream, and the server's
-CPU per publish (every
-thread of the server's processes, from /proc/PID/task/*/schedstat, which counts nanoseconds, not ticks):
+CPU per publish (every thread of the server's processes, from /proc/PID/task/*/schedstat, which counts nanoseconds,
+not ticks):
 
 - on a new connection each time (as sse-bench publishes), or on one connection kept open (HTTP/1.1 keep-alive, as a
   backend's HTTP client does by default);

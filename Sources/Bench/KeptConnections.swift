@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 
 /// Publishes the way a backend's HTTP client does: each request on an idle kept connection to its port if there is
 /// one, on a new connection otherwise, which is kept for the next request unless the server closes it (the answer
@@ -30,7 +29,8 @@ final class KeptConnections: Sendable {
                 write(request, on: channel, answer: promise)
                 return promise.futureResult
             }
-            open(port: port).whenComplete { result in
+            let connection = RequestSink.connect(host: host, port: port, group: loop) { AnswerHandler(pool: self, port: port) }
+            connection.whenComplete { result in
                 switch result {
                 case .success(let channel): self.write(request, on: channel, answer: promise)
                 case .failure: promise.succeed(0)
@@ -38,20 +38,6 @@ final class KeptConnections: Sendable {
             }
             return promise.futureResult
         }
-    }
-
-    private func open(port: Int) -> EventLoopFuture<any Channel> {
-        ClientBootstrap(group: loop)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        RequestSink(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
-                        AnswerHandler(pool: self, port: port),
-                    ])
-                }
-            }
-            .connect(host: host, port: port)
     }
 
     private func write(_ request: ByteBuffer, on channel: any Channel, answer: EventLoopPromise<Int>) {

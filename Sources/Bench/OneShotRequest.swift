@@ -7,17 +7,7 @@ import NIOPosix
 enum OneShotRequest {
     static func send(_ request: ByteBuffer, host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<Int> {
         let promise = group.next().makePromise(of: Int.self)
-        ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        RequestSink(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
-                        StatusHandler(promise: promise),
-                    ])
-                }
-            }
-            .connect(host: host, port: port)
+        RequestSink.connect(host: host, port: port, group: group) { StatusHandler(promise: promise) }
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
@@ -61,6 +51,22 @@ final class RequestSink: ChannelOutboundHandler, Sendable {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         promise?.succeed()
+    }
+
+    /// A connection to `host:port` whose pipeline takes raw requests (`send`): this sink, SwiftNIO's response decoder,
+    /// then the handler `answers` makes, which reads the responses.
+    static func connect(
+        host: String, port: Int, group: any EventLoopGroup, answers: @escaping @Sendable () -> any ChannelHandler
+    ) -> EventLoopFuture<any Channel> {
+        ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        RequestSink(), ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)), answers(),
+                    ])
+                }
+            }
+            .connect(host: host, port: port)
     }
 
     /// On `channel`'s event loop.
